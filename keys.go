@@ -1,0 +1,104 @@
+package dynaguard
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// MinSecretLen is the shortest secret a [Keyring] accepts, in bytes.
+const MinSecretLen = 32
+
+// Purpose names what a derived key is for. Keys derived for different
+// purposes are independent: knowing one says nothing about another.
+type Purpose string
+
+// The purposes dynaguard's components derive keys for.
+const (
+	PurposeSessionID         Purpose = "session-id"         // HMAC of session tokens into table keys
+	PurposeSessionEncryption Purpose = "session-encryption" // AEAD of session data at rest
+	PurposeNonceHash         Purpose = "nonce-hash"         // securecookie hash key of nonce tokens and the browser cookie
+	PurposeNonceBlock        Purpose = "nonce-block"        // securecookie encryption key of the browser cookie
+	PurposeTokenHash         Purpose = "token-hash"         // keyed hashes of one-time tokens and idempotency scopes
+	PurposePasswordPepper    Purpose = "password-pepper"    // HMAC pepper applied before password hashing
+)
+
+// ErrSecretTooShort is returned for a secret shorter than MinSecretLen.
+var ErrSecretTooShort = errors.New("dynaguard: secret must be at least 32 bytes")
+
+// Keyring turns the application's secrets — the current one first, previous
+// ones kept while data made with them may still be presented — into
+// independent per-purpose keys with HKDF-SHA256. One setting (for example
+// DYNAGUARD_SECRET) thus keys every component, and rotating it rotates all of
+// them: new material is made with the current secret, and material made with
+// a previous one is still accepted until that secret is dropped.
+type Keyring struct {
+	secrets [][]byte
+}
+
+// NewKeyring returns a Keyring for the current secret and any previous ones.
+// Each must be at least MinSecretLen bytes of high-entropy randomness.
+func NewKeyring(current []byte, previous ...[]byte) (*Keyring, error) {
+	all := append([][]byte{current}, previous...)
+	k := &Keyring{secrets: make([][]byte, len(all))}
+	for i, s := range all {
+		if len(s) < MinSecretLen {
+			return nil, fmt.Errorf("%w (secret %d has %d)", ErrSecretTooShort, i, len(s))
+		}
+		k.secrets[i] = append([]byte(nil), s...)
+	}
+	return k, nil
+}
+
+// ParseKeyring reads hex secrets separated by commas, current first — the
+// format of DYNAGUARD_SECRET.
+func ParseKeyring(hexSecrets string) (*Keyring, error) {
+	parts := strings.Split(strings.TrimSpace(hexSecrets), ",")
+	secrets := make([][]byte, 0, len(parts))
+	for i, p := range parts {
+		b, err := hex.DecodeString(strings.TrimSpace(p))
+		if err != nil {
+			return nil, fmt.Errorf("dynaguard: secret %d is not hex: %w", i, err)
+		}
+		secrets = append(secrets, b)
+	}
+	return NewKeyring(secrets[0], secrets[1:]...)
+}
+
+// DerivedKey is a 32-byte key for one purpose, from one secret of the
+// keyring. ID names it without revealing it (for example the pepper version
+// stored beside a password hash).
+type DerivedKey struct {
+	ID     string
+	Secret []byte
+}
+
+// Keys returns the keys for purpose, the current one first.
+func (k *Keyring) Keys(purpose Purpose) []DerivedKey {
+	out := make([]DerivedKey, len(k.secrets))
+	for i, s := range k.secrets {
+		out[i] = derive(s, purpose)
+	}
+	return out
+}
+
+// Key returns the current key for purpose.
+func (k *Keyring) Key(purpose Purpose) DerivedKey {
+	return derive(k.secrets[0], purpose)
+}
+
+var keyringSalt = []byte("dynaguard keyring v1")
+
+func derive(secret []byte, purpose Purpose) DerivedKey {
+	key, err := hkdf.Key(sha256.New, secret, keyringSalt, "dynaguard/"+string(purpose), 32)
+	if err != nil {
+		// Only possible for an output length over 255*32 bytes.
+		panic(err)
+	}
+	idk, _ := hkdf.Key(sha256.New, key, nil, "dynaguard/key-id", 6)
+	return DerivedKey{ID: base64.RawURLEncoding.EncodeToString(idk), Secret: key}
+}
