@@ -23,8 +23,9 @@ const (
 	PurposeSessionEncryption Purpose = "session-encryption" // AEAD of session data at rest
 	PurposeNonceHash         Purpose = "nonce-hash"         // securecookie hash key of nonce tokens and the browser cookie
 	PurposeNonceBlock        Purpose = "nonce-block"        // securecookie encryption key of the browser cookie
-	PurposeTokenHash         Purpose = "token-hash"         // keyed hashes of one-time tokens and idempotency scopes
+	PurposeTokenHash         Purpose = "token-hash"         // keyed hashes of one-time tokens
 	PurposePasswordPepper    Purpose = "password-pepper"    // HMAC pepper applied before password hashing
+	PurposeIdempotencySeal   Purpose = "idempotency-seal"   // AEAD of stored idempotent responses at rest
 )
 
 // ErrSecretTooShort is returned for a secret shorter than MinSecretLen.
