@@ -1,0 +1,99 @@
+// Package nonce stops form replay and double submission with single-use
+// tokens that cost nothing to issue and exactly one conditional DynamoDB
+// write to consume.
+//
+// # The attack
+//
+// A form submitted twice runs its action twice: a double click on "Pay", a
+// Back-button resubmission of a transfer, a retried request after a flaky
+// network, or an attacker replaying a captured submission. A reusable CSRF
+// token (gorilla/csrf, nosurf) does not help — it is deliberately valid for
+// the whole session — and [http.CrossOriginProtection] only stops
+// cross-origin requests, not the same browser sending the same form again.
+// This package complements both: every rendered form carries its own token,
+// and each token is accepted once.
+//
+// Because a token is also bound to the browser that received it (through an
+// HttpOnly cookie a cross-site page can neither read nor set) and to its
+// session, it is a CSRF token as well; keep http.CrossOriginProtection in
+// front of it anyway, as defence in depth that costs no storage call.
+//
+// # How it works
+//
+// Issuing ([Token], [Field]) makes no DynamoDB call. A token is a
+// gorilla/securecookie value signed with a key derived from the
+// application's [dynaguard.Keyring], holding:
+//
+//   - a random 128-bit ID,
+//   - the purpose it was issued for (a name of the form, such as "transfer"),
+//   - its expiry (Config.TTL, default 4 hours),
+//   - a keyed hash of a random per-browser secret, kept in an HttpOnly,
+//     Secure, SameSite=Lax, __Host- cookie that [Manager.Handler] sets when
+//     it is missing,
+//   - when a session exists, a keyed hash of the session's ID.
+//
+// Consuming ([Manager.Require], [Manager.Consume]) first checks all of that
+// in memory — a bad token costs no storage call — and then records the
+// consumption with one conditional PutItem:
+//
+//	pk  = "nonce#" + base64url(SHA-256(ID))   condition attribute_not_exists(pk)
+//	ttl = the token's expiry
+//
+// DynamoDB applies conditional writes to an item one at a time, so of any
+// number of concurrent submissions of one token, on any number of
+// instances, exactly one succeeds; the others get [ErrAlreadyUsed]. There is
+// no read before the write: a read-then-write (or get-then-delete) lets two
+// concurrent submissions both see "unused". If the write fails for any other
+// reason — throttling, a DynamoDB error, a timeout — the request is refused
+// with [ErrStorage] (503) and the protected handler does not run.
+//
+// # Several tabs and the Back button
+//
+// Tokens are independent: each rendered form gets its own, any number may be
+// outstanding, and using one never invalidates another, so a user can work
+// in several tabs. Going Back to a submitted form and sending it again
+// yields [ErrAlreadyUsed] ("this form was already submitted", 409) instead
+// of a second payment; reloading the page renders a fresh token.
+//
+// # Sessions and login
+//
+// A token issued inside a session is accepted only in that session (by
+// default the session ID recorded by dynaguard's middleware package in
+// internal/authctx; see Config.Session). A token issued without a session is
+// bound to the browser only. Because a login renews the session ID (as it
+// must, against session fixation), forms rendered before a login — in
+// other tabs — are refused after it with [ErrWrongSession]; the login form
+// itself is consumed before the renewal, and so is a logout form. The
+// same holds after a logout.
+//
+// # Errors
+//
+// Every refusal matches one sentinel: [ErrMissing], [ErrMalformed],
+// [ErrBadSignature], [ErrExpired], [ErrWrongPurpose], [ErrWrongBrowser],
+// [ErrWrongSession], [ErrAlreadyUsed], [ErrStorage], [ErrBodyTooLarge],
+// [ErrBadForm]. [DefaultErrorHandler] answers with a readable HTML page for
+// browsers and problem+json for API clients (reasons in docs/PROBLEMS.md).
+// Config.ErrorHandler can instead re-render the form: the request's form is
+// parsed, so r.PostForm holds what the user typed, and [Field] issues a new
+// token.
+//
+// # Key rotation
+//
+// Tokens and the browser cookie are signed with the current secret of the
+// keyring and accepted with any listed one; a cookie read with a previous
+// secret is re-set with the current one. Rotate by listing the new secret
+// first and keeping the old one for at least Config.TTL.
+//
+// # What a handler must know
+//
+// The token is consumed before the protected handler runs. If the handler
+// then fails (a validation error, a downstream outage), the token is spent:
+// re-render the form with a fresh [Field] rather than asking the user to
+// resubmit the same page. After a 503 for a timeout the write may still have
+// landed, so the same token may then be reported as already used; the
+// ErrorHandler can avoid that too by re-rendering with a fresh token.
+//
+// For operations that must run exactly once whatever the client does —
+// payments called by API clients, webhooks — use the idempotency package,
+// which also returns the first result to a retry.
+package nonce

@@ -1,0 +1,401 @@
+package nonce
+
+import (
+	"crypto/hmac"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/authctx"
+)
+
+// Defaults of [Config].
+const (
+	DefaultTTL          = 4 * time.Hour
+	DefaultFieldName    = "nonce"
+	DefaultHeaderName   = "X-Nonce"
+	DefaultCookieName   = "__Host-dg-nonce"
+	InsecureCookieName  = "dg-nonce" // the default name when Config.InsecureCookie is set
+	DefaultCookieMaxAge = 30 * 24 * time.Hour
+	DefaultMaxBodyBytes = 10 << 20
+)
+
+// Config configures a [Manager]. Table and Keys are required; every other
+// field has a safe default.
+type Config struct {
+	// Table is where consumptions are recorded (one item per used nonce,
+	// under dynaguard.PrefixNonce). Required.
+	Table *dynaguard.Table
+	// Keys signs tokens and the browser cookie, with the keys derived for
+	// dynaguard.PurposeNonceHash and dynaguard.PurposeNonceBlock. Tokens are
+	// issued with the current secret and accepted with any listed one, so
+	// rotating the application secret keeps outstanding forms working until
+	// the previous secret is dropped. Required.
+	Keys *dynaguard.Keyring
+
+	// TTL is how long an issued token may be submitted. Default 4 hours:
+	// long enough for a form left open over lunch. An expired form gets
+	// ErrExpired, which an ErrorHandler can answer by re-rendering the form
+	// with the user's input and a fresh token.
+	TTL time.Duration
+
+	// FieldName is the form field that carries the token. Default "nonce".
+	FieldName string
+	// HeaderName is the request header that carries the token for fetch and
+	// XHR requests. It is read first; the body is not parsed when it is
+	// present. Default "X-Nonce".
+	HeaderName string
+
+	// CookieName names the browser cookie. Default "__Host-dg-nonce": the
+	// __Host- prefix makes browsers refuse it unless it is Secure, host-only
+	// and Path=/, so a sibling subdomain cannot plant its own.
+	CookieName string
+	// CookieMaxAge is the browser cookie's lifetime. The cookie is re-set
+	// with the same secret once half of it has passed, so a browser that
+	// keeps visiting keeps its identity. It must be at least twice TTL.
+	// Default 30 days.
+	CookieMaxAge time.Duration
+	// InsecureCookie drops the Secure attribute and the __Host- prefix (the
+	// default name becomes "dg-nonce") so that the cookie works over plain
+	// HTTP.
+	//
+	// FOR LOCAL DEVELOPMENT ONLY (http://127.0.0.1). Over plain HTTP anyone
+	// on the network path can read the browser secret and the tokens, and a
+	// sibling subdomain can overwrite the cookie. Never set it in
+	// production; New logs a warning when it is set.
+	InsecureCookie bool
+
+	// MaxBodyBytes caps the form body Require and Consume read to find the
+	// token (http.MaxBytesReader); a larger body gets ErrBodyTooLarge (413).
+	// Default 10 MiB. Parts of a multipart form beyond 32 MiB in memory go
+	// to temporary files, as with http.Request.ParseMultipartForm.
+	MaxBodyBytes int64
+
+	// Session returns the current session's ID, or "" when there is none.
+	// Tokens issued inside a session are accepted only in that session.
+	// Default: internal/authctx's session, which dynaguard's middleware
+	// package records (a keyed hash of the session token, never the token).
+	Session func(r *http.Request) string
+
+	// ErrorHandler answers a refused submission; err matches one of the
+	// Err* sentinels. The request's form has been parsed (r.PostForm holds
+	// the user's input) and Token and Field work on r, so the handler can
+	// re-render the form with a fresh token. Default: DefaultErrorHandler.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+	// Clock tells the time. Default: the system clock.
+	Clock dynaguard.Clock
+	// Logger receives one record per refused submission (never a token or
+	// the cookie). Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Manager issues nonce tokens and consumes them. It is safe for concurrent
+// use; any number of Managers (instances of the application) may share one
+// table.
+type Manager struct {
+	table        *dynaguard.Table
+	keys         []keyset
+	ttl          time.Duration
+	fieldName    string
+	headerName   string
+	cookieName   string
+	cookieMaxAge time.Duration
+	insecure     bool
+	maxBody      int64
+	session      func(*http.Request) string
+	onError      func(http.ResponseWriter, *http.Request, error)
+	clock        dynaguard.Clock
+	log          *slog.Logger
+}
+
+// New returns a Manager for cfg. It makes no DynamoDB call.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Table == nil || cfg.Table.Client == nil || cfg.Table.Name == "" {
+		return nil, errors.New("nonce: Config.Table is required")
+	}
+	if cfg.Keys == nil {
+		return nil, errors.New("nonce: Config.Keys is required")
+	}
+	m := &Manager{
+		table:        cfg.Table,
+		ttl:          or(cfg.TTL, DefaultTTL),
+		fieldName:    or(cfg.FieldName, DefaultFieldName),
+		headerName:   or(cfg.HeaderName, DefaultHeaderName),
+		cookieName:   cfg.CookieName,
+		cookieMaxAge: or(cfg.CookieMaxAge, DefaultCookieMaxAge),
+		insecure:     cfg.InsecureCookie,
+		maxBody:      or(cfg.MaxBodyBytes, DefaultMaxBodyBytes),
+		session:      cfg.Session,
+		onError:      cfg.ErrorHandler,
+		clock:        dynaguard.ClockOrSystem(cfg.Clock),
+		log:          cfg.Logger,
+	}
+	if m.cookieName == "" {
+		m.cookieName = DefaultCookieName
+		if m.insecure {
+			m.cookieName = InsecureCookieName
+		}
+	}
+	switch {
+	case m.ttl < 0 || m.cookieMaxAge < 0 || m.maxBody < 0:
+		return nil, errors.New("nonce: TTL, CookieMaxAge and MaxBodyBytes must not be negative")
+	case m.cookieMaxAge < 2*m.ttl:
+		return nil, fmt.Errorf("nonce: CookieMaxAge (%v) must be at least twice TTL (%v)", m.cookieMaxAge, m.ttl)
+	case m.insecure && (strings.HasPrefix(m.cookieName, "__Host-") || strings.HasPrefix(m.cookieName, "__Secure-")):
+		return nil, fmt.Errorf("nonce: cookie %q needs the Secure attribute, which InsecureCookie drops", m.cookieName)
+	}
+	if err := (&http.Cookie{Name: m.cookieName, Value: "x"}).Valid(); err != nil {
+		return nil, fmt.Errorf("nonce: CookieName: %w", err)
+	}
+	if m.session == nil {
+		m.session = func(r *http.Request) string {
+			id, _ := authctx.Session(r.Context())
+			return id
+		}
+	}
+	if m.onError == nil {
+		m.onError = DefaultErrorHandler
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	m.keys = newKeysets(cfg.Keys)
+	if m.insecure {
+		m.log.Warn("nonce: InsecureCookie is set: the browser cookie is not Secure and travels over plain HTTP; use it only for local development")
+	}
+	return m, nil
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Handler makes every request ready to issue tokens: it reads the browser's
+// nonce cookie, sets it when it is missing or invalid, and records the
+// browser secret in the request context, where [Token] and [Field] find it.
+// It never calls DynamoDB and never refuses a request. Put it around the
+// whole router (or at least every page that renders a protected form); it
+// works with any router.
+//
+// It adds "Vary: Cookie" to every response: a page that embeds a token is
+// specific to one browser and must not be served from a shared cache to
+// another.
+func (m *Manager) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, m.prepare(w, r))
+	})
+}
+
+// Require returns middleware that consumes a token issued for purpose on
+// every request with an unsafe method, before next runs. Safe methods (GET,
+// HEAD, OPTIONS, TRACE) pass through unchecked, so one route can both
+// render its form and receive it. A refused request is answered by
+// Config.ErrorHandler and never reaches next.
+//
+// Require also does what Handler does, so a route that re-renders its form
+// (a validation error, or the ErrorHandler) can issue a fresh token.
+//
+// It panics if purpose is empty or longer than 255 bytes: that is a
+// programming error, caught when routes are set up.
+func (m *Manager) Require(purpose string) func(http.Handler) http.Handler {
+	if err := checkPurpose(purpose); err != nil {
+		panic(fmt.Sprintf("nonce: Require(%q): %v", purpose, err))
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r = m.prepare(w, r)
+			if safeMethod(r.Method) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			if err := m.Consume(w, r, purpose); err != nil {
+				m.onError(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func safeMethod(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// Consume verifies the request's token for purpose and records its use. It
+// is what Require runs, for handlers that decide themselves (for example
+// when the purpose depends on the request); unlike Require it checks every
+// method and writes nothing to w on failure.
+//
+// The token is taken from Config.HeaderName, or else from Config.FieldName
+// in a form body (application/x-www-form-urlencoded or multipart/form-data,
+// read through http.MaxBytesReader), never from the URL. The signature,
+// purpose, browser, session and expiry are checked in memory first, so a
+// bad token costs no DynamoDB call; then one conditional PutItem records the
+// consumption. It returns nil only when this call recorded it: at most one
+// submission of a token ever succeeds, across any number of instances.
+// Every error matches one of the Err* sentinels.
+func (m *Manager) Consume(w http.ResponseWriter, r *http.Request, purpose string) error {
+	token, err := m.tokenFrom(w, r)
+	if err != nil {
+		return m.refuse(r, purpose, err, nil)
+	}
+	c, key, err := m.decode(token)
+	if err != nil {
+		return m.refuse(r, purpose, err, nil)
+	}
+	if c.purpose != purpose {
+		return m.refuse(r, purpose, ErrWrongPurpose, nil)
+	}
+	secret, err := m.browserSecret(r)
+	if err != nil {
+		return m.refuse(r, purpose, ErrWrongBrowser, err)
+	}
+	ks := &m.keys[key] // the key that signed the token also keyed its bindings
+	if b := binding(ks.bind, labelBrowser, secret[:]); !hmac.Equal(b[:], c.browser[:]) {
+		return m.refuse(r, purpose, ErrWrongBrowser, nil)
+	}
+	// A token issued without a session is bound to the browser only and is
+	// accepted whatever the session is now. One issued inside a session is
+	// accepted only in that session.
+	if c.hasSession {
+		sid := m.session(r)
+		if sid == "" {
+			return m.refuse(r, purpose, ErrWrongSession, errNoSession)
+		}
+		if b := binding(ks.bind, labelSession, []byte(sid)); !hmac.Equal(b[:], c.session[:]) {
+			return m.refuse(r, purpose, ErrWrongSession, nil)
+		}
+	}
+	expires := time.Unix(c.expires, 0)
+	if !m.clock.Now().Before(expires) {
+		return m.refuse(r, purpose, ErrExpired, nil)
+	}
+	if err := m.consume(r.Context(), &c.id, expires); err != nil {
+		if errors.Is(err, ErrAlreadyUsed) {
+			return m.refuse(r, purpose, ErrAlreadyUsed, nil)
+		}
+		return m.refuse(r, purpose, ErrStorage, err)
+	}
+	return nil
+}
+
+var errNoSession = errors.New("the request has no session")
+
+// refuse logs a refusal and returns it as an *Error.
+func (m *Manager) refuse(r *http.Request, purpose string, kind, cause error) error {
+	err := reject(kind, purpose, cause)
+	level := slog.LevelWarn
+	switch kind {
+	case ErrStorage:
+		level = slog.LevelError
+	case ErrAlreadyUsed, ErrMissing, ErrExpired, ErrBodyTooLarge, ErrBadForm:
+		// Double clicks, stale tabs and clients without a token are routine;
+		// forged, altered or misbound tokens are worth a warning.
+		level = slog.LevelInfo
+	}
+	attrs := []slog.Attr{
+		slog.String("reason", Reason(kind)),
+		slog.String("purpose", purpose),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+	}
+	if cause != nil {
+		attrs = append(attrs, slog.String("err", cause.Error()))
+	}
+	m.log.LogAttrs(r.Context(), level, "nonce: submission refused", attrs...)
+	return err
+}
+
+// tokenFrom finds the submitted token. The header wins, so a JSON body sent
+// by fetch is never parsed as a form.
+func (m *Manager) tokenFrom(w http.ResponseWriter, r *http.Request) (string, error) {
+	if t := r.Header.Get(m.headerName); t != "" {
+		return t, nil
+	}
+	if r.PostForm == nil {
+		if err := m.parseForm(w, r); err != nil {
+			return "", err
+		}
+	}
+	if t := r.PostForm.Get(m.fieldName); t != "" {
+		return t, nil
+	}
+	return "", ErrMissing
+}
+
+// parseForm parses a form body under the size limit, leaving r.PostForm and
+// r.Form (and r.MultipartForm) populated for the handler — or for the
+// ErrorHandler, which can re-render the form with the user's input.
+func (m *Manager) parseForm(w http.ResponseWriter, r *http.Request) error {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if r.Body == nil || (mt != "application/x-www-form-urlencoded" && mt != "multipart/form-data") {
+		return ErrMissing
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, m.maxBody)
+	var err error
+	if mt == "multipart/form-data" {
+		err = r.ParseMultipartForm(min(m.maxBody, multipartMemory))
+	} else {
+		err = r.ParseForm()
+	}
+	if err == nil {
+		return nil
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) || errors.Is(err, multipart.ErrMessageTooLarge) ||
+		err.Error() == "http: POST too large" { // net/http's own 10 MB cap on url-encoded bodies
+		return ErrBodyTooLarge
+	}
+	return ErrBadForm
+}
+
+const multipartMemory = 32 << 20
+
+// Token issues a token for purpose, bound to the requesting browser and, if
+// there is one, to the current session. Put it where script can send it back
+// in Config.HeaderName (a <meta> tag, a JSON response). Every call returns a
+// new token: issue one per rendered form. It makes no DynamoDB call.
+//
+// r must have passed through [Manager.Handler] or [Manager.Require];
+// otherwise Token returns ErrNotPrepared.
+func Token(r *http.Request, purpose string) (string, error) {
+	st := stateFrom(r.Context())
+	if st == nil {
+		return "", ErrNotPrepared
+	}
+	m := st.m
+	return m.issue(&st.secret, m.session(r), purpose, m.clock.Now())
+}
+
+// Field issues a token for purpose, like [Token], as a hidden form field:
+//
+//	<input type="hidden" name="nonce" value="...">
+//
+// Call it once per rendered form, in the handler, and pass the result to the
+// template (or wrap it in a template function bound to r); html/template
+// inserts a template.HTML value as it is.
+func Field(r *http.Request, purpose string) (template.HTML, error) {
+	t, err := Token(r, purpose)
+	if err != nil {
+		return "", err
+	}
+	name := stateFrom(r.Context()).m.fieldName
+	return template.HTML(`<input type="hidden" name="` + template.HTMLEscapeString(name) +
+		`" value="` + template.HTMLEscapeString(t) + `">`), nil
+}
