@@ -26,6 +26,8 @@ const (
 	PurposeTokenHash         Purpose = "token-hash"         // keyed hashes of one-time tokens
 	PurposePasswordPepper    Purpose = "password-pepper"    // HMAC pepper applied before password hashing
 	PurposeIdempotencySeal   Purpose = "idempotency-seal"   // AEAD of stored idempotent responses at rest
+	PurposeSessionAuth       Purpose = "session-auth"       // HMAC binding a login session to the user's credential version and session epoch
+	PurposeThrottleKey       Purpose = "throttle-key"       // keyed hashes of login identifiers and client addresses in throttling counters
 )
 
 // ErrSecretTooShort is returned for a secret shorter than MinSecretLen.
