@@ -1,0 +1,103 @@
+package sessionstore
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"strconv"
+
+	"github.com/dynaguard/dynaguard"
+)
+
+// Session data at rest is sealed with AES-256-GCM under a fresh subkey per
+// write:
+//
+//	nonce   = 24 random bytes
+//	subkey  = HMAC-SHA256(key, "dynaguard/session-seal/v1" || nonce[:12])
+//	data    = nonce || AES-256-GCM(subkey).Seal(iv = nonce[12:], plaintext, ad)
+//	ad      = "dynaguard/session/v1" || 0x00 || pk || 0x00 || exp (decimal Unix ns)
+//
+// A 192-bit random nonce keeps the chance of a nonce reuse negligible however
+// many commits one key seals (plain GCM with 96-bit random nonces must stop
+// at about 2^32 messages per key). The associated data binds the ciphertext
+// to the item's key and precise expiry: ciphertext copied to another session,
+// or an exp attribute pushed later by someone with write access to the table,
+// fails to open, and the session is treated as absent.
+const (
+	nonceLen     = 24
+	sealOverhead = nonceLen + 16 // nonce and GCM tag
+)
+
+var (
+	subkeyLabel = []byte("dynaguard/session-seal/v1")
+	adLabel     = "dynaguard/session/v1\x00"
+)
+
+// errOpen is returned for data that does not authenticate. It never leaves
+// the package: such a session is reported as absent.
+var errOpen = errors.New("sessionstore: session data failed authentication")
+
+// sealKey is one key of PurposeSessionEncryption. ID is stored beside the
+// data so that the right key is found after a rotation.
+type sealKey struct {
+	id  string
+	key []byte
+}
+
+func sealKeys(keys []dynaguard.DerivedKey) []sealKey {
+	out := make([]sealKey, len(keys))
+	for i, k := range keys {
+		out[i] = sealKey{id: k.ID, key: k.Secret}
+	}
+	return out
+}
+
+func (k sealKey) gcm(nonce []byte) (cipher.AEAD, error) {
+	m := hmac.New(sha256.New, k.key)
+	m.Write(subkeyLabel)
+	m.Write(nonce[:12])
+	var sub [sha256.Size]byte
+	block, err := aes.NewCipher(m.Sum(sub[:0]))
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// seal encrypts plaintext for the item pk expiring at exp (Unix ns).
+func (k sealKey) seal(pk string, exp int64, plaintext []byte) ([]byte, error) {
+	out := make([]byte, nonceLen, nonceLen+len(plaintext)+16)
+	rand.Read(out) // never fails (crypto/rand panics instead)
+	aead, err := k.gcm(out)
+	if err != nil {
+		return nil, err
+	}
+	return aead.Seal(out, out[12:nonceLen], plaintext, sealAD(pk, exp)), nil
+}
+
+// open decrypts data sealed by seal for the same pk and exp.
+func (k sealKey) open(pk string, exp int64, data []byte) ([]byte, error) {
+	if len(data) < sealOverhead {
+		return nil, errOpen
+	}
+	aead, err := k.gcm(data)
+	if err != nil {
+		return nil, err
+	}
+	out, err := aead.Open(nil, data[12:nonceLen], data[nonceLen:], sealAD(pk, exp))
+	if err != nil {
+		return nil, errOpen
+	}
+	return out, nil
+}
+
+func sealAD(pk string, exp int64) []byte {
+	ad := make([]byte, 0, len(adLabel)+len(pk)+21)
+	ad = append(ad, adLabel...)
+	ad = append(ad, pk...)
+	ad = append(ad, 0)
+	return strconv.AppendInt(ad, exp, 10)
+}
