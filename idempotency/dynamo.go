@@ -1,0 +1,225 @@
+package idempotency
+
+// Every DynamoDB call of the package is in this file: the claim (one
+// conditional PutItem that also answers duplicates), the lease renewal, the
+// completion and the release — the last three conditional on the owner
+// token of the claim.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynaguard/dynaguard"
+)
+
+// Attribute names of an idempotency record, besides dynaguard.AttrPK and
+// dynaguard.AttrTTL.
+const (
+	attrState   = "state"    // S: "running" or "done"
+	attrOwner   = "owner"    // S: the claim's owner token (running only)
+	attrLease   = "lease_ms" // N: lease expiry in epoch milliseconds (running only)
+	attrFP      = "fp"       // B: SHA-256 fingerprint of the request
+	attrStatus  = "status"   // N: HTTP status (done, HTTP only)
+	attrResp    = "resp"     // B: the stored response (done)
+	attrEnc     = "enc"      // S: "gzip" when resp is compressed
+	attrKID     = "kid"      // S: ID of the key resp is sealed with
+	attrOmitted = "omitted"  // N: length of a body that was too large to keep
+)
+
+// The claim succeeds when the key is free: no record, an expired one, or a
+// running one whose lease has lapsed — and then only for the same request
+// (same fingerprint), so a different payload under a crashed request's key
+// is refused (422) rather than executed in its place.
+const condClaim = dynaguard.CondAbsentOrExpired +
+	" OR (#state = :running AND #lease <= :nowms AND #fp = :fp)"
+
+// Renewal, completion and release hold only while this claim still owns the
+// record. A worker whose lease lapsed and was taken over can therefore never
+// extend, overwrite or delete the new owner's record.
+const condOwner = "#state = :running AND #owner = :owner"
+
+type store struct {
+	tbl *dynaguard.Table
+}
+
+func epochMillis(t time.Time) int64 { return t.UnixMilli() }
+
+// claim writes a running record owned by owner. It returns (nil, nil) when
+// the claim succeeded, the existing record when the key is taken (from the
+// same round trip: ReturnValuesOnConditionCheckFailure=ALL_OLD), and an
+// error when DynamoDB failed — the caller must then refuse the request.
+func (s *store) claim(ctx context.Context, pk string, fp []byte, owner string, now time.Time, lease, retention time.Duration) (*record, error) {
+	_, err := s.tbl.Client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.tbl.Name),
+		Item: map[string]types.AttributeValue{
+			dynaguard.AttrPK:  dynaguard.S(pk),
+			dynaguard.AttrTTL: dynaguard.TTLValue(now.Add(retention)),
+			attrState:         dynaguard.S(stateRunning),
+			attrOwner:         dynaguard.S(owner),
+			attrLease:         dynaguard.N(epochMillis(now.Add(lease))),
+			attrFP:            dynaguard.B(fp),
+		},
+		ConditionExpression:      aws.String(condClaim),
+		ExpressionAttributeNames: dynaguard.ExprNames("#state", attrState, "#lease", attrLease, "#fp", attrFP),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":now":     dynaguard.NowValue(now),
+			":nowms":   dynaguard.N(epochMillis(now)),
+			":running": dynaguard.S(stateRunning),
+			":fp":      dynaguard.B(fp),
+		},
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	if err == nil {
+		return nil, nil
+	}
+	err = dynaguard.Classify(err)
+	var cf *dynaguard.ConditionFailedError
+	if errors.As(err, &cf) {
+		if cf.Item == nil {
+			// The condition failed, so an item existed; DynamoDB always
+			// returns it when asked. Without it there is no safe answer.
+			return nil, fmt.Errorf("%w: claim refused without the stored record", ErrUnavailable)
+		}
+		return parseRecord(cf.Item)
+	}
+	return nil, fmt.Errorf("%w: claim: %w", ErrUnavailable, err)
+}
+
+// renew extends the lease (and the record's expiry, so a handler that runs
+// longer than the retention still holds its key). It returns ErrLeaseLost
+// when the claim no longer owns the record.
+func (s *store) renew(ctx context.Context, pk, owner string, now time.Time, lease, retention time.Duration) error {
+	_, err := s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                aws.String(s.tbl.Name),
+		Key:                      dynaguard.Key(pk),
+		UpdateExpression:         aws.String("SET #lease = :lease, #ttl = :ttl"),
+		ConditionExpression:      aws.String(condOwner),
+		ExpressionAttributeNames: map[string]string{"#state": attrState, "#owner": attrOwner, "#lease": attrLease, "#ttl": dynaguard.AttrTTL},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":running": dynaguard.S(stateRunning),
+			":owner":   dynaguard.S(owner),
+			":lease":   dynaguard.N(epochMillis(now.Add(lease))),
+			":ttl":     dynaguard.TTLValue(now.Add(retention)),
+		},
+	})
+	return ownerResult("renew", err)
+}
+
+// complete turns the claim into a completed record holding the response.
+// The record is kept for the retention from now. It returns ErrLeaseLost
+// when the claim no longer owns the record (nothing is written then), and
+// an error matching dynaguard.ErrItemTooLarge when DynamoDB refused the
+// item's size.
+func (s *store) complete(ctx context.Context, pk, owner string, now time.Time, retention time.Duration, st stored) error {
+	values := map[string]types.AttributeValue{
+		":running": dynaguard.S(stateRunning),
+		":owner":   dynaguard.S(owner),
+		":done":    dynaguard.S(stateDone),
+		":ttl":     dynaguard.TTLValue(now.Add(retention)),
+		":resp":    dynaguard.B(st.blob),
+	}
+	names := map[string]string{"#state": attrState, "#owner": attrOwner, "#lease": attrLease,
+		"#ttl": dynaguard.AttrTTL, "#resp": attrResp}
+	set := "SET #state = :done, #ttl = :ttl, #resp = :resp"
+	if st.status != 0 {
+		set += ", #status = :status"
+		names["#status"] = attrStatus
+		values[":status"] = dynaguard.N(int64(st.status))
+	}
+	if st.enc != "" {
+		set += ", #enc = :enc"
+		names["#enc"] = attrEnc
+		values[":enc"] = dynaguard.S(st.enc)
+	}
+	if st.kid != "" {
+		set += ", #kid = :kid"
+		names["#kid"] = attrKID
+		values[":kid"] = dynaguard.S(st.kid)
+	}
+	if st.omitted > 0 {
+		set += ", #omitted = :omitted"
+		names["#omitted"] = attrOmitted
+		values[":omitted"] = dynaguard.N(st.omitted)
+	}
+	_, err := s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(s.tbl.Name),
+		Key:                       dynaguard.Key(pk),
+		UpdateExpression:          aws.String(set + " REMOVE #owner, #lease"),
+		ConditionExpression:       aws.String(condOwner),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: values,
+	})
+	return ownerResult("complete", err)
+}
+
+// release deletes the claim so that the request may be executed again. It
+// returns ErrLeaseLost when the claim no longer owns the record (nothing is
+// deleted then).
+func (s *store) release(ctx context.Context, pk, owner string) error {
+	_, err := s.tbl.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                aws.String(s.tbl.Name),
+		Key:                      dynaguard.Key(pk),
+		ConditionExpression:      aws.String(condOwner),
+		ExpressionAttributeNames: map[string]string{"#state": attrState, "#owner": attrOwner},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":running": dynaguard.S(stateRunning),
+			":owner":   dynaguard.S(owner),
+		},
+	})
+	return ownerResult("release", err)
+}
+
+func ownerResult(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	err = dynaguard.Classify(err)
+	if dynaguard.IsConditionFailed(err) {
+		return fmt.Errorf("%s: %w", op, ErrLeaseLost)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+}
+
+// parseRecord reads an item written by this package. An item it cannot
+// interpret is an error (the caller fails closed), never a free key.
+func parseRecord(item map[string]types.AttributeValue) (*record, error) {
+	r := &record{}
+	var ok bool
+	if r.state, ok = dynaguard.Str(item, attrState); !ok || (r.state != stateRunning && r.state != stateDone) {
+		return nil, fmt.Errorf("%w: record has no valid state", ErrUnavailable)
+	}
+	if r.ttl, ok = dynaguard.Int(item, dynaguard.AttrTTL); !ok {
+		return nil, fmt.Errorf("%w: record has no ttl", ErrUnavailable)
+	}
+	if r.fp, ok = dynaguard.Bytes(item, attrFP); !ok {
+		return nil, fmt.Errorf("%w: record has no fingerprint", ErrUnavailable)
+	}
+	switch r.state {
+	case stateRunning:
+		r.owner, _ = dynaguard.Str(item, attrOwner)
+		if r.leaseMS, ok = dynaguard.Int(item, attrLease); !ok {
+			return nil, fmt.Errorf("%w: running record has no lease", ErrUnavailable)
+		}
+	case stateDone:
+		if s, ok := dynaguard.Int(item, attrStatus); ok {
+			r.status = int(s)
+		}
+		r.blob, _ = dynaguard.Bytes(item, attrResp)
+		r.enc, _ = dynaguard.Str(item, attrEnc)
+		r.kid, _ = dynaguard.Str(item, attrKID)
+		r.omitted, _ = dynaguard.Int(item, attrOmitted)
+	}
+	return r, nil
+}
+
+// String renders a record for logs without its response.
+func (r *record) String() string {
+	return "state=" + r.state + " lease_ms=" + strconv.FormatInt(r.leaseMS, 10) + " ttl=" + strconv.FormatInt(r.ttl, 10)
+}

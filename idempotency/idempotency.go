@@ -1,0 +1,292 @@
+package idempotency
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/dynaguard/dynaguard"
+)
+
+// Errors. Storage failures wrap the classified DynamoDB error, so
+// errors.Is(err, dynaguard.ErrThrottled) and the like also work.
+var (
+	// ErrUnavailable: DynamoDB failed (throttling, 5xx, timeout) or returned
+	// a record this package cannot interpret. The request was not executed.
+	ErrUnavailable = errors.New("idempotency: storage unavailable")
+	// ErrInFlight: another caller holds the key and its lease is live.
+	// errors.As yields an *InFlightError.
+	ErrInFlight = errors.New("idempotency: a request with this key is in flight")
+	// ErrFingerprintMismatch: the key was used before with a different
+	// payload (fingerprint). The new work was not executed.
+	ErrFingerprintMismatch = errors.New("idempotency: key reused with a different payload")
+	// ErrLeaseLost: the claim lost its record — its lease lapsed and another
+	// caller took the key over. It is the cause of the handler's (or fn's)
+	// context cancellation when a renewal finds the key taken, and is
+	// logged when a late completion or release is refused.
+	ErrLeaseLost = errors.New("idempotency: lease lost to another owner")
+	// ErrResultNotKept: Do's earlier result was not stored (too large for a
+	// DynamoDB item) or can no longer be read (sealed with a secret that is
+	// no longer configured). fn is not run again.
+	ErrResultNotKept = errors.New("idempotency: stored result not available")
+	// ErrInvalidKey: Do was called with an empty or oversized key.
+	ErrInvalidKey = errors.New("idempotency: invalid key")
+	// ErrInvalidConfig: New was given a Config it cannot use safely.
+	ErrInvalidConfig = errors.New("idempotency: invalid config")
+)
+
+// InFlightError is ErrInFlight with the holder's lease expiry: if the holder
+// has crashed, the key can be taken over from then on.
+type InFlightError struct {
+	LeaseExpires time.Time
+}
+
+func (e *InFlightError) Error() string {
+	return "idempotency: a request with this key is in flight (lease until " + e.LeaseExpires.UTC().Format(time.RFC3339Nano) + ")"
+}
+
+// Is makes errors.Is(err, ErrInFlight) true.
+func (e *InFlightError) Is(target error) bool { return target == ErrInFlight }
+
+// Defaults.
+const (
+	DefaultRetention    = 24 * time.Hour
+	DefaultLease        = 30 * time.Second
+	DefaultMaxBodyBytes = 1 << 20
+)
+
+// DefaultReplayHeaders are the response headers stored and replayed when
+// Config.ReplayHeaders is nil: those that describe the representation or
+// the created resource and are the same for every client. Anything else —
+// Set-Cookie above all, but also caching, CORS and security headers, which
+// the application's other middleware sets again on the replay — is neither
+// stored nor replayed.
+var DefaultReplayHeaders = []string{
+	"Content-Type", "Content-Encoding", "Content-Language", "Content-Location", "Content-Disposition",
+	"Location", "ETag", "Last-Modified", "Link", "Preference-Applied",
+}
+
+// neverReplayed are headers that carry per-client or per-connection state.
+// New refuses a ReplayHeaders list that names one.
+var neverReplayed = map[string]bool{
+	"Set-Cookie": true, "Set-Cookie2": true, "Authorization": true, "Proxy-Authorization": true,
+	"Www-Authenticate": true, "Proxy-Authenticate": true, "Authentication-Info": true, "Clear-Site-Data": true,
+	"Connection": true, "Keep-Alive": true, "Transfer-Encoding": true, "Te": true, "Trailer": true,
+	"Upgrade": true, "Content-Length": true, HeaderReplayed: true,
+}
+
+// Config configures a Guard. Only Table is required.
+type Config struct {
+	// Table holds the records (prefix "idem#"). Required.
+	Table *dynaguard.Table
+
+	// Keyring, when set, seals every stored response (status aside) with
+	// AES-256-GCM under a key derived for dynaguard.PurposeIdempotencySeal,
+	// so a table dump or backup does not reveal response bodies — which
+	// may hold anything a POST returns, API keys and links included.
+	// Strongly recommended. Responses sealed with a previous secret are
+	// replayed while it stays in the keyring; after that their replay
+	// answers without a body (see the package documentation).
+	Keyring *dynaguard.Keyring
+
+	// Retention is how long a completed key is kept and replayed after its
+	// completion; a claimed key is kept at least this long from the claim.
+	// Default DefaultRetention (24 h). Publish it to your clients: a key
+	// reused after it is a new request.
+	Retention time.Duration
+
+	// Lease is how long a claim holds a key without renewal: the longest a
+	// crashed worker can block its key. A running handler renews it every
+	// Lease/3, so handlers may run longer than Lease. Default
+	// DefaultLease (30 s). Keep it well above the clock skew between your
+	// instances.
+	Lease time.Duration
+
+	// Rules are the per-request rules of Handler. Require and With apply
+	// other rules per route.
+	Rules Rules
+
+	// MaxBodyBytes limits the request body of a request that carries a
+	// key: the body is read in full to fingerprint it, and a larger one is
+	// refused with 413. Default DefaultMaxBodyBytes (1 MiB).
+	MaxBodyBytes int64
+
+	// Scope attributes a request to a client when neither a user nor a
+	// session is in its context (internal/authctx, set by users.LoadUser
+	// and the middleware package). Keys are scoped: one client can never
+	// replay or block another's. With no scope a keyed request is refused
+	// (403); an application whose clients are anonymous can return a
+	// deliberate scope here (an API client ID, or a constant to share one
+	// key space among all anonymous clients).
+	Scope func(*http.Request) (scope string, ok bool)
+
+	// ReplayHeaders lists the response headers stored and replayed.
+	// Default DefaultReplayHeaders. New refuses per-client headers
+	// (Set-Cookie, authentication, hop-by-hop).
+	ReplayHeaders []string
+
+	// CacheBytes is the budget of an in-process cache of completed
+	// records, so that a replay costs no DynamoDB call. 0 disables it. A
+	// cached record expires with the stored one; the fingerprint is still
+	// checked on every hit.
+	CacheBytes int
+
+	Clock  dynaguard.Clock // default dynaguard.SystemClock
+	Logger *slog.Logger    // default slog.Default()
+}
+
+// Rules are the per-request rules of a route.
+type Rules struct {
+	// Methods the key applies to. Default POST and PATCH; other methods
+	// pass through untouched, key or not.
+	Methods []string
+	// RequireKey refuses requests without an Idempotency-Key with 400.
+	// Without it such requests pass through untouched, which lets one
+	// Guard wrap a whole router that also serves browser forms.
+	RequireKey bool
+	// StoreServerErrors stores and replays 5xx responses (and a panic, as
+	// a 500) like any other, for routes whose handlers may have taken
+	// effect before failing. By default they release the key so the client
+	// may retry; a handler can decide per request with Final.
+	StoreServerErrors bool
+}
+
+// Guard runs each keyed request at most once per client and key while its
+// record lives, across every instance that shares the table, and replays
+// the stored response to duplicates. Do gives the same guarantee to
+// non-HTTP work. A Guard is safe for concurrent use.
+type Guard struct {
+	store      store
+	sealer     *sealer
+	cache      *cache
+	retention  time.Duration
+	lease      time.Duration
+	renewEvery time.Duration
+	rules      rules
+	maxBody    int64
+	scope      func(*http.Request) (string, bool)
+	replay     map[string]bool
+	clock      dynaguard.Clock
+	log        *slog.Logger
+}
+
+type rules struct {
+	methods           map[string]bool
+	requireKey        bool
+	storeServerErrors bool
+}
+
+// New returns a Guard. It makes no call.
+func New(cfg Config) (*Guard, error) {
+	if cfg.Table == nil || cfg.Table.Client == nil || cfg.Table.Name == "" {
+		return nil, fmt.Errorf("%w: Table is required", ErrInvalidConfig)
+	}
+	g := &Guard{
+		store:     store{tbl: cfg.Table},
+		retention: cfg.Retention,
+		lease:     cfg.Lease,
+		maxBody:   cfg.MaxBodyBytes,
+		scope:     cfg.Scope,
+		clock:     dynaguard.ClockOrSystem(cfg.Clock),
+		log:       cfg.Logger,
+	}
+	if g.retention == 0 {
+		g.retention = DefaultRetention
+	}
+	if g.lease == 0 {
+		g.lease = DefaultLease
+	}
+	if g.maxBody == 0 {
+		g.maxBody = DefaultMaxBodyBytes
+	}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	switch {
+	case g.retention < time.Second:
+		return nil, fmt.Errorf("%w: Retention %v is under one second", ErrInvalidConfig, g.retention)
+	case g.lease < 10*time.Millisecond:
+		return nil, fmt.Errorf("%w: Lease %v is under 10ms", ErrInvalidConfig, g.lease)
+	case g.lease >= g.retention:
+		return nil, fmt.Errorf("%w: Lease %v must be shorter than Retention %v", ErrInvalidConfig, g.lease, g.retention)
+	case g.maxBody < 0:
+		return nil, fmt.Errorf("%w: MaxBodyBytes is negative", ErrInvalidConfig)
+	case cfg.CacheBytes < 0:
+		return nil, fmt.Errorf("%w: CacheBytes is negative", ErrInvalidConfig)
+	}
+	g.renewEvery = g.lease / 3
+	g.rules = compileRules(cfg.Rules)
+	hdrs := cfg.ReplayHeaders
+	if hdrs == nil {
+		hdrs = DefaultReplayHeaders
+	}
+	g.replay = make(map[string]bool, len(hdrs))
+	for _, h := range hdrs {
+		c := http.CanonicalHeaderKey(strings.TrimSpace(h))
+		if neverReplayed[c] {
+			return nil, fmt.Errorf("%w: ReplayHeaders must not include %s: it is per client or per connection", ErrInvalidConfig, c)
+		}
+		g.replay[c] = true
+	}
+	var err error
+	if g.sealer, err = newSealer(cfg.Keyring); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if cfg.CacheBytes > 0 {
+		g.cache = newCache(cfg.CacheBytes)
+	}
+	return g, nil
+}
+
+func compileRules(r Rules) rules {
+	methods := r.Methods
+	if methods == nil {
+		methods = []string{http.MethodPost, http.MethodPatch}
+	}
+	c := rules{methods: make(map[string]bool, len(methods)), requireKey: r.RequireKey, storeServerErrors: r.StoreServerErrors}
+	for _, m := range methods {
+		c.methods[strings.ToUpper(strings.TrimSpace(m))] = true
+	}
+	return c
+}
+
+// Handler applies the Config's Rules to next.
+func (g *Guard) Handler(next http.Handler) http.Handler {
+	return &handler{g: g, rules: g.rules, next: next}
+}
+
+// Require is Handler with RequireKey set: a request without a key is
+// refused with 400.
+func (g *Guard) Require(next http.Handler) http.Handler {
+	r := g.rules
+	r.requireKey = true
+	return &handler{g: g, rules: r, next: next}
+}
+
+// With returns a middleware applying r — exactly r, not merged with the
+// Config's Rules (nil Methods still means POST and PATCH) — for one route.
+func (g *Guard) With(r Rules) func(http.Handler) http.Handler {
+	c := compileRules(r)
+	return func(next http.Handler) http.Handler {
+		return &handler{g: g, rules: c, next: next}
+	}
+}
+
+// Final marks the outcome of the keyed request (or Do call) whose context
+// is ctx as final: whatever the handler answers from now on — a 5xx, or a
+// panic, stored as a 500 — is stored and replayed, and the request is never
+// executed again under its key. Call it once the handler has done
+// something that must not be repeated, before any step that might still
+// fail. It reports whether ctx belongs to a request that holds a key.
+func Final(ctx context.Context) bool {
+	c, ok := ctx.Value(claimKey{}).(*claimState)
+	if !ok {
+		return false
+	}
+	c.final.Store(true)
+	return true
+}
