@@ -64,7 +64,10 @@ type Config struct {
 	CookieMaxAge time.Duration
 	// InsecureCookie drops the Secure attribute and the __Host- prefix (the
 	// default name becomes "dg-nonce") so that the cookie works over plain
-	// HTTP.
+	// HTTP. Chrome and Firefox treat http://localhost and loopback addresses
+	// as secure origins and keep a Secure cookie there, but Safari, other
+	// clients and any other host (a LAN address, a dev domain) drop it, and
+	// then every submission fails with ErrWrongBrowser.
 	//
 	// FOR LOCAL DEVELOPMENT ONLY (http://127.0.0.1). Over plain HTTP anyone
 	// on the network path can read the browser secret and the tokens, and a
