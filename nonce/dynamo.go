@@ -30,8 +30,6 @@ import (
 // recorded consumption back into an unused nonce.
 const condNeverConsumed = "attribute_not_exists(#pk)"
 
-var condNames = map[string]string{"#pk": dynaguard.AttrPK}
-
 // recordKey is the partition key of a nonce's consumption record: the
 // prefix and SHA-256 of the nonce ID (domain-separated), so the table holds
 // no ID in the clear. It is not keyed on purpose: the ID is 128 random bits,
@@ -59,7 +57,7 @@ func (m *Manager) consume(ctx context.Context, id *[idLen]byte, expires time.Tim
 			dynaguard.AttrTTL: dynaguard.TTLValue(expires),
 		},
 		ConditionExpression:      aws.String(condNeverConsumed),
-		ExpressionAttributeNames: condNames,
+		ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
 	})
 	if err == nil {
 		return nil

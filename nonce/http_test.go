@@ -14,6 +14,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -481,3 +482,51 @@ func TestProblemPages(t *testing.T) {
 
 // stubTable is a table that must never be called.
 func stubTable() *dynaguard.Table { return dynaguard.NewTable(stubAPI{}, "unused") }
+
+func TestMultipartTempFilesRemoved(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBrowser()
+	upload := func() *http.Request {
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		_ = mw.WriteField("nonce", e.token(b, "upload"))
+		fw, _ := mw.CreateFormFile("file", "big.bin")
+		_, _ = fw.Write(bytes.Repeat([]byte("z"), 64<<10))
+		_ = mw.Close()
+		r := httptest.NewRequest("POST", "/upload", &body)
+		r.Header.Set("Content-Type", mw.FormDataContentType())
+		r.AddCookie(b.cookie)
+		return r
+	}
+	// The handler parses with little memory, so the file goes to disk.
+	var path string
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseMultipartForm(1024); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+			t.Errorf("parse: %v", err)
+		}
+		f, _, err := r.FormFile("file")
+		if err != nil {
+			t.Fatalf("file: %v", err)
+		}
+		defer f.Close()
+		if osf, ok := f.(*os.File); ok {
+			path = osf.Name()
+		}
+	})
+	for name, wrapped := range map[string]http.Handler{
+		"Handler":         e.m.Handler(h),
+		"Require":         e.m.Require("upload")(h),
+		"Handler+Require": e.m.Handler(e.m.Require("upload")(h)),
+	} {
+		path = ""
+		wrapped.ServeHTTP(httptest.NewRecorder(), upload())
+		if name == "Handler" && path == "" {
+			t.Fatalf("%s: the upload did not go to a temporary file", name)
+		}
+		if path != "" {
+			if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s: temporary file %s left behind (%v)", name, path, err)
+			}
+		}
+	}
+}

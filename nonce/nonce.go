@@ -197,8 +197,20 @@ func or[T comparable](v, def T) T {
 // another.
 func (m *Manager) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, m.prepare(w, r))
+		r2 := m.prepare(w, r)
+		defer removeMultipart(r, r2)
+		next.ServeHTTP(w, r2)
 	})
+}
+
+// removeMultipart deletes the temporary files of a multipart form parsed on
+// r2, a copy of r made by this package. net/http removes only the files of
+// the request it created itself, and a form parsed on a copy is invisible
+// to it.
+func removeMultipart(r, r2 *http.Request) {
+	if r2 != r && r2.MultipartForm != nil && r2.MultipartForm != r.MultipartForm {
+		_ = r2.MultipartForm.RemoveAll()
+	}
 }
 
 // Require returns middleware that consumes a token issued for purpose on
@@ -217,8 +229,9 @@ func (m *Manager) Require(purpose string) func(http.Handler) http.Handler {
 		panic(fmt.Sprintf("nonce: Require(%q): %v", purpose, err))
 	}
 	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			r = m.prepare(w, r)
+		return http.HandlerFunc(func(w http.ResponseWriter, r0 *http.Request) {
+			r := m.prepare(w, r0)
+			defer removeMultipart(r0, r)
 			if safeMethod(r.Method) {
 				next.ServeHTTP(w, r)
 				return
@@ -253,6 +266,9 @@ func safeMethod(method string) bool {
 // consumption. It returns nil only when this call recorded it: at most one
 // submission of a token ever succeeds, across any number of instances.
 // Every error matches one of the Err* sentinels.
+//
+// w is used only by http.MaxBytesReader (to close the connection after an
+// oversized body) and may be nil.
 func (m *Manager) Consume(w http.ResponseWriter, r *http.Request, purpose string) error {
 	token, err := m.tokenFrom(w, r)
 	if err != nil {
@@ -307,9 +323,9 @@ func (m *Manager) refuse(r *http.Request, purpose string, kind, cause error) err
 	switch kind {
 	case ErrStorage:
 		level = slog.LevelError
-	case ErrAlreadyUsed, ErrMissing, ErrExpired, ErrBodyTooLarge, ErrBadForm:
-		// Double clicks, stale tabs and clients without a token are routine;
-		// forged, altered or misbound tokens are worth a warning.
+	case ErrAlreadyUsed, ErrExpired, ErrWrongSession, ErrBodyTooLarge, ErrBadForm:
+		// Double clicks, stale tabs and logins in another tab are routine;
+		// missing, forged, altered or misbound tokens are worth a warning.
 		level = slog.LevelInfo
 	}
 	attrs := []slog.Attr{
