@@ -36,8 +36,9 @@
 // in memory — a bad token costs no storage call — and then records the
 // consumption with one conditional PutItem:
 //
-//	pk  = "nonce#" + base64url(SHA-256(ID))   condition attribute_not_exists(pk)
+//	pk  = "nonce#" + base64url(SHA-256("dynaguard/nonce/record\x00" || ID))
 //	ttl = the token's expiry
+//	condition: attribute_not_exists(pk)
 //
 // DynamoDB applies conditional writes to an item one at a time, so of any
 // number of concurrent submissions of one token, on any number of

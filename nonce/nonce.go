@@ -194,7 +194,8 @@ func or[T comparable](v, def T) T {
 //
 // It adds "Vary: Cookie" to every response: a page that embeds a token is
 // specific to one browser and must not be served from a shared cache to
-// another.
+// another. Serve static assets outside it if a shared cache should keep
+// them.
 func (m *Manager) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r2 := m.prepare(w, r)
