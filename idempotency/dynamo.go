@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -217,9 +216,4 @@ func parseRecord(item map[string]types.AttributeValue) (*record, error) {
 		r.omitted, _ = dynaguard.Int(item, attrOmitted)
 	}
 	return r, nil
-}
-
-// String renders a record for logs without its response.
-func (r *record) String() string {
-	return "state=" + r.state + " lease_ms=" + strconv.FormatInt(r.leaseMS, 10) + " ttl=" + strconv.FormatInt(r.ttl, 10)
 }

@@ -81,7 +81,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec, err := g.store.claim(r.Context(), pk, fp, owner, now, g.lease, g.retention)
 	if err != nil {
 		// Fail closed: without a claim the request is not executed.
-		g.log.ErrorContext(r.Context(), "idempotency: claim failed; request refused", "record", pk, "err", err)
+		if r.Context().Err() == nil { // not merely a client that hung up
+			g.log.ErrorContext(r.Context(), "idempotency: claim failed; request refused", "record", pk, "err", err)
+		}
 		writeProblem(w, r, probUnavailable)
 		return
 	}
