@@ -283,3 +283,7 @@ func (c *realOffsetClock) Advance(d time.Duration) {
 	c.off += d
 	c.mu.Unlock()
 }
+
+func deleteInput(tbl *dynaguard.Table, pk string) *dynamodb.DeleteItemInput {
+	return &dynamodb.DeleteItemInput{TableName: aws.String(tbl.Name), Key: dynaguard.Key(pk)}
+}

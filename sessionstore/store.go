@@ -276,13 +276,8 @@ func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry 
 	if item != nil || len(s.ids) == 1 {
 		// Whatever is stored under the current secret is authoritative: a
 		// tombstone there ends the session under every secret.
-		v, ok := s.open(pk, item, now)
-		if !ok {
-			s.cache.remove(id)
-			return nil, false, false, nil
-		}
-		s.cache.put(id, sha256.Sum256(v.data), v.exp)
-		return v.data, true, false, nil
+		b, found := s.accept(id, pk, item, now)
+		return b, found, false, nil
 	}
 	for i := 1; i < len(s.ids); i++ {
 		oldPK := dynaguard.PrefixSession + s.idWith(i, token)
@@ -292,6 +287,12 @@ func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry 
 		}
 		if old == nil {
 			continue
+		}
+		if _, moved := old[attrMoved]; moved {
+			// Another request moved it after our first read: what the
+			// current key holds now is the answer.
+			b, found, err := s.findCurrent(ctx, id, pk)
+			return b, found, false, err
 		}
 		v, ok := s.open(oldPK, old, now)
 		if !ok {
@@ -314,6 +315,27 @@ func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry 
 		}
 	}
 	return nil, false, false, nil
+}
+
+// findCurrent reads the session under the current secret only.
+func (s *Store) findCurrent(ctx context.Context, id, pk string) ([]byte, bool, error) {
+	item, err := s.getItem(ctx, pk)
+	if err != nil {
+		return nil, false, fmt.Errorf("sessionstore: find session %s: %w", id, err)
+	}
+	b, found := s.accept(id, pk, item, s.clock.Now())
+	return b, found, nil
+}
+
+// accept opens item and records what was seen for the skip rule.
+func (s *Store) accept(id, pk string, item map[string]types.AttributeValue, now time.Time) ([]byte, bool) {
+	v, ok := s.open(pk, item, now)
+	if !ok {
+		s.cache.remove(id)
+		return nil, false
+	}
+	s.cache.put(id, sha256.Sum256(v.data), v.exp)
+	return v.data, true
 }
 
 // lostRace reports whether a move was canceled only because another writer
