@@ -103,6 +103,11 @@ func (g *Guard) answerTaken(w http.ResponseWriter, r *http.Request, pk string, r
 		writeProblem(w, r, probKeyReused)
 	case rec.state == stateRunning:
 		writeProblem(w, r, probInFlight)
+	case rec.status < 200 || rec.status > 599:
+		// Not a record this middleware completed: never a free key, and
+		// no status to replay.
+		g.log.ErrorContext(r.Context(), "idempotency: completed record without a valid status", "record", pk, "status", rec.status)
+		writeProblem(w, r, probUnavailable)
 	default:
 		resp, err := g.open(pk, rec)
 		if err != nil {
@@ -190,8 +195,10 @@ func (g *Guard) finish(ctx context.Context, pk, owner string, fp []byte, status 
 	st := g.prepare(pk, status, header, body, truncated)
 	now := g.clock.Now()
 	err := g.store.complete(ctx, pk, owner, now, g.retention, st)
-	if errors.Is(err, dynaguard.ErrItemTooLarge) {
-		st = g.withoutBody(pk, st, header, int64(len(body)))
+	if errors.Is(err, dynaguard.ErrItemTooLarge) && st.omitted == 0 {
+		// Our estimate let through an item DynamoDB refused: keep the
+		// status and headers only.
+		st = g.prepare(pk, status, header, nil, max(int64(len(body)), 1))
 		err = g.store.complete(ctx, pk, owner, now, g.retention, st)
 	}
 	switch {

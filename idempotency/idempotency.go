@@ -170,6 +170,7 @@ type Guard struct {
 	maxBody    int64
 	scope      func(*http.Request) (string, bool)
 	replay     map[string]bool
+	budget     int // most a stored response may take (storeBudget; raised by a test)
 	clock      dynaguard.Clock
 	log        *slog.Logger
 }
@@ -190,6 +191,7 @@ func New(cfg Config) (*Guard, error) {
 		retention: cfg.Retention,
 		lease:     cfg.Lease,
 		maxBody:   cfg.MaxBodyBytes,
+		budget:    storeBudget,
 		scope:     cfg.Scope,
 		clock:     dynaguard.ClockOrSystem(cfg.Clock),
 		log:       cfg.Logger,

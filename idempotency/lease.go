@@ -41,7 +41,9 @@ func (c *claimState) renew() {
 	if c.stopped {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(c.g.renewEvery, time.Second))
+	// Bounded, because stop waits for a renewal in progress before the
+	// outcome can be stored.
+	ctx, cancel := context.WithTimeout(context.Background(), min(max(c.g.renewEvery, time.Second), 5*time.Second))
 	err := c.g.store.renew(ctx, c.pk, c.owner, c.g.clock.Now(), c.g.lease, c.g.retention)
 	cancel()
 	switch {

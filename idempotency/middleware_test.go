@@ -957,3 +957,31 @@ func TestNewRejectsUnsafeConfig(t *testing.T) {
 		t.Fatalf("defaults: %+v %v", g, err)
 	}
 }
+
+// When DynamoDB refuses the completed item as too large (the size estimate
+// was wrong), the key is still completed, without the body.
+func TestItemTooLargeFallsBackToNoBody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	g := e.guard(nil, nil)
+	g.budget = 2 * dynaguard.MaxItemSize // let an oversized item reach DynamoDB
+	big := make([]byte, dynaguard.MaxItemSize+1024)
+	_, _ = rand.Read(big)
+	h := &counter{}
+	hh := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.n.Add(1)
+		w.Header().Set("Location", "/blobs/1")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write(big)
+	})
+	if w := serve(g.Handler(hh), post("u1", "k", "{}")); w.Code != http.StatusCreated || w.Body.Len() != len(big) {
+		t.Fatalf("first: %d, %d bytes", w.Code, w.Body.Len())
+	}
+	if n, _ := dynaguard.Int(e.item(pkFor("u1", "k")), attrOmitted); n != int64(len(big)) {
+		t.Fatalf("omitted = %d; log: %s", n, e.log)
+	}
+	w := serve(g.Handler(hh), post("u1", "k", "{}"))
+	if w.Code != http.StatusCreated || reason(t, w) != ReasonResponseNotKept || w.Header().Get("Location") != "/blobs/1" || h.n.Load() != 1 {
+		t.Fatalf("replay: %d %s runs=%d", w.Code, w.Body, h.n.Load())
+	}
+}

@@ -291,37 +291,29 @@ type stored struct {
 }
 
 // prepare turns a response into what the completion write stores:
-// encoded, compressed when that helps, sealed when a Keyring is configured,
-// and without its body when it still would not fit an item (or was too
-// large to capture, truncated > 0). It never fails: a body that cannot be
-// kept is dropped, never the completion.
+// encoded, compressed when that helps, sealed when a Keyring is configured.
+// A body that was too large to capture (truncated > 0) or still does not
+// fit an item is dropped and its length recorded; the status and headers
+// are always kept (the headers too, unless they alone overflow). It never
+// fails: a body that cannot be kept is dropped, never the completion.
 func (g *Guard) prepare(pk string, status int, header http.Header, body []byte, truncated int64) stored {
 	st := stored{status: status}
-	if truncated > 0 {
-		st.omitted = truncated
-		body = nil
+	var blob []byte
+	if truncated == 0 {
+		blob, st.enc = compress(encodeResponse(header, body))
 	}
-	blob, enc := compress(encodeResponse(header, body))
-	if len(blob) > storeBudget {
-		st.omitted = int64(len(body))
-		blob, enc = compress(encodeResponse(header, nil))
+	if truncated > 0 || len(blob) > g.budget {
+		st.omitted = max(truncated, int64(len(body)), 1)
+		blob, st.enc = compress(encodeResponse(header, nil))
+		if len(blob) > g.budget {
+			blob, st.enc = compress(encodeResponse(nil, nil))
+		}
 	}
-	st.blob, st.enc = blob, enc
+	st.blob = blob
 	if g.sealer != nil {
 		st.kid, st.blob = g.sealer.seal(pk, st.blob)
 	}
 	return st
-}
-
-// withoutBody is the fallback when DynamoDB still refused the item as too
-// large: keep status and headers only.
-func (g *Guard) withoutBody(pk string, st stored, header http.Header, bodyLen int64) stored {
-	out := stored{status: st.status, omitted: max(bodyLen, 1)}
-	out.blob, out.enc = compress(encodeResponse(header, nil))
-	if g.sealer != nil {
-		out.kid, out.blob = g.sealer.seal(pk, out.blob)
-	}
-	return out
 }
 
 // open reads a completed record back into a response. A body that cannot be

@@ -65,7 +65,7 @@ func TestCompression(t *testing.T) {
 }
 
 func TestPrepareDropsBodyThatDoesNotFit(t *testing.T) {
-	g := &Guard{}
+	g := &Guard{budget: storeBudget}
 	big := make([]byte, dynaguard.MaxItemSize)
 	_, _ = rand.Read(big) // does not compress
 	st := g.prepare("pk", 201, http.Header{"Location": {"/x"}}, big, 0)
