@@ -636,6 +636,7 @@ func TestCompressedBodyRoundTrip(t *testing.T) {
 func TestCallsPerRequest(t *testing.T) {
 	t.Parallel()
 	tbl, rec := ddbtest.Record(ddbtest.NewTable(t))
+	rec.Capacity = true
 	e := &env{t: t, tbl: tbl, clock: ddbtest.NewClock(time.Now()), log: &logBuf{}}
 	h := &counter{}
 	uncached := e.guard(nil, nil).Handler(h)
@@ -649,6 +650,8 @@ func TestCallsPerRequest(t *testing.T) {
 	if !calls[0].ReturnOnFail || calls[0].Condition == "" || calls[1].Condition == "" {
 		t.Fatalf("claim must be conditional with ALL_OLD, completion conditional: %+v", calls)
 	}
+	_, wcu := rec.CapacityUsed()
+	t.Logf("first request: %d calls, %.0f WCU", len(calls), wcu)
 
 	rec.Reset()
 	if w := serve(uncached, post("u1", "k", "{}")); !replayed(w) {
@@ -657,6 +660,8 @@ func TestCallsPerRequest(t *testing.T) {
 	if calls := rec.Calls(); len(calls) != 1 || calls[0].Op != "PutItem" || rec.Reads() != 0 {
 		t.Fatalf("replay: %+v", calls)
 	}
+	_, wcu = rec.CapacityUsed()
+	t.Logf("replay: 1 call, %.0f WCU as DynamoDB Local reports it (AWS bills a failed conditional write as a write)", wcu)
 
 	rec.Reset()
 	serve(cached, post("u1", "k", "{}")) // fills the cache: 1 call
