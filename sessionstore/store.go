@@ -193,7 +193,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	for _, k := range cfg.Keys.Keys(dynaguard.PurposeSessionID) {
 		secret := k.Secret
-		s.ids = append(s.ids, &sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }})
+		s.ids = append(s.ids, &sync.Pool{New: func() any { return &idHasher{mac: hmac.New(sha256.New, secret)} }})
 	}
 	s.seal = sealKeys(cfg.Keys.Keys(dynaguard.PurposeSessionEncryption))
 	return s, nil
@@ -210,14 +210,27 @@ func (s *Store) ID(token string) string {
 	return s.idWith(0, token)
 }
 
+// idHasher is a pooled HMAC with its buffers, so hashing a token allocates
+// only the resulting string.
+type idHasher struct {
+	mac hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
+	out [43]byte
+}
+
 func (s *Store) idWith(i int, token string) string {
-	h := s.ids[i].Get().(hash.Hash)
-	h.Reset()
-	h.Write([]byte(token))
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	s.ids[i].Put(h)
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	h := s.ids[i].Get().(*idHasher)
+	h.mac.Reset()
+	h.in = append(h.in[:0], token...)
+	h.mac.Write(h.in)
+	h.mac.Sum(h.sum[:0])
+	base64.RawURLEncoding.Encode(h.out[:], h.sum[:])
+	id := string(h.out[:])
+	if cap(h.in) <= maxTokenLen {
+		s.ids[i].Put(h)
+	}
+	return id
 }
 
 // validID reports whether id has the form ID returns.
