@@ -57,7 +57,7 @@ func benchStore(b *testing.B, encrypt bool, mod func(*Config)) (*Store, *stubAPI
 		b.Fatal(err)
 	}
 	api := &stubAPI{}
-	cfg := Config{Table: dynaguard.NewTable(api, "bench"), Keys: keys, Encrypt: encrypt, Logger: slog.New(slog.DiscardHandler)}
+	cfg := Config{Table: dynaguard.NewTable(api, "bench"), Keys: keys, Plaintext: !encrypt, Logger: slog.New(slog.DiscardHandler)}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -162,7 +162,7 @@ func BenchmarkDynamoDBLocal(b *testing.B) {
 	}
 	tbl := ddbtest.NewTable(b)
 	keys, _ := dynaguard.NewKeyring(bytes.Repeat([]byte{7}, 32))
-	st, err := New(Config{Table: tbl, Keys: keys, Logger: slog.New(slog.DiscardHandler)})
+	st, err := New(Config{Table: tbl, Keys: keys, Logger: slog.New(slog.DiscardHandler)}) // encrypted
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -164,9 +164,10 @@ func TestTamperedTokens(t *testing.T) {
 
 // Someone who can write to the table but does not hold the secret cannot mint
 // a session: every key they can compute is the wrong one.
+// (Plaintext stores, to test the key alone; encryption adds its own check.)
 func TestTableWriterCannotForgeSessions(t *testing.T) {
 	tbl := ddbtest.NewTable(t)
-	st := newStore(t, tbl)
+	st := newStore(t, tbl, plaintext)
 	codec := sessionstore.Codec{}
 	b, err := codec.Encode(time.Now().Add(time.Hour), map[string]any{"user": "admin"})
 	if err != nil {
@@ -188,7 +189,7 @@ func TestTableWriterCannotForgeSessions(t *testing.T) {
 	}
 	mustNotFind(t, st, tok)
 	// With another secret the same token maps to another key.
-	other := newStore(t, tbl, withKeys(keyring(t, secret2)))
+	other := newStore(t, tbl, plaintext, withKeys(keyring(t, secret2)))
 	mustCommit(t, other, tok, b, exp)
 	mustNotFind(t, st, tok)
 }
@@ -196,7 +197,7 @@ func TestTableWriterCannotForgeSessions(t *testing.T) {
 func TestMalformedItemsAreAbsent(t *testing.T) {
 	tbl := ddbtest.NewTable(t)
 	clock := ddbtest.NewClock(time.Now())
-	st := newStore(t, tbl, withClock(clock))
+	st := newStore(t, tbl, withClock(clock), plaintext)
 	exp := clock.Now().Add(time.Hour)
 	good := func(pk string) map[string]types.AttributeValue {
 		return map[string]types.AttributeValue{

@@ -107,7 +107,7 @@ func TestEncryptionDetectsTampering(t *testing.T) {
 // sessions.
 func TestEncryptionSwitch(t *testing.T) {
 	tbl := ddbtest.NewTable(t)
-	plain := newStore(t, tbl)
+	plain := newStore(t, tbl, plaintext)
 	sealed := newStore(t, tbl, encrypted)
 	exp := time.Now().Add(time.Hour)
 	t1, t2 := newToken(t), newToken(t)
@@ -133,7 +133,7 @@ func TestSecretRotation(t *testing.T) {
 			base := ddbtest.NewTable(t)
 			tbl, rec := ddbtest.Record(base)
 			clock := ddbtest.NewClock(time.Now())
-			mod := func(c *sessionstore.Config) { c.Encrypt = enc; c.Clock = clock }
+			mod := func(c *sessionstore.Config) { c.Plaintext = !enc; c.Clock = clock }
 			old := newStore(t, tbl, mod)
 			rotating := newStore(t, tbl, mod, withKeys(keyring(t, secret2, secret1)))
 			rotated := newStore(t, tbl, mod, withKeys(keyring(t, secret2)))

@@ -23,8 +23,8 @@ func TestTableDumpHoldsNoToken(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			tbl := ddbtest.NewTable(t)
-			a := newStore(t, tbl, func(c *sessionstore.Config) { c.Encrypt = enc })
-			b := newStore(t, tbl, func(c *sessionstore.Config) { c.Encrypt = enc })
+			a := newStore(t, tbl, func(c *sessionstore.Config) { c.Plaintext = !enc })
+			b := newStore(t, tbl, func(c *sessionstore.Config) { c.Plaintext = !enc })
 			ha := app(manager(a, idle(time.Hour)), a)
 			hb := app(manager(b, idle(time.Hour)), b)
 			var browsers []*browser

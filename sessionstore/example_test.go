@@ -35,7 +35,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	store, err := sessionstore.New(sessionstore.Config{Table: tbl, Keys: keys, Encrypt: true})
+	store, err := sessionstore.New(sessionstore.Config{Table: tbl, Keys: keys})
 	if err != nil {
 		log.Fatal(err)
 	}

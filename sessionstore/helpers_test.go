@@ -67,7 +67,9 @@ func withKeys(k *dynaguard.Keyring) func(*sessionstore.Config) {
 	return func(cfg *sessionstore.Config) { cfg.Keys = k }
 }
 
-func encrypted(cfg *sessionstore.Config) { cfg.Encrypt = true }
+func encrypted(cfg *sessionstore.Config) { cfg.Plaintext = false }
+
+func plaintext(cfg *sessionstore.Config) { cfg.Plaintext = true }
 
 // manager returns an scs SessionManager on store, with the deterministic
 // codec the package recommends.

@@ -77,8 +77,8 @@ type Config struct {
 	// dynaguard component.
 	Table *dynaguard.Table
 
-	// Keys keys the token hash (dynaguard.PurposeSessionID) and, with
-	// Encrypt, the data encryption (dynaguard.PurposeSessionEncryption).
+	// Keys keys the token hash (dynaguard.PurposeSessionID) and the data
+	// encryption (dynaguard.PurposeSessionEncryption).
 	// The current secret hashes and seals every new write; sessions made
 	// under a previous secret are still found until they expire, and are
 	// moved to the current secret the first time they are read. The keys
@@ -117,10 +117,16 @@ type Config struct {
 	// (http.Server.WriteTimeout).
 	TombstoneTTL time.Duration
 
-	// Encrypt seals session data with an AEAD before it is stored (see the
-	// package documentation). With Encrypt on, plaintext session items are
-	// not accepted: turning it on ends the sessions stored without it.
-	Encrypt bool
+	// Plaintext stores session data as scs encoded it, without encryption
+	// or integrity protection. By default (false) data is sealed with an
+	// AEAD bound to the session's key and expiry (see the package
+	// documentation), so that neither a dump of the table reveals it nor
+	// someone with write access to the table can change it — for instance
+	// put an administrator's user ID into their own session. While
+	// encryption is on, unsealed session items are refused: switching from
+	// Plaintext to the default ends the sessions stored in the clear.
+	// Sealed sessions are still read after switching to Plaintext.
+	Plaintext bool
 
 	// CacheSize bounds the in-process record of what was last read or
 	// written per session (default 10000 sessions, about 150 bytes each),
@@ -168,7 +174,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		tbl:        cfg.Table,
-		encrypt:    cfg.Encrypt,
+		encrypt:    !cfg.Plaintext,
 		consistent: !cfg.EventuallyConsistent,
 		touch:      cfg.TouchInterval,
 		tombTTL:    cfg.TombstoneTTL,
@@ -415,7 +421,7 @@ func (s *Store) open(pk string, item map[string]types.AttributeValue, now time.T
 		}
 		data = plain
 	case s.encrypt:
-		s.log.Warn("sessionstore: unencrypted session refused because Config.Encrypt is on", "session", idOf(pk))
+		s.log.Warn("sessionstore: unencrypted session refused (Config.Plaintext is off); possible tampering", "session", idOf(pk))
 		return liveSession{}, false
 	}
 	return liveSession{data: data, exp: exp, ver: ver}, true
