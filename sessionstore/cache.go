@@ -20,7 +20,8 @@ type seenCache struct {
 type seenEntry struct {
 	id     string
 	digest [32]byte
-	exp    int64 // stored expiry, Unix ns
+	exp    int64  // stored expiry, Unix ns
+	pk     string // where the session lives, when not under the current secret
 }
 
 func newSeenCache(max int) *seenCache {
@@ -44,15 +45,14 @@ func (c *seenCache) get(id string) (seenEntry, bool) {
 	return *e.Value.(*seenEntry), true
 }
 
-func (c *seenCache) put(id string, digest [32]byte, exp int64) {
+func (c *seenCache) put(v seenEntry) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.m[id]; ok {
-		v := e.Value.(*seenEntry)
-		v.digest, v.exp = digest, exp
+	if e, ok := c.m[v.id]; ok {
+		*e.Value.(*seenEntry) = v
 		c.l.MoveToFront(e)
 		return
 	}
@@ -61,7 +61,7 @@ func (c *seenCache) put(id string, digest [32]byte, exp int64) {
 		delete(c.m, last.Value.(*seenEntry).id)
 		c.l.Remove(last)
 	}
-	c.m[id] = c.l.PushFront(&seenEntry{id: id, digest: digest, exp: exp})
+	c.m[v.id] = c.l.PushFront(&v)
 }
 
 func (c *seenCache) remove(id string) {

@@ -294,3 +294,54 @@ func TestMovedSessionExpires(t *testing.T) {
 	mustNotFind(t, rotating, tok)
 	mustNotFind(t, old, tok)
 }
+
+// Rolling out a new secret in two phases — first every instance gets it as a
+// previous secret, then as the current one — keeps sessions working while
+// instances of both phases serve requests: an instance still on the first
+// phase reads and writes a session where the other moved it.
+func TestRotationRollout(t *testing.T) {
+	base := ddbtest.NewTable(t)
+	tbl, rec := ddbtest.Record(base)
+	phase1 := newStore(t, tbl, withKeys(keyring(t, secret1, secret2)))
+	phase2 := newStore(t, tbl, withKeys(keyring(t, secret2, secret1)))
+	exp := time.Now().Add(time.Hour)
+	tok := login(t, phase1, "u", "UA", exp)
+
+	mustFind(t, phase2, tok) // moves it to secret2's key
+	rec.Reset()
+	if got := mustFind(t, phase1, tok); string(got) != "user=u" {
+		t.Fatalf("phase 1 after the move: %q", got)
+	}
+	if rec.Count("GetItem") != 2 || rec.Writes() != 0 {
+		t.Fatalf("phase 1 read of a moved session: %+v", rec.Calls())
+	}
+	rec.Reset()
+	mustCommit(t, phase1, tok, []byte("from phase 1"), exp)
+	if rec.Writes() != 1 {
+		t.Fatalf("phase 1 commit: %+v", rec.Calls())
+	}
+	if got := mustFind(t, phase2, tok); string(got) != "from phase 1" {
+		t.Fatalf("phase 2 sees %q", got)
+	}
+	// Another phase-1 instance that has not read it commits: the refused
+	// write says where the session went, and the commit follows.
+	other := newStore(t, tbl, withKeys(keyring(t, secret1, secret2)))
+	mustCommit(t, other, tok, []byte("from another phase 1"), exp)
+	if got := mustFind(t, phase2, tok); string(got) != "from another phase 1" {
+		t.Fatalf("phase 2 sees %q", got)
+	}
+	if l, _ := phase1.List(ctx, "u"); len(l) != 1 || l[0].ID != phase2.ID(tok) {
+		t.Fatalf("List = %v", ids(l))
+	}
+	// An instance that does not know the new secret at all cannot follow:
+	// hence the two phases.
+	mustNotFind(t, newStore(t, tbl), tok)
+
+	if err := phase1.Delete(tok); err != nil {
+		t.Fatal(err)
+	}
+	mustNotFind(t, phase2, tok)
+	mustNotFind(t, phase1, tok)
+	mustCommit(t, other, tok, []byte("late"), exp)
+	mustNotFind(t, phase2, tok)
+}

@@ -102,8 +102,10 @@ type sessionWrite struct {
 }
 
 // writeSession commits a session with one conditional UpdateItem. A live
-// tombstone makes it fail with an error matching dynaguard.ErrConditionFailed.
-func (s *Store) writeSession(ctx context.Context, w sessionWrite) error {
+// tombstone makes it fail with an error matching dynaguard.ErrConditionFailed;
+// if that tombstone was left by a rotation move, movedTo says where the
+// session went (from the same round trip).
+func (s *Store) writeSession(ctx context.Context, w sessionWrite) (movedTo string, err error) {
 	enc, own := 0, 0
 	vals := map[string]types.AttributeValue{
 		":data": dynaguard.B(w.data),
@@ -126,15 +128,27 @@ func (s *Store) writeSession(ctx context.Context, w sessionWrite) error {
 		vals[":ip"] = dynaguard.S(w.owner.info.IP)
 	}
 	e := commitExprs[enc][own]
-	_, err := s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.tbl.Name),
-		Key:                       dynaguard.Key(w.pk),
-		UpdateExpression:          aws.String(e.update),
-		ConditionExpression:       aws.String(commitCond),
-		ExpressionAttributeNames:  e.names,
-		ExpressionAttributeValues: vals,
+	_, err = s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           aws.String(s.tbl.Name),
+		Key:                                 dynaguard.Key(w.pk),
+		UpdateExpression:                    aws.String(e.update),
+		ConditionExpression:                 aws.String(commitCond),
+		ExpressionAttributeNames:            e.names,
+		ExpressionAttributeValues:           vals,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
-	return dynaguard.Classify(err)
+	return movedFrom(dynaguard.Classify(err))
+}
+
+// movedFrom returns err with, when it is a failed condition whose old item is
+// a tombstone left by a rotation move, the pk the session moved to.
+func movedFrom(err error) (string, error) {
+	var cf *dynaguard.ConditionFailedError
+	if errors.As(err, &cf) {
+		to, _ := dynaguard.Str(cf.Item, attrMoved)
+		return to, err
+	}
+	return "", err
 }
 
 // getItem reads one item, strongly consistent unless the store was
@@ -252,12 +266,8 @@ func (s *Store) revokeItem(ctx context.Context, pk, owner string, now time.Time)
 	if err == nil {
 		return true, "", nil
 	}
-	err = dynaguard.Classify(err)
+	movedTo, err = movedFrom(dynaguard.Classify(err))
 	if dynaguard.IsConditionFailed(err) {
-		var cf *dynaguard.ConditionFailedError
-		if errors.As(err, &cf) {
-			movedTo, _ = dynaguard.Str(cf.Item, attrMoved)
-		}
 		return false, movedTo, nil
 	}
 	return false, "", err

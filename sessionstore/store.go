@@ -295,6 +295,14 @@ func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry 
 	if item != nil || len(s.ids) == 1 {
 		// Whatever is stored under the current secret is authoritative: a
 		// tombstone there ends the session under every secret.
+		if to, ok := dynaguard.Str(item, attrMoved); ok {
+			// An instance whose current secret this one knows only as a
+			// previous one moved the session there (a new secret is
+			// being rolled out): read it where it is, without moving it
+			// back.
+			b, found, err := s.findMoved(ctx, token, id, to)
+			return b, found, false, err
+		}
 		b, found := s.accept(id, pk, item, now)
 		return b, found, false, nil
 	}
@@ -307,10 +315,9 @@ func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry 
 		if old == nil {
 			continue
 		}
-		if _, moved := old[attrMoved]; moved {
-			// Another request moved it after our first read: what the
-			// current key holds now is the answer.
-			b, found, err := s.findCurrent(ctx, id, pk)
+		if to, moved := dynaguard.Str(old, attrMoved); moved {
+			// Another request moved it after our first read.
+			b, found, err := s.findMoved(ctx, token, id, to)
 			return b, found, false, err
 		}
 		v, ok := s.open(oldPK, old, now)
@@ -323,7 +330,7 @@ func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry 
 		}
 		switch {
 		case err == nil:
-			s.cache.put(id, sha256.Sum256(v.data), v.exp)
+			s.cache.put(seenEntry{id: id, digest: sha256.Sum256(v.data), exp: v.exp})
 			return v.data, true, false, nil
 		case lostRace(err):
 			// Another request moved, deleted or rewrote it meanwhile:
@@ -336,24 +343,45 @@ func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry 
 	return nil, false, false, nil
 }
 
-// findCurrent reads the session under the current secret only.
-func (s *Store) findCurrent(ctx context.Context, id, pk string) ([]byte, bool, error) {
-	item, err := s.getItem(ctx, pk)
+// findMoved reads the session at to, where a tombstone says it moved: one
+// more GetItem, and only if to is the token's key under one of this store's
+// secrets. The session is not moved again.
+func (s *Store) findMoved(ctx context.Context, token, id, to string) ([]byte, bool, error) {
+	if !s.isKeyOf(token, to) {
+		s.cache.remove(id)
+		return nil, false, nil
+	}
+	item, err := s.getItem(ctx, to)
 	if err != nil {
 		return nil, false, fmt.Errorf("sessionstore: find session %s: %w", id, err)
 	}
-	b, found := s.accept(id, pk, item, s.clock.Now())
+	b, found := s.accept(id, to, item, s.clock.Now())
 	return b, found, nil
 }
 
-// accept opens item and records what was seen for the skip rule.
+// isKeyOf reports whether pk is token's key under one of the store's secrets.
+func (s *Store) isKeyOf(token, pk string) bool {
+	for i := range s.ids {
+		if pk == dynaguard.PrefixSession+s.idWith(i, token) {
+			return true
+		}
+	}
+	return false
+}
+
+// accept opens item and records what was seen for the skip rule, and where
+// the session lives when that is not its key under the current secret.
 func (s *Store) accept(id, pk string, item map[string]types.AttributeValue, now time.Time) ([]byte, bool) {
 	v, ok := s.open(pk, item, now)
 	if !ok {
 		s.cache.remove(id)
 		return nil, false
 	}
-	s.cache.put(id, sha256.Sum256(v.data), v.exp)
+	e := seenEntry{id: id, digest: sha256.Sum256(v.data), exp: v.exp}
+	if pk != dynaguard.PrefixSession+id {
+		e.pk = pk
+	}
+	s.cache.put(e)
 	return v.data, true
 }
 
@@ -483,49 +511,63 @@ func (s *Store) CommitCtx(ctx context.Context, token string, b []byte, expiry ti
 	owner, bind := s.bindings.get(id, now)
 	digest := sha256.Sum256(b)
 	exp := expiry.UnixNano()
-	if !bind && s.skip(id, digest, exp, now) {
+	seen, cached := s.cache.get(id)
+	if !bind && cached && s.skip(seen, digest, exp, now) {
 		return nil
 	}
-	w := sessionWrite{pk: dynaguard.PrefixSession + id, data: b, exp: expiry, now: now}
+	w := sessionWrite{pk: dynaguard.PrefixSession + id, exp: expiry, now: now}
+	if cached && seen.pk != "" {
+		w.pk = seen.pk // where Find found it (see findMoved)
+	}
 	if bind {
 		w.owner = &owner
 	}
-	if s.encrypt {
-		sealed, err := s.seal[0].seal(w.pk, exp, b)
-		if err != nil {
-			return fmt.Errorf("sessionstore: seal session %s: %w", id, err)
+	for followed := false; ; followed = true {
+		w.data, w.enc = b, ""
+		if s.encrypt {
+			sealed, err := s.seal[0].seal(w.pk, exp, b)
+			if err != nil {
+				return fmt.Errorf("sessionstore: seal session %s: %w", id, err)
+			}
+			w.data, w.enc = sealed, s.seal[0].id
 		}
-		w.data, w.enc = sealed, s.seal[0].id
-	}
-	err := s.writeSession(ctx, w)
-	switch {
-	case err == nil:
-		s.cache.put(id, digest, exp)
-		if bind {
+		movedTo, err := s.writeSession(ctx, w)
+		switch {
+		case err == nil:
+			e := seenEntry{id: id, digest: digest, exp: exp}
+			if w.pk != dynaguard.PrefixSession+id {
+				e.pk = w.pk
+			}
+			s.cache.put(e)
+			if bind {
+				s.bindings.done(id)
+			}
+			return nil
+		case dynaguard.IsConditionFailed(err):
+			if !followed && movedTo != "" && movedTo != w.pk && s.isKeyOf(token, movedTo) {
+				// Moved by an instance with a newer current secret
+				// (a rollout in progress): write it where it is now.
+				w.pk = movedTo
+				continue
+			}
+			s.cache.remove(id)
 			s.bindings.done(id)
+			s.log.Info("sessionstore: commit of a deleted session refused", "session", id)
+			return nil
+		case errors.Is(err, dynaguard.ErrItemTooLarge):
+			s.cache.remove(id)
+			return fmt.Errorf("%w: session %s: %w", ErrTooLarge, id, err)
+		default:
+			s.cache.remove(id)
+			return fmt.Errorf("sessionstore: commit session %s: %w", id, err)
 		}
-		return nil
-	case dynaguard.IsConditionFailed(err):
-		s.cache.remove(id)
-		s.bindings.done(id)
-		s.log.Info("sessionstore: commit of a deleted session refused", "session", id)
-		return nil
-	case errors.Is(err, dynaguard.ErrItemTooLarge):
-		s.cache.remove(id)
-		return fmt.Errorf("%w: session %s: %w", ErrTooLarge, id, err)
-	default:
-		s.cache.remove(id)
-		return fmt.Errorf("sessionstore: commit session %s: %w", id, err)
 	}
 }
 
-// skip is the rule documented on Config.TouchInterval.
-func (s *Store) skip(id string, digest [32]byte, exp int64, now time.Time) bool {
-	if s.touch < 0 {
-		return false
-	}
-	e, ok := s.cache.get(id)
-	if !ok || e.digest != digest || exp < e.exp || e.exp <= now.UnixNano() {
+// skip is the rule documented on Config.TouchInterval, given what this
+// process last saw of the session.
+func (s *Store) skip(e seenEntry, digest [32]byte, exp int64, now time.Time) bool {
+	if s.touch < 0 || e.digest != digest || exp < e.exp || e.exp <= now.UnixNano() {
 		return false
 	}
 	limit := int64(s.touch)
