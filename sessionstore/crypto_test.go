@@ -345,3 +345,22 @@ func TestRotationRollout(t *testing.T) {
 	mustCommit(t, other, tok, []byte("late"), exp)
 	mustNotFind(t, phase2, tok)
 }
+
+// "Sign out everywhere else" during a rollout keeps the current session even
+// where it lives under the other secret's key.
+func TestRevokeAllKeepsCurrentSessionDuringRollout(t *testing.T) {
+	tbl := ddbtest.NewTable(t)
+	phase1 := newStore(t, tbl, withKeys(keyring(t, secret1, secret2)))
+	phase2 := newStore(t, tbl, withKeys(keyring(t, secret2, secret1)))
+	exp := time.Now().Add(time.Hour)
+	current := login(t, phase1, "u", "", exp)
+	other := login(t, phase1, "u", "", exp)
+	mustFind(t, phase2, current) // moved to secret2's key
+	mustFind(t, phase1, current) // the request on phase 1 reads it there
+	n, err := phase1.RevokeAll(ctx, "u", phase1.ID(current))
+	if err != nil || n != 1 {
+		t.Fatalf("RevokeAll = %d, %v; want 1", n, err)
+	}
+	mustFind(t, phase1, current)
+	mustNotFind(t, phase1, other)
+}

@@ -245,9 +245,15 @@ func (s *Store) RevokeAll(ctx context.Context, userID, keepID string) (int, erro
 	if err != nil {
 		return 0, fmt.Errorf("sessionstore: revoke sessions: %w", err)
 	}
-	keepPK := ""
+	keepPK, keepAt := "", ""
 	if keepID != "" {
 		keepPK = dynaguard.PrefixSession + keepID
+		// While a new secret is rolled out the kept session may live
+		// under another secret's key; this process knows where if the
+		// request read it.
+		if e, ok := s.cache.get(keepID); ok {
+			keepAt = e.pk
+		}
 	}
 	var (
 		mu    sync.Mutex
@@ -273,7 +279,7 @@ func (s *Store) RevokeAll(ctx context.Context, userID, keepID string) (int, erro
 		})
 	}
 	for _, pk := range pks {
-		if pk != keepPK {
+		if pk != keepPK && pk != keepAt {
 			work <- pk
 		}
 	}

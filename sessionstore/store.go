@@ -81,9 +81,9 @@ type Config struct {
 	// encryption (dynaguard.PurposeSessionEncryption).
 	// The current secret hashes and seals every new write; sessions made
 	// under a previous secret are still found until they expire, and are
-	// moved to the current secret the first time they are read. The keys
-	// are derived once, in New: rotating means restarting with a new
-	// Keyring.
+	// moved to the current secret the first time they are read (see
+	// "Rotating the secret" in the package documentation). The keys are
+	// derived once, in New: rotating means restarting with a new Keyring.
 	Keys *dynaguard.Keyring
 
 	// EventuallyConsistent makes Find read with eventually consistent
@@ -105,9 +105,9 @@ type Config struct {
 	// where S is the expiry stored by the last write this process saw. So
 	// the stored expiry is never later than scs's, and never earlier by
 	// more than TouchInterval nor by more than a tenth of the remaining
-	// lifetime (a session active more often than 90% of its idle timeout
-	// never lapses). A negative TouchInterval disables skipping: every
-	// commit writes.
+	// lifetime: a session whose requests come less than 90% of its idle
+	// timeout apart never lapses. A negative TouchInterval disables
+	// skipping: every commit writes.
 	TouchInterval time.Duration
 
 	// TombstoneTTL is how long a deleted or revoked session's tombstone
