@@ -1,0 +1,200 @@
+package users
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/dynaguard/dynaguard"
+)
+
+// Credentials is one login attempt.
+type Credentials struct {
+	// Login is the email address or the username (a login name with '@'
+	// is an email address).
+	Login    string
+	Password string
+	// IP is the client's address as the application resolved it (the
+	// connection's address unless it trusts a proxy; see the middleware
+	// package). users never reads forwarding headers itself.
+	IP netip.Addr
+}
+
+// Authenticate checks a login name and password. It returns the account, or
+// an error that matches ErrInvalidCredentials for every way the login can
+// fail — unknown login name, wrong password, disabled account, throttled
+// attempt — so that a caller cannot tell them apart by accident, plus
+// ErrBusy and ErrUnavailable when it could not decide (nothing is let
+// through then).
+//
+// What an attempt costs, in order (every read strongly consistent):
+//
+//  1. one BatchGetItem: the uniqueness marker of the login name, the
+//     attempt counter of (login name, client address) and the failure
+//     counter of the client address. A throttled attempt stops here, before
+//     any password work, with a *ThrottledError that says when to retry.
+//  2. one GetItem: the account the marker points at — or, for a login name
+//     with no account, that name's failure counter, so both cost the same.
+//     An account at Throttle.MaxFailures stops here (Locked).
+//  3. a hashing slot (ErrBusy if none frees up within HashWait).
+//  4. one conditional UpdateItem that counts the attempt before the
+//     password is checked: concurrent attempts cannot slip past the limit.
+//  5. exactly one password verification — against the account's hash, or
+//     against a dummy hash for an unknown login name or an unusable stored
+//     hash. A disabled account is verified too, and fails whatever the
+//     result.
+//  6. failure: two UpdateItems (the account's — or the unknown name's —
+//     consecutive failure count, and the client address's counter).
+//     Success: one DeleteItem (the attempt counter), plus one UpdateItem
+//     when the failure count must be reset or the hash upgraded (a hash of
+//     an older algorithm, parameters or pepper is replaced, on condition
+//     that it is still the stored one).
+//
+// Unknown, wrong and disabled therefore make the same calls and the same
+// hash work. The one difference left is the verification itself when the
+// account still has a legacy hash (bcrypt, Django) until its first login.
+func (s *Users) Authenticate(ctx context.Context, c Credentials) (*User, error) {
+	kind, key := normalizeLogin(c.Login)
+	return s.attempt(ctx, target{kind: kind, key: key}, c.Password, c.IP)
+}
+
+// target is whose password an attempt checks: a login name, or (when the
+// user is already known, as for ChangePassword) an account ID.
+type target struct {
+	kind, key string
+	uid       string
+}
+
+func (t target) account() string {
+	if t.uid != "" {
+		return "id\x00" + t.uid
+	}
+	return t.kind + "\x00" + t.key
+}
+
+func (s *Users) throttled(d time.Duration) error {
+	d = d.Round(time.Second)
+	if d < time.Second {
+		d = time.Second
+	}
+	return &ThrottledError{RetryAfter: d}
+}
+
+func (s *Users) attempt(ctx context.Context, t target, password string, ip netip.Addr) (*User, error) {
+	now := s.now()
+	k := s.keysFor(t.account(), ip, now)
+	first := []string{k.pair, k.ip}
+	var marker string
+	if t.uid != "" {
+		first = append(first, userPK(t.uid))
+	} else {
+		marker = markerPK(t.kind, t.key)
+		first = append(first, marker)
+	}
+	items, err := s.st.batchGet(ctx, first...)
+	if err != nil {
+		return nil, err
+	}
+	pairItem := items[k.pair]
+	pairExists := pairItem != nil && !dynaguard.Expired(pairItem, now)
+	var pair, ipc counter
+	if pairExists {
+		pair = decodeCounter(pairItem)
+	}
+	if it := items[k.ip]; it != nil && !dynaguard.Expired(it, now) {
+		ipc = decodeCounter(it)
+	}
+	if wait := max(s.throttle.PerAccount.wait(pair, now), s.throttle.PerIP.wait(ipc, now)); wait > 0 {
+		return nil, s.throttled(wait)
+	}
+
+	var acct item
+	if t.uid != "" {
+		acct = items[userPK(t.uid)]
+	} else {
+		pk := k.unknownAccount
+		uid, _ := dynaguard.Str(items[marker], attrUID)
+		if uid != "" {
+			pk = userPK(uid)
+		}
+		if acct, err = s.st.get(ctx, pk); err != nil {
+			return nil, err
+		}
+		if uid != "" && acct == nil {
+			s.log.ErrorContext(ctx, "users: uniqueness marker points at a missing account", "user", uid)
+		}
+	}
+	var u *User
+	var fails int64
+	if pk, _ := dynaguard.Str(acct, dynaguard.AttrPK); acct != nil && pk == k.unknownAccount {
+		if !dynaguard.Expired(acct, now) {
+			fails, _ = dynaguard.Int(acct, attrFails)
+		}
+	} else if acct != nil {
+		if u, err = decodeUser(acct); err != nil {
+			return nil, errors.Join(ErrUnavailable, err)
+		}
+		fails = u.fails
+	}
+	if fails >= int64(s.throttle.MaxFailures) {
+		return nil, &ThrottledError{Locked: true}
+	}
+
+	release, err := s.limiter.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ok, cur, err := s.st.reserve(ctx, k.pair, pair, pairExists, s.throttle.PerAccount, now, k.pairEnd)
+	if err != nil || !ok {
+		release()
+		if err != nil {
+			return nil, err
+		}
+		return nil, s.throttled(s.throttle.PerAccount.wait(cur, now))
+	}
+	match, rehash := s.verifyLocked(password, u)
+	success := match && u != nil && !u.Disabled
+	var newHash, newPepper string
+	if success && rehash {
+		if newHash, newPepper, err = s.hashLocked(password); err != nil {
+			s.log.WarnContext(ctx, "users: password hash not upgraded", "user", u.ID, "err", err)
+			newHash = ""
+		}
+	}
+	release()
+
+	if !success {
+		if u != nil {
+			err = s.st.countAccountFailure(ctx, u.ID)
+		} else {
+			err = s.st.countUnknownFailure(ctx, k.unknownAccount, k.unknownAccountTTL)
+		}
+		if err == nil {
+			err = s.st.countIPFailure(ctx, k.ip, now, k.ipEnd)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return nil, ErrInvalidCredentials
+	}
+	if u.fails > 0 || newHash != "" {
+		switch err := s.st.loginSucceeded(ctx, u, newHash, newPepper); {
+		case errors.Is(err, ErrConflict):
+			// The password changed between the read and now: the one
+			// just verified is no longer valid.
+			return nil, ErrInvalidCredentials
+		case err != nil:
+			return nil, err
+		}
+		u.fails = 0
+		if newHash != "" {
+			u.hash, u.pepperID = newHash, newPepper
+			s.log.InfoContext(ctx, "users: password hash upgraded", "user", u.ID)
+		}
+	}
+	if err := s.st.deleteItem(ctx, k.pair); err != nil {
+		return nil, err
+	}
+	return u, nil
+}

@@ -1,0 +1,632 @@
+package users
+
+// Every DynamoDB call of the users package is in this file.
+//
+// Items (see docs/ARCHITECTURE.md):
+//
+//	user#<id>                       the account; no ttl (never expires)
+//	    email, emailn               email address as typed / normalised
+//	    uname, unamen               username as typed / normalised
+//	    ph, pep                     encoded password hash / ID of its pepper key (absent: none)
+//	    cv                          credential version: +1 on every password change
+//	    se                          session epoch: +1 to end every session
+//	    ver                         item version: +1 on every change of the above (optimistic concurrency)
+//	    dis                         true while disabled (absent: enabled)
+//	    fails                       consecutive failed logins since the last success
+//	    created, pwat               creation / password-set time, Unix seconds
+//	uniq#email#<normalised>         uniqueness marker → uid; no ttl
+//	uniq#username#<normalised>      uniqueness marker → uid; no ttl
+//	thr#login#<h(login, source)>#<window>   n, la, ttl: attempts on one login name from one address
+//	thr#ip#<h(source)>#<window>             n, la, ttl: failures from one address
+//	thr#acct#<h(login)>                     fails, ttl: failures on a login name with no account
+//
+// Attribute names reserved on the user item for the account features that
+// build on it: ev (email verified), totp (sealed TOTP secret), tstep (last
+// accepted TOTP time step), mfa (second factor required).
+//
+// Every read is strongly consistent: a password that was just changed, an
+// account that was just disabled or a session epoch that was just bumped is
+// seen by the very next request. The user item stays far below 4 KB (the
+// longest identifiers and hash make it about 1.6 KB), so each read costs one
+// read unit.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynaguard/dynaguard"
+)
+
+const (
+	attrEmail       = "email"
+	attrEmailKey    = "emailn"
+	attrUsername    = "uname"
+	attrUsernameKey = "unamen"
+	attrHash        = "ph"
+	attrPepper      = "pep"
+	attrCred        = "cv"
+	attrEpoch       = "se"
+	attrVersion     = "ver"
+	attrDisabled    = "dis"
+	attrFails       = "fails"
+	attrCreated     = "created"
+	attrPasswordAt  = "pwat"
+	attrUID         = "uid"
+	attrN           = "n"
+	attrLast        = "la"
+)
+
+type item = map[string]types.AttributeValue
+
+type store struct {
+	tbl *dynaguard.Table
+}
+
+func userPK(id string) string { return dynaguard.PrefixUser + id }
+
+func markerPK(kind, normalized string) string {
+	return dynaguard.PrefixUnique + kind + "#" + normalized
+}
+
+func encodeUser(u *User) item {
+	it := item{
+		dynaguard.AttrPK: dynaguard.S(userPK(u.ID)),
+		attrEmail:        dynaguard.S(u.Email),
+		attrEmailKey:     dynaguard.S(u.emailKey),
+		attrUsername:     dynaguard.S(u.Username),
+		attrUsernameKey:  dynaguard.S(u.usernameKey),
+		attrHash:         dynaguard.S(u.hash),
+		attrCred:         dynaguard.N(u.credVersion),
+		attrEpoch:        dynaguard.N(u.epoch),
+		attrVersion:      dynaguard.N(u.version),
+		attrFails:        dynaguard.N(u.fails),
+		attrCreated:      dynaguard.N(u.Created.Unix()),
+		attrPasswordAt:   dynaguard.N(u.PasswordChanged.Unix()),
+	}
+	if u.pepperID != "" {
+		it[attrPepper] = dynaguard.S(u.pepperID)
+	}
+	if u.Disabled {
+		it[attrDisabled] = dynaguard.Bool(true)
+	}
+	return it
+}
+
+// errMalformed marks an item that does not decode; it is treated like a
+// storage failure (fail closed), never like a valid account.
+var errMalformed = errors.New("users: malformed account item")
+
+func decodeUser(it item) (*User, error) {
+	pk, _ := dynaguard.Str(it, dynaguard.AttrPK)
+	id, ok := strings.CutPrefix(pk, dynaguard.PrefixUser)
+	if !ok || id == "" {
+		return nil, errMalformed
+	}
+	u := &User{ID: id}
+	var okH, okC, okE, okV bool
+	u.Email, _ = dynaguard.Str(it, attrEmail)
+	u.emailKey, _ = dynaguard.Str(it, attrEmailKey)
+	u.Username, _ = dynaguard.Str(it, attrUsername)
+	u.usernameKey, _ = dynaguard.Str(it, attrUsernameKey)
+	u.hash, okH = dynaguard.Str(it, attrHash)
+	u.pepperID, _ = dynaguard.Str(it, attrPepper)
+	u.credVersion, okC = dynaguard.Int(it, attrCred)
+	u.epoch, okE = dynaguard.Int(it, attrEpoch)
+	u.version, okV = dynaguard.Int(it, attrVersion)
+	u.fails, _ = dynaguard.Int(it, attrFails)
+	u.Disabled, _ = dynaguard.BoolAttr(it, attrDisabled)
+	if !okH || !okC || !okE || !okV || u.emailKey == "" || u.usernameKey == "" {
+		return nil, errMalformed
+	}
+	if c, ok := dynaguard.Int(it, attrCreated); ok {
+		u.Created = time.Unix(c, 0)
+	}
+	if p, ok := dynaguard.Int(it, attrPasswordAt); ok {
+		u.PasswordChanged = time.Unix(p, 0)
+	}
+	return u, nil
+}
+
+func decodeCounter(it item) counter {
+	n, _ := dynaguard.Int(it, attrN)
+	la, _ := dynaguard.Int(it, attrLast)
+	return counter{n: n, last: la}
+}
+
+func (st *store) name() *string { return aws.String(st.tbl.Name) }
+
+// get reads one item with a strongly consistent GetItem (nil when absent).
+func (st *store) get(ctx context.Context, pk string) (item, error) {
+	out, err := st.tbl.Client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      st.name(),
+		Key:            dynaguard.Key(pk),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, unavailable("GetItem", err)
+	}
+	return out.Item, nil
+}
+
+// getUser reads an account (nil, nil when there is none).
+func (st *store) getUser(ctx context.Context, id string) (*User, error) {
+	it, err := st.get(ctx, userPK(id))
+	if err != nil || it == nil {
+		return nil, err
+	}
+	u, err := decodeUser(it)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w (%s)", ErrUnavailable, err, id)
+	}
+	return u, nil
+}
+
+// markerUID reads a uniqueness marker and returns the user ID it points at
+// ("" when there is none).
+func (st *store) markerUID(ctx context.Context, kind, normalized string) (string, error) {
+	it, err := st.get(ctx, markerPK(kind, normalized))
+	if err != nil {
+		return "", err
+	}
+	uid, _ := dynaguard.Str(it, attrUID)
+	return uid, nil
+}
+
+// batchGet reads up to 100 distinct items in one strongly consistent
+// BatchGetItem, retrying keys DynamoDB leaves unprocessed (a few times, then
+// it fails closed). Absent items are absent from the result.
+func (st *store) batchGet(ctx context.Context, pks ...string) (map[string]item, error) {
+	keys := make([]map[string]types.AttributeValue, len(pks))
+	for i, pk := range pks {
+		keys[i] = dynaguard.Key(pk)
+	}
+	req := map[string]types.KeysAndAttributes{st.tbl.Name: {Keys: keys, ConsistentRead: aws.Bool(true)}}
+	res := make(map[string]item, len(pks))
+	for attempt := 0; ; attempt++ {
+		out, err := st.tbl.Client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
+		if err != nil {
+			return nil, unavailable("BatchGetItem", err)
+		}
+		for _, it := range out.Responses[st.tbl.Name] {
+			pk, _ := dynaguard.Str(it, dynaguard.AttrPK)
+			res[pk] = it
+		}
+		if len(out.UnprocessedKeys) == 0 {
+			return res, nil
+		}
+		if attempt == 4 {
+			return nil, fmt.Errorf("%w: BatchGetItem: keys left unprocessed", ErrUnavailable)
+		}
+		req = out.UnprocessedKeys
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return nil, unavailable("BatchGetItem", err)
+		}
+	}
+}
+
+// reserve counts one attempt on a login counter before any password work,
+// in one conditional UpdateItem: it succeeds while the counter is under
+// lim.Free, or when its state is still the one read (seen) and that state
+// allowed an attempt. Concurrent attempts therefore cannot exceed the
+// limit: each one needs its own successful conditional write. On refusal
+// it returns the counter's current state.
+func (st *store) reserve(ctx context.Context, pk string, seen counter, exists bool, lim Limit, now, end time.Time) (bool, counter, error) {
+	cond := "attribute_not_exists(#pk) OR #n < :free"
+	vals := item{
+		":one":  dynaguard.N(1),
+		":free": dynaguard.N(int64(lim.Free)),
+		":now":  dynaguard.N(now.Unix()),
+		":end":  dynaguard.TTLValue(end),
+	}
+	if exists && seen.n >= int64(lim.Free) {
+		cond += " OR (#n = :seen AND #la = :la)"
+		vals[":seen"] = dynaguard.N(seen.n)
+		vals[":la"] = dynaguard.N(seen.last)
+	}
+	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           st.name(),
+		Key:                                 dynaguard.Key(pk),
+		UpdateExpression:                    aws.String("ADD #n :one SET #la = :now, #ttl = :end"),
+		ConditionExpression:                 aws.String(cond),
+		ExpressionAttributeNames:            dynaguard.ExprNames("#n", attrN, "#la", attrLast),
+		ExpressionAttributeValues:           vals,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	if err == nil {
+		return true, counter{}, nil
+	}
+	var cf *dynaguard.ConditionFailedError
+	if errors.As(dynaguard.Classify(err), &cf) {
+		return false, decodeCounter(cf.Item), nil
+	}
+	return false, counter{}, unavailable("UpdateItem", err)
+}
+
+// countIPFailure adds a failure to a client address's counter.
+func (st *store) countIPFailure(ctx context.Context, pk string, now, end time.Time) error {
+	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 st.name(),
+		Key:                       dynaguard.Key(pk),
+		UpdateExpression:          aws.String("ADD #n :one SET #la = :now, #ttl = :end"),
+		ExpressionAttributeNames:  map[string]string{"#n": attrN, "#la": attrLast, "#ttl": dynaguard.AttrTTL},
+		ExpressionAttributeValues: item{":one": dynaguard.N(1), ":now": dynaguard.N(now.Unix()), ":end": dynaguard.TTLValue(end)},
+	})
+	if err != nil {
+		return unavailable("UpdateItem", err)
+	}
+	return nil
+}
+
+// countAccountFailure adds a failure to an account's consecutive count. The
+// condition keeps it from recreating an account deleted meanwhile.
+func (st *store) countAccountFailure(ctx context.Context, uid string) error {
+	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 st.name(),
+		Key:                       dynaguard.Key(userPK(uid)),
+		UpdateExpression:          aws.String("ADD #f :one"),
+		ConditionExpression:       aws.String("attribute_exists(#pk)"),
+		ExpressionAttributeNames:  map[string]string{"#pk": dynaguard.AttrPK, "#f": attrFails},
+		ExpressionAttributeValues: item{":one": dynaguard.N(1)},
+	})
+	if err != nil && !dynaguard.IsConditionFailed(err) {
+		return unavailable("UpdateItem", err)
+	}
+	return nil
+}
+
+// countUnknownFailure adds a failure to the count of a login name that has
+// no account, so that it is throttled and locked exactly like one that has.
+func (st *store) countUnknownFailure(ctx context.Context, pk string, expires time.Time) error {
+	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 st.name(),
+		Key:                       dynaguard.Key(pk),
+		UpdateExpression:          aws.String("ADD #f :one SET #ttl = :exp"),
+		ExpressionAttributeNames:  map[string]string{"#f": attrFails, "#ttl": dynaguard.AttrTTL},
+		ExpressionAttributeValues: item{":one": dynaguard.N(1), ":exp": dynaguard.TTLValue(expires)},
+	})
+	if err != nil {
+		return unavailable("UpdateItem", err)
+	}
+	return nil
+}
+
+// loginSucceeded resets the account's failure count and, when newHash is
+// set, replaces the password hash by an upgraded one — only if the
+// credential is still the one that was verified (cv and the old hash
+// unchanged), so a concurrent password change is never overwritten. A
+// failed condition returns ErrConflict: the verified password is no longer
+// the account's password.
+func (st *store) loginSucceeded(ctx context.Context, u *User, newHash, newPepper string) error {
+	set := []string{"#f = :zero"}
+	var remove []string
+	cond := "#cv = :cv"
+	names := map[string]string{"#f": attrFails, "#cv": attrCred}
+	vals := item{":zero": dynaguard.N(0), ":cv": dynaguard.N(u.credVersion)}
+	if newHash != "" {
+		set = append(set, "#ph = :ph")
+		cond += " AND #ph = :old"
+		names["#ph"] = attrHash
+		vals[":ph"] = dynaguard.S(newHash)
+		vals[":old"] = dynaguard.S(u.hash)
+		names["#pep"] = attrPepper
+		if newPepper == "" {
+			remove = append(remove, "#pep")
+		} else {
+			set = append(set, "#pep = :pep")
+			vals[":pep"] = dynaguard.S(newPepper)
+		}
+	}
+	expr := "SET " + strings.Join(set, ", ")
+	if len(remove) > 0 {
+		expr += " REMOVE " + strings.Join(remove, ", ")
+	}
+	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 st.name(),
+		Key:                       dynaguard.Key(userPK(u.ID)),
+		UpdateExpression:          aws.String(expr),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
+	})
+	switch {
+	case err == nil:
+		return nil
+	case dynaguard.IsConditionFailed(err):
+		return ErrConflict
+	default:
+		return unavailable("UpdateItem", err)
+	}
+}
+
+// deleteItem deletes one item unconditionally (a login counter after a
+// successful login).
+func (st *store) deleteItem(ctx context.Context, pk string) error {
+	_, err := st.tbl.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: st.name(), Key: dynaguard.Key(pk)})
+	if err != nil {
+		return unavailable("DeleteItem", err)
+	}
+	return nil
+}
+
+// updateUser applies an UpdateExpression to an existing account under cond
+// (which must hold together with attribute_exists(pk)) and returns the
+// account as written. A failed condition is ErrNotFound when the account is
+// gone, ErrConflict otherwise.
+func (st *store) updateUser(ctx context.Context, uid, expr, cond string, names map[string]string, vals item) (*User, error) {
+	full := "attribute_exists(#pk)"
+	if cond != "" {
+		full += " AND (" + cond + ")"
+	}
+	if names == nil {
+		names = map[string]string{}
+	}
+	names["#pk"] = dynaguard.AttrPK
+	in := &dynamodb.UpdateItemInput{
+		TableName:                           st.name(),
+		Key:                                 dynaguard.Key(userPK(uid)),
+		UpdateExpression:                    aws.String(expr),
+		ConditionExpression:                 aws.String(full),
+		ExpressionAttributeNames:            names,
+		ReturnValues:                        types.ReturnValueAllNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
+	if len(vals) > 0 {
+		in.ExpressionAttributeValues = vals
+	}
+	out, err := st.tbl.Client.UpdateItem(ctx, in)
+	if err != nil {
+		var cf *dynaguard.ConditionFailedError
+		if errors.As(dynaguard.Classify(err), &cf) {
+			if cf.Item == nil {
+				return nil, ErrNotFound
+			}
+			return nil, ErrConflict
+		}
+		return nil, unavailable("UpdateItem", err)
+	}
+	u, err := decodeUser(out.Attributes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w (%s)", ErrUnavailable, err, uid)
+	}
+	return u, nil
+}
+
+// setPassword stores a new password hash if the credential version is still
+// the one the caller read: the credential version goes up (ending every
+// session bound to the old one, and every one-time token issued for it),
+// the failure count is reset.
+func (st *store) setPassword(ctx context.Context, u *User, hash, pepper string, now time.Time) (*User, error) {
+	expr := "SET #ph = :ph, #pwat = :now, #f = :zero, #cv = #cv + :one, #ver = #ver + :one"
+	vals := item{":ph": dynaguard.S(hash), ":now": dynaguard.N(now.Unix()), ":zero": dynaguard.N(0), ":one": dynaguard.N(1), ":cv": dynaguard.N(u.credVersion)}
+	if pepper == "" {
+		expr += " REMOVE #pep"
+	} else {
+		expr += ", #pep = :pep"
+		vals[":pep"] = dynaguard.S(pepper)
+	}
+	names := map[string]string{"#ph": attrHash, "#pwat": attrPasswordAt, "#f": attrFails, "#cv": attrCred, "#ver": attrVersion, "#pep": attrPepper}
+	return st.updateUser(ctx, u.ID, expr, "#cv = :cv", names, vals)
+}
+
+// bumpEpoch raises the session epoch: every session bound to the old epoch
+// fails its next check.
+func (st *store) bumpEpoch(ctx context.Context, uid string) (*User, error) {
+	return st.updateUser(ctx, uid, "SET #se = #se + :one, #ver = #ver + :one", "",
+		map[string]string{"#se": attrEpoch, "#ver": attrVersion}, item{":one": dynaguard.N(1)})
+}
+
+// setDisabled disables an account (and raises its session epoch, so that
+// no session survives even if revoking them fails) or enables it (and
+// clears its failure count).
+func (st *store) setDisabled(ctx context.Context, uid string, disabled bool) (*User, error) {
+	if disabled {
+		return st.updateUser(ctx, uid, "SET #dis = :t, #se = #se + :one, #ver = #ver + :one", "",
+			map[string]string{"#dis": attrDisabled, "#se": attrEpoch, "#ver": attrVersion},
+			item{":t": dynaguard.Bool(true), ":one": dynaguard.N(1)})
+	}
+	return st.updateUser(ctx, uid, "SET #f = :zero, #ver = #ver + :one REMOVE #dis", "",
+		map[string]string{"#dis": attrDisabled, "#f": attrFails, "#ver": attrVersion},
+		item{":zero": dynaguard.N(0), ":one": dynaguard.N(1)})
+}
+
+// unlock clears an account's failure count.
+func (st *store) unlock(ctx context.Context, uid string) (*User, error) {
+	return st.updateUser(ctx, uid, "SET #f = :zero", "", map[string]string{"#f": attrFails}, item{":zero": dynaguard.N(0)})
+}
+
+// create writes a new account and its two uniqueness markers in one
+// transaction, each conditioned on not existing yet: either all three are
+// written or none is, so two accounts can never share an email address or
+// username, whichever instance creates them.
+func (st *store) create(ctx context.Context, u *User) error {
+	notExists := aws.String("attribute_not_exists(#pk)")
+	names := map[string]string{"#pk": dynaguard.AttrPK}
+	marker := func(kind, key string) types.TransactWriteItem {
+		return types.TransactWriteItem{Put: &types.Put{
+			TableName:                st.name(),
+			Item:                     item{dynaguard.AttrPK: dynaguard.S(markerPK(kind, key)), attrUID: dynaguard.S(u.ID)},
+			ConditionExpression:      notExists,
+			ExpressionAttributeNames: names,
+		}}
+	}
+	items := []types.TransactWriteItem{
+		{Put: &types.Put{TableName: st.name(), Item: encodeUser(u), ConditionExpression: notExists, ExpressionAttributeNames: names}},
+		marker(kindEmail, u.emailKey),
+		marker(kindUsername, u.usernameKey),
+	}
+	err := st.transact(ctx, items)
+	var tc *dynaguard.TransactionCanceledError
+	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
+		if te := (&TakenError{Email: tc.ConditionFailed(1), Username: tc.ConditionFailed(2)}); te.Email || te.Username {
+			return te
+		}
+		return ErrConflict // the random user ID exists: the caller draws another
+	}
+	if err != nil {
+		return unavailable("TransactWriteItems", err)
+	}
+	return nil
+}
+
+// changeIdentifier moves an account to a new email address or username in
+// one transaction: the new marker is claimed (it must not exist), the old
+// one released (it must point at this account) and the account updated
+// (its version must be the one read). A display-only change (same
+// normalised form) updates the account alone.
+func (st *store) changeIdentifier(ctx context.Context, u *User, kind, display, key string) (*User, error) {
+	dispAttr, keyAttr, oldKey := attrEmail, attrEmailKey, u.emailKey
+	if kind == kindUsername {
+		dispAttr, keyAttr, oldKey = attrUsername, attrUsernameKey, u.usernameKey
+	}
+	names := map[string]string{"#pk": dynaguard.AttrPK, "#d": dispAttr, "#k": keyAttr, "#ver": attrVersion}
+	vals := item{":d": dynaguard.S(display), ":k": dynaguard.S(key), ":ver": dynaguard.N(u.version), ":one": dynaguard.N(1)}
+	update := &types.Update{
+		TableName:                 st.name(),
+		Key:                       dynaguard.Key(userPK(u.ID)),
+		UpdateExpression:          aws.String("SET #d = :d, #k = :k, #ver = #ver + :one"),
+		ConditionExpression:       aws.String("attribute_exists(#pk) AND #ver = :ver"),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
+	}
+	next := *u
+	next.version++
+	if kind == kindEmail {
+		next.Email, next.emailKey = display, key
+	} else {
+		next.Username, next.usernameKey = display, key
+	}
+	if key == oldKey {
+		_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: update.TableName, Key: update.Key, UpdateExpression: update.UpdateExpression,
+			ConditionExpression: update.ConditionExpression, ExpressionAttributeNames: names, ExpressionAttributeValues: vals,
+		})
+		switch {
+		case err == nil:
+			return &next, nil
+		case dynaguard.IsConditionFailed(err):
+			return nil, ErrConflict
+		default:
+			return nil, unavailable("UpdateItem", err)
+		}
+	}
+	items := []types.TransactWriteItem{
+		{Put: &types.Put{
+			TableName:                st.name(),
+			Item:                     item{dynaguard.AttrPK: dynaguard.S(markerPK(kind, key)), attrUID: dynaguard.S(u.ID)},
+			ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+			ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
+		}},
+		{Delete: &types.Delete{
+			TableName:                 st.name(),
+			Key:                       dynaguard.Key(markerPK(kind, oldKey)),
+			ConditionExpression:       aws.String("#uid = :uid"),
+			ExpressionAttributeNames:  map[string]string{"#uid": attrUID},
+			ExpressionAttributeValues: item{":uid": dynaguard.S(u.ID)},
+		}},
+		{Update: update},
+	}
+	err := st.transact(ctx, items)
+	var tc *dynaguard.TransactionCanceledError
+	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
+		if tc.ConditionFailed(0) {
+			return nil, &TakenError{Email: kind == kindEmail, Username: kind == kindUsername}
+		}
+		return nil, ErrConflict
+	}
+	if err != nil {
+		return nil, unavailable("TransactWriteItems", err)
+	}
+	return &next, nil
+}
+
+// deleteUser deletes an account and its markers in one transaction, if the
+// account is still at the version read.
+func (st *store) deleteUser(ctx context.Context, u *User) error {
+	markerDel := func(kind, key string) types.TransactWriteItem {
+		return types.TransactWriteItem{Delete: &types.Delete{
+			TableName:                 st.name(),
+			Key:                       dynaguard.Key(markerPK(kind, key)),
+			ConditionExpression:       aws.String("#uid = :uid"),
+			ExpressionAttributeNames:  map[string]string{"#uid": attrUID},
+			ExpressionAttributeValues: item{":uid": dynaguard.S(u.ID)},
+		}}
+	}
+	items := []types.TransactWriteItem{
+		{Delete: &types.Delete{
+			TableName:                 st.name(),
+			Key:                       dynaguard.Key(userPK(u.ID)),
+			ConditionExpression:       aws.String("#ver = :ver"),
+			ExpressionAttributeNames:  map[string]string{"#ver": attrVersion},
+			ExpressionAttributeValues: item{":ver": dynaguard.N(u.version)},
+		}},
+		markerDel(kindEmail, u.emailKey),
+		markerDel(kindUsername, u.usernameKey),
+	}
+	err := st.transact(ctx, items)
+	var tc *dynaguard.TransactionCanceledError
+	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
+		return ErrConflict
+	}
+	if err != nil {
+		return unavailable("TransactWriteItems", err)
+	}
+	return nil
+}
+
+// transact runs TransactWriteItems, retrying (with jittered backoff) when
+// it was canceled only because another transaction held one of its items
+// (TransactionConflict) — the outcome is then still open, unlike a failed
+// condition, which is returned at once. The error is classified.
+func (st *store) transact(ctx context.Context, items []types.TransactWriteItem) error {
+	for attempt := 0; ; attempt++ {
+		_, err := st.tbl.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+		err = dynaguard.Classify(err)
+		var tc *dynaguard.TransactionCanceledError
+		if err == nil || !errors.As(err, &tc) || tc.OnlyConditionsFailed() || !conflictOnly(tc) || attempt == 7 {
+			return err
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return err
+		}
+	}
+}
+
+// conflictOnly reports whether a cancellation has no other reason than
+// transaction conflicts.
+func conflictOnly(tc *dynaguard.TransactionCanceledError) bool {
+	any := false
+	for _, r := range tc.Reasons {
+		switch r.Code {
+		case "None", "":
+		case "TransactionConflict":
+			any = true
+		default:
+			return false
+		}
+	}
+	return any
+}
+
+func backoff(attempt int) time.Duration {
+	d := 10 * time.Millisecond << attempt
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,207 @@
+package users
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+
+	"github.com/dynaguard/dynaguard/internal/authctx"
+	"github.com/dynaguard/dynaguard/internal/problem"
+)
+
+type ctxKey struct{}
+
+// loaded is what LoadUser found for a request (u == nil: not logged in).
+type loaded struct {
+	u      *User
+	authAt time.Time
+}
+
+// FromContext returns the logged-in user that LoadUser or RequireUser put in
+// the request's context.
+func FromContext(ctx context.Context) (*User, bool) {
+	l, ok := ctx.Value(ctxKey{}).(*loaded)
+	if !ok || l.u == nil {
+		return nil, false
+	}
+	return l.u, true
+}
+
+// AuthTime returns when the logged-in user last entered their password in
+// this session (zero when nobody is logged in).
+func AuthTime(ctx context.Context) time.Time {
+	l, ok := ctx.Value(ctxKey{}).(*loaded)
+	if !ok || l.u == nil {
+		return time.Time{}
+	}
+	return l.authAt
+}
+
+// LoadUser returns middleware that loads the logged-in user, if any, and
+// puts it in the request context (FromContext; also authctx, so nonce and
+// idempotency can bind to the user and session). It must run inside
+// sm.LoadAndSave.
+//
+// It costs one strongly consistent GetItem of the account per request with
+// a logged-in session, and no write: together with the session's own read,
+// an authenticated GET is two reads. The session is rejected — destroyed on
+// the server and the request treated as anonymous — when the account is
+// gone or disabled, or when the session's auth hash no longer matches the
+// account's credential version and session epoch (the password changed, or
+// the user logged out everywhere). If the account cannot be read the
+// request is answered 503: it is never let through as the user, nor quietly
+// downgraded to anonymous.
+func (s *Users) LoadUser(sm *scs.SessionManager) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r, ok := s.load(w, r, sm)
+			if ok {
+				next.ServeHTTP(w, r)
+			}
+		})
+	}
+}
+
+// load runs LoadUser's work once per request; ok is false when it answered
+// the request itself.
+func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionManager) (*http.Request, bool) {
+	ctx := r.Context()
+	if _, done := ctx.Value(ctxKey{}).(*loaded); done {
+		return r, true
+	}
+	l := &loaded{}
+	ctx = authctx.WithSession(ctx, func() string {
+		if t := sm.Token(ctx); t != "" {
+			return s.sessions.ID(t)
+		}
+		return ""
+	})
+	if uid := sm.GetString(ctx, sessionUserID); uid != "" {
+		u, err := s.st.getUser(ctx, uid)
+		if err != nil {
+			s.log.ErrorContext(ctx, "users: loading the session's user failed", "err", err)
+			WriteError(w, r, err)
+			return nil, false
+		}
+		switch {
+		case u == nil, u.Disabled, !s.authHashValid(u, sm.GetString(ctx, sessionAuthHash)):
+			s.log.InfoContext(ctx, "users: session rejected: account gone, disabled, or credentials changed since login", "user", uid)
+			if err := sm.Destroy(ctx); err != nil {
+				WriteError(w, r, unavailable("destroy session", err))
+				return nil, false
+			}
+		default:
+			l.u = u
+			l.authAt = time.Unix(sm.GetInt64(ctx, sessionAuthAt), 0)
+			ctx = authctx.WithUser(ctx, u.ID)
+		}
+	}
+	ctx = context.WithValue(ctx, ctxKey{}, l)
+	return r.WithContext(ctx), true
+}
+
+// RequireUser returns middleware that lets only logged-in users through
+// (loading the user like LoadUser, unless LoadUser already ran). Others
+// get a 303 redirect to Config.LoginURL when they are a browser navigating
+// (with the requested path in "next" for GET and HEAD), or a 401
+// problem+json otherwise.
+func (s *Users) RequireUser(sm *scs.SessionManager) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r, ok := s.load(w, r, sm)
+			if !ok {
+				return
+			}
+			if _, in := FromContext(r.Context()); !in {
+				s.deny(w, r, false)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// RequireRecentAuth returns middleware for sensitive actions (changing the
+// email address, disabling a second factor, deleting the account): the user
+// must be logged in and have entered their password within maxAge in this
+// session. Others are answered like RequireUser's, with "reauth=1" in the
+// login URL, or a 401 problem "reauthentication-required". After the user
+// re-enters their password (Authenticate), Login refreshes the time.
+func (s *Users) RequireRecentAuth(sm *scs.SessionManager, maxAge time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r, ok := s.load(w, r, sm)
+			if !ok {
+				return
+			}
+			if _, in := FromContext(r.Context()); !in {
+				s.deny(w, r, false)
+				return
+			}
+			if !s.Recent(r.Context(), maxAge) {
+				s.deny(w, r, true)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// Recent reports whether the logged-in user authenticated within maxAge.
+func (s *Users) Recent(ctx context.Context, maxAge time.Duration) bool {
+	at := AuthTime(ctx)
+	if at.IsZero() {
+		return false
+	}
+	age := s.now().Sub(at)
+	return age >= -time.Minute && age <= maxAge
+}
+
+func (s *Users) deny(w http.ResponseWriter, r *http.Request, reauth bool) {
+	if problem.WantsHTML(r) {
+		q := url.Values{}
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			q.Set("next", r.URL.RequestURI())
+		}
+		if reauth {
+			q.Set("reauth", "1")
+		}
+		target := s.loginURL
+		if len(q) > 0 {
+			sep := "?"
+			if strings.Contains(target, "?") {
+				sep = "&"
+			}
+			target += sep + q.Encode()
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, target, http.StatusSeeOther)
+		return
+	}
+	if reauth {
+		problem.Write(w, r, problem.Problem{Reason: "reauthentication-required", Status: http.StatusUnauthorized,
+			Title: "Please confirm your password", Detail: "This action needs a recent login. Enter your password again, then retry."})
+		return
+	}
+	problem.Write(w, r, problem.Problem{Reason: "authentication-required", Status: http.StatusUnauthorized,
+		Title: "Please log in", Detail: "This page needs a logged-in user."})
+}
+
+// SafeNext returns next if it is a path on this site ("/..."), and "/"
+// otherwise — use it when redirecting after login to the "next" parameter
+// RequireUser adds, so it cannot send users to another site.
+func SafeNext(next string) string {
+	if next == "" || next[0] != '/' || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") ||
+		strings.ContainsAny(next, "\\\r\n\t") {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return "/"
+	}
+	return next
+}

@@ -1,0 +1,81 @@
+package users
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+
+	"github.com/dynaguard/dynaguard/internal/problem"
+)
+
+// WriteError answers a request with the problem that matches an error of
+// this package (RFC 9457 problem+json for API clients, a readable page for
+// browsers; see docs/PROBLEMS.md): 401 for a failed login, 429 with
+// Retry-After for a throttled one, 422 for a refused identifier or
+// password, 409 for a taken identifier or a concurrent change, 503 with
+// Retry-After when the hashing limiter or the table could not serve it.
+// The messages never say whether an account exists.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		te    *ThrottledError
+		pe    *PolicyError
+		ie    *IdentifierError
+		tk    *TakenError
+		p     problem.Problem
+		retry int
+	)
+	switch {
+	case errors.As(err, &te) && te.Locked:
+		p = problem.Problem{Reason: "login-locked", Status: http.StatusTooManyRequests,
+			Title:  "Too many failed logins",
+			Detail: "This login is locked after too many failed attempts. Reset your password to unlock it."}
+	case errors.As(err, &te):
+		retry = int(math.Ceil(te.RetryAfter.Seconds()))
+		p = problem.Problem{Reason: "login-throttled", Status: http.StatusTooManyRequests,
+			Title:  "Too many failed logins",
+			Detail: "Wait before trying again.", Extra: map[string]any{"retry_after": retry}}
+	case errors.Is(err, ErrInvalidCredentials):
+		p = problem.Problem{Reason: "login-failed", Status: http.StatusUnauthorized,
+			Title: "Login failed", Detail: "The login name or the password is not correct."}
+	case errors.Is(err, ErrBusy):
+		retry = 2
+		p = problem.Problem{Reason: "login-busy", Status: http.StatusServiceUnavailable,
+			Title: "Too busy", Detail: "Too many logins are in progress. Try again in a moment."}
+	case errors.As(err, &pe) && pe.Rule == RuleUnverified:
+		retry = 5
+		p = problem.Problem{Reason: "breach-check-unavailable", Status: http.StatusServiceUnavailable,
+			Title: "Password check unavailable", Detail: pe.Error()}
+	case errors.As(err, &pe):
+		p = problem.Problem{Reason: "password-policy", Status: http.StatusUnprocessableEntity,
+			Title: "Choose another password", Detail: pe.Error(), Extra: map[string]any{"rule": string(pe.Rule)}}
+		if pe.Limit > 0 {
+			p.Extra["limit"] = pe.Limit
+		}
+	case errors.As(err, &ie):
+		p = problem.Problem{Reason: "invalid-" + ie.Field, Status: http.StatusUnprocessableEntity,
+			Title: "Invalid " + ie.Field, Detail: ie.Reason}
+	case errors.As(err, &tk):
+		reason := "email-taken"
+		if !tk.Email {
+			reason = "username-taken"
+		}
+		p = problem.Problem{Reason: reason, Status: http.StatusConflict, Title: "Already registered",
+			Detail: tk.Error()[len("users: "):], Extra: map[string]any{"email_taken": tk.Email, "username_taken": tk.Username}}
+	case errors.Is(err, ErrConflict):
+		p = problem.Problem{Reason: "account-changed", Status: http.StatusConflict,
+			Title: "Account changed", Detail: "The account was changed at the same time. Reload and try again."}
+	case errors.Is(err, ErrNotFound):
+		p = problem.Problem{Reason: "account-not-found", Status: http.StatusNotFound, Title: "No such account"}
+	case errors.Is(err, ErrUnavailable):
+		retry = 1
+		p = problem.Problem{Reason: "account-storage-unavailable", Status: http.StatusServiceUnavailable,
+			Title: "Temporarily unavailable", Detail: "Accounts cannot be reached right now. Try again in a moment."}
+	default:
+		p = problem.Problem{Status: http.StatusInternalServerError, Title: "Internal error"}
+	}
+	if retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+	}
+	problem.Write(w, r, p)
+}

@@ -1,0 +1,273 @@
+package users
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/sessionstore"
+)
+
+// SessionRegistry is what users needs from the session store: naming a
+// session without its token, binding a session to the user who logged in,
+// and ending a user's sessions. *sessionstore.Store implements it.
+type SessionRegistry interface {
+	// ID returns the non-secret ID of the session with this token.
+	ID(token string) string
+	// Bind records that the session with this token belongs to userID; it
+	// takes effect in the same write as the session's next commit.
+	Bind(ctx context.Context, token, userID string, info sessionstore.ClientInfo) error
+	// RevokeAll ends every session of userID except keepID ("" for none)
+	// and returns how many it ended.
+	RevokeAll(ctx context.Context, userID, keepID string) (int, error)
+}
+
+// Config configures [New]. Table, Keys and Sessions are required; every
+// other field has a safe default.
+type Config struct {
+	// Table holds the accounts, uniqueness markers and throttling counters.
+	Table *dynaguard.Table
+	// Keys derives the session binding key (PurposeSessionAuth), the keys
+	// of throttling counters (PurposeThrottleKey) and, with Pepper, the
+	// password pepper (PurposePasswordPepper).
+	Keys *dynaguard.Keyring
+	// Sessions binds login sessions to users and ends them.
+	Sessions SessionRegistry
+
+	// Hasher makes new password hashes. Default DefaultArgon2id.
+	Hasher Hasher
+	// Legacy hashers verify hashes that Hasher did not make (imported from
+	// another system, or made with an older configuration); such a hash is
+	// replaced by one from Hasher at the user's next successful login.
+	// Default: Bcrypt{}, DjangoPBKDF2{}, DjangoArgon2{}. Set to an empty,
+	// non-nil slice to accept only Hasher's own hashes.
+	Legacy []Hasher
+	// Pepper mixes a secret from Keys into every new password hash
+	// (HMAC-SHA256 keyed with PurposePasswordPepper), so a copy of the table
+	// alone is not enough to attack the hashes offline. The key's ID is
+	// stored with each hash: after a secret rotation, hashes made with the
+	// previous secret still verify and are re-peppered at the next login.
+	// Keep a previous secret in the keyring for as long as any account may
+	// still have a hash made with it — an account whose pepper secret is
+	// gone can no longer log in and needs a password reset.
+	Pepper bool
+	// Policy is the password policy for new passwords.
+	Policy Policy
+	// Throttle limits login attempts.
+	Throttle Throttle
+
+	// HashConcurrency caps the password hash operations running at once in
+	// this process; argon2id holds its memory (19 MiB by default) for the
+	// whole operation, so this is what bounds memory under a login flood.
+	// Default runtime.GOMAXPROCS(0).
+	HashConcurrency int
+	// HashWait is how long a login waits for a free hashing slot before it
+	// fails with ErrBusy. Default 2 s.
+	HashWait time.Duration
+
+	// LoginURL is where RequireUser sends browsers that are not logged in
+	// (303 See Other, with the requested path in the "next" parameter).
+	// Default "/login".
+	LoginURL string
+
+	Clock  dynaguard.Clock
+	Logger *slog.Logger
+}
+
+// Users manages accounts, passwords, login throttling and login sessions.
+// It is safe for concurrent use.
+type Users struct {
+	st       *store
+	keys     *dynaguard.Keyring
+	sessions SessionRegistry
+	hasher   Hasher
+	legacy   []Hasher
+	pepper   bool
+	policy   Policy
+	throttle Throttle
+	limiter  *limiter
+	loginURL string
+	clock    dynaguard.Clock
+	log      *slog.Logger
+
+	dummyHash string // a hash of a random password, verified for unknown accounts
+}
+
+// New returns a Users for cfg. It makes no DynamoDB call; it hashes one
+// random password (the target of the dummy verification that unknown
+// accounts get, so that it costs exactly what a real one costs).
+func New(cfg Config) (*Users, error) {
+	switch {
+	case cfg.Table == nil || cfg.Table.Client == nil || cfg.Table.Name == "":
+		return nil, errors.New("users: Config.Table is required")
+	case cfg.Keys == nil:
+		return nil, errors.New("users: Config.Keys is required")
+	case cfg.Sessions == nil:
+		return nil, errors.New("users: Config.Sessions is required (a *sessionstore.Store)")
+	}
+	u := &Users{
+		st:       &store{tbl: cfg.Table},
+		keys:     cfg.Keys,
+		sessions: cfg.Sessions,
+		hasher:   cfg.Hasher,
+		legacy:   cfg.Legacy,
+		pepper:   cfg.Pepper,
+		policy:   cfg.Policy.withDefaults(),
+		throttle: cfg.Throttle.withDefaults(),
+		loginURL: cfg.LoginURL,
+		clock:    dynaguard.ClockOrSystem(cfg.Clock),
+		log:      cfg.Logger,
+	}
+	if u.hasher == nil {
+		u.hasher = DefaultArgon2id
+	}
+	if u.legacy == nil {
+		u.legacy = []Hasher{Bcrypt{}, DjangoPBKDF2{}, DjangoArgon2{}}
+	}
+	if u.loginURL == "" {
+		u.loginURL = "/login"
+	}
+	if u.log == nil {
+		u.log = slog.Default()
+	}
+	n := cfg.HashConcurrency
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	wait := cfg.HashWait
+	if wait <= 0 {
+		wait = 2 * time.Second
+	}
+	u.limiter = newLimiter(n, wait)
+	var pw [32]byte
+	_, _ = rand.Read(pw[:])
+	h, err := u.hasher.Hash([]byte(base32.StdEncoding.EncodeToString(pw[:])))
+	if err != nil {
+		return nil, fmt.Errorf("users: hasher: %w", err)
+	}
+	u.dummyHash = h
+	return u, nil
+}
+
+// User is an account. Values returned by this package are snapshots: treat
+// them as read-only, and re-read (Get) after a change.
+type User struct {
+	ID       string
+	Email    string // as the user typed it; unique under its normalised form
+	Username string // as the user typed it; unique under its normalised form
+	Disabled bool
+	Created  time.Time
+	// PasswordChanged is when the current password was set.
+	PasswordChanged time.Time
+
+	emailKey    string // normalised email (the uniqueness marker's key)
+	usernameKey string // normalised username
+	hash        string // encoded password hash
+	pepperID    string // DerivedKey.ID of the pepper the hash was made with; "" for none
+	credVersion int64  // bumped by every password change; sessions and one-time tokens bind to it
+	epoch       int64  // bumped to end every session ("log out everywhere", disable)
+	version     int64  // bumped by every change of the item; optimistic concurrency
+	fails       int64  // consecutive failed logins since the last success
+}
+
+// ConsecutiveFailures returns the number of failed logins since the last
+// successful one, as of when u was read.
+func (u *User) ConsecutiveFailures() int { return int(u.fails) }
+
+// Errors. Every error of this package matches one of these with errors.Is;
+// WriteError turns them into the matching HTTP problem.
+var (
+	// ErrInvalidCredentials: the login failed. Unknown account, wrong
+	// password, disabled account and throttled attempt all match it, so
+	// the caller cannot tell them apart by accident; a throttled attempt is
+	// also a *ThrottledError, which says when to retry.
+	ErrInvalidCredentials = errors.New("users: invalid login or password")
+	// ErrThrottled matches every *ThrottledError.
+	ErrThrottled = errors.New("users: too many failed login attempts")
+	// ErrBusy: no password hashing slot became free within HashWait. The
+	// request was not processed; answer 503 with Retry-After.
+	ErrBusy = errors.New("users: too many logins in progress")
+	// ErrUnavailable: the table could not be read or written. Nothing was
+	// let through; the request may be retried.
+	ErrUnavailable = errors.New("users: account storage unavailable")
+	// ErrEmailTaken and ErrUsernameTaken: another account has this email
+	// address / username (compared in normalised form).
+	ErrEmailTaken    = errors.New("users: email address already registered")
+	ErrUsernameTaken = errors.New("users: username already taken")
+	// ErrNotFound: no account with this ID (or login name, for Lookup).
+	ErrNotFound = errors.New("users: no such account")
+	// ErrConflict: the account changed since it was read (a concurrent
+	// update); re-read it and try again.
+	ErrConflict = errors.New("users: account changed concurrently")
+)
+
+// ThrottledError is a login attempt refused before any password work
+// because of earlier failures. It matches ErrInvalidCredentials and
+// ErrThrottled.
+type ThrottledError struct {
+	// RetryAfter is how long to wait before the next attempt can be made
+	// (zero when Locked).
+	RetryAfter time.Duration
+	// Locked: the account reached Throttle.MaxFailures consecutive
+	// failures and cannot log in until its password is reset or it is
+	// unlocked (Unlock).
+	Locked bool
+}
+
+func (e *ThrottledError) Error() string {
+	if e.Locked {
+		return "users: too many failed login attempts; the password must be reset"
+	}
+	return fmt.Sprintf("users: too many failed login attempts; retry in %s", e.RetryAfter)
+}
+
+// Is makes errors.Is(err, ErrThrottled) and errors.Is(err,
+// ErrInvalidCredentials) true.
+func (e *ThrottledError) Is(target error) bool {
+	return target == ErrThrottled || target == ErrInvalidCredentials
+}
+
+// TakenError is a refused Create, ChangeEmail or ChangeUsername: the email
+// address, the username, or both belong to another account. It matches
+// ErrEmailTaken and/or ErrUsernameTaken.
+type TakenError struct {
+	Email, Username bool
+}
+
+func (e *TakenError) Error() string {
+	switch {
+	case e.Email && e.Username:
+		return "users: email address and username are already registered"
+	case e.Email:
+		return ErrEmailTaken.Error()
+	default:
+		return ErrUsernameTaken.Error()
+	}
+}
+
+// Is matches ErrEmailTaken and ErrUsernameTaken as applicable.
+func (e *TakenError) Is(target error) bool {
+	return (target == ErrEmailTaken && e.Email) || (target == ErrUsernameTaken && e.Username)
+}
+
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, dynaguard.Classify(err))
+}
+
+// newUserID returns a random 128-bit ID in lowercase base32 (26 characters).
+func newUserID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+func (s *Users) now() time.Time { return s.clock.Now() }
