@@ -74,7 +74,7 @@ func (t target) account() string {
 }
 
 func (s *Users) throttled(d time.Duration) error {
-	d = d.Round(time.Second)
+	d = (d + time.Second - 1).Truncate(time.Second)
 	if d < time.Second {
 		d = time.Second
 	}

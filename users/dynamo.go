@@ -223,7 +223,7 @@ func (st *store) reserve(ctx context.Context, pk string, seen counter, exists bo
 	vals := item{
 		":one":  dynaguard.N(1),
 		":free": dynaguard.N(int64(lim.Free)),
-		":now":  dynaguard.N(now.Unix()),
+		":now":  dynaguard.N(dynaguard.EpochSeconds(now)),
 		":end":  dynaguard.TTLValue(end),
 	}
 	if exists && seen.n >= int64(lim.Free) {
@@ -257,7 +257,7 @@ func (st *store) countIPFailure(ctx context.Context, pk string, now, end time.Ti
 		Key:                       dynaguard.Key(pk),
 		UpdateExpression:          aws.String("ADD #n :one SET #la = :now, #ttl = :end"),
 		ExpressionAttributeNames:  map[string]string{"#n": attrN, "#la": attrLast, "#ttl": dynaguard.AttrTTL},
-		ExpressionAttributeValues: item{":one": dynaguard.N(1), ":now": dynaguard.N(now.Unix()), ":end": dynaguard.TTLValue(end)},
+		ExpressionAttributeValues: item{":one": dynaguard.N(1), ":now": dynaguard.N(dynaguard.EpochSeconds(now)), ":end": dynaguard.TTLValue(end)},
 	})
 	if err != nil {
 		return unavailable("UpdateItem", err)

@@ -77,7 +77,7 @@ type env struct {
 
 func newEnv(t *testing.T, mods ...func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, base: ddbtest.NewTable(t), clock: ddbtest.NewClock(time.Now()), keys: keyring(t, secretA)}
+	e := &env{t: t, base: ddbtest.NewTable(t), clock: ddbtest.NewClock(time.Now().Truncate(time.Second)), keys: keyring(t, secretA)}
 	ft, faults := ddbtest.Inject(e.base)
 	e.tbl, e.rec = ddbtest.Record(ft)
 	e.faults = faults
