@@ -1,0 +1,180 @@
+package users_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/sessionstore"
+	"github.com/dynaguard/dynaguard/users"
+)
+
+// clientIP is the connection's address. Behind a proxy, resolve it with
+// the middleware package's trusted-proxy configuration instead.
+func clientIP(r *http.Request) netip.Addr {
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	a, _ := netip.ParseAddr(host)
+	return a
+}
+
+// A complete wiring: sign-up, login, logout, a page that needs a user and a
+// sensitive action that needs a recent password.
+func Example() {
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	tbl := dynaguard.NewTable(dynamodb.NewFromConfig(cfg), "myapp-auth")
+	if err := tbl.Ensure(ctx); err != nil {
+		log.Fatal(err)
+	}
+	keys, err := dynaguard.ParseKeyring(os.Getenv("DYNAGUARD_SECRET"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	store, err := sessionstore.New(sessionstore.Config{Table: tbl, Keys: keys})
+	if err != nil {
+		log.Fatal(err)
+	}
+	sm := scs.New()
+	sm.Store, sm.Codec = store, sessionstore.Codec{}
+	sm.IdleTimeout, sm.Lifetime = 30*time.Minute, 12*time.Hour
+	sm.Cookie.Secure = true
+
+	accounts, err := users.New(users.Config{
+		Table:    tbl,
+		Keys:     keys,
+		Sessions: store,
+		Policy:   users.Policy{Breach: &users.RangeClient{}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /signup", func(w http.ResponseWriter, r *http.Request) {
+		u, err := accounts.Create(r.Context(), users.NewUser{
+			Email: r.FormValue("email"), Username: r.FormValue("username"), Password: r.FormValue("password"),
+		})
+		if err == nil {
+			err = accounts.Login(r.Context(), sm, u, users.Client{IP: clientIP(r), UserAgent: r.UserAgent()})
+		}
+		if err != nil {
+			users.WriteError(w, r, err) // 422 with the failed rule, 409 when taken, ...
+			return
+		}
+		http.Redirect(w, r, "/account", http.StatusSeeOther)
+	})
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		c := users.Client{IP: clientIP(r), UserAgent: r.UserAgent()}
+		u, err := accounts.Authenticate(r.Context(), users.Credentials{
+			Login: r.FormValue("login"), Password: r.FormValue("password"), IP: c.IP,
+		})
+		if err == nil {
+			err = accounts.Login(r.Context(), sm, u, c)
+		}
+		if err != nil {
+			users.WriteError(w, r, err) // 401, or 429 with Retry-After, or 503
+			return
+		}
+		http.Redirect(w, r, users.SafeNext(r.FormValue("next")), http.StatusSeeOther)
+	})
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+		if err := accounts.Logout(r.Context(), sm); err != nil {
+			users.WriteError(w, r, err)
+			return
+		}
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+	})
+	mux.Handle("GET /account", accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := users.FromContext(r.Context())
+		fmt.Fprintf(w, "hello %s", u.Username)
+	})))
+	mux.Handle("POST /account/email", accounts.RequireRecentAuth(sm, 10*time.Minute)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := users.FromContext(r.Context())
+		if _, err := accounts.ChangeEmail(r.Context(), u, r.FormValue("email")); err != nil {
+			users.WriteError(w, r, err)
+			return
+		}
+		http.Redirect(w, r, "/account", http.StatusSeeOther)
+	})))
+	log.Fatal(http.ListenAndServe(":8080", sm.LoadAndSave(mux)))
+}
+
+// Changing the password ends every other session of the user; this one
+// continues under a new token.
+func ExampleUsers_ChangePassword() {
+	var (
+		accounts *users.Users
+		sm       *scs.SessionManager
+	)
+	handler := accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := users.FromContext(r.Context())
+		err := accounts.ChangePassword(r.Context(), sm, u, r.FormValue("current"), r.FormValue("new"),
+			users.Client{IP: clientIP(r), UserAgent: r.UserAgent()})
+		if err != nil {
+			users.WriteError(w, r, err)
+			return
+		}
+		fmt.Fprintln(w, "password changed; you were signed out everywhere else")
+	}))
+	_ = handler
+}
+
+// Each password rule names itself in the error, so the form can say exactly
+// what to change.
+func ExamplePolicy_CheckPassword() {
+	p := users.Policy{MinLength: 8}
+	for _, pw := range []string{"hunter2", "P@ssw0rd", "alice2024!", "correct horse battery staple"} {
+		err := p.CheckPassword(context.Background(), pw, "alice@example.com", "alice")
+		var pe *users.PolicyError
+		switch {
+		case errors.As(err, &pe):
+			fmt.Printf("%-30q %s: %v\n", pw, pe.Rule, pe)
+		default:
+			fmt.Printf("%-30q ok\n", pw)
+		}
+	}
+	// Output:
+	// "hunter2"                      too-short: the password must have at least 8 characters
+	// "P@ssw0rd"                     common: this is one of the most common passwords; choose another
+	// "alice2024!"                   contains-account: the password must not be built from your email address or username
+	// "correct horse battery staple" ok
+}
+
+// Email addresses and usernames are unique under NFKC and Unicode case
+// folding; the form the user typed is kept for display.
+func ExampleNormalizeEmail() {
+	for _, e := range []string{"Alice@Example.COM", "ａｌｉｃｅ@example.com", "STRAẞE@example.de"} {
+		n, err := users.NormalizeEmail(e)
+		fmt.Println(n, err)
+	}
+	_, err := users.NormalizeUsername("pаypal") // Cyrillic "а"
+	fmt.Println(err)
+	// Output:
+	// alice@example.com <nil>
+	// alice@example.com <nil>
+	// strasse@example.de <nil>
+	// users: invalid username: a username cannot mix letters from different alphabets
+}
+
+// A throttled login says when to retry; WriteError turns it into a 429 with
+// Retry-After.
+func ExampleThrottledError() {
+	var err error = &users.ThrottledError{RetryAfter: 2 * time.Minute}
+	var te *users.ThrottledError
+	fmt.Println(errors.Is(err, users.ErrInvalidCredentials), errors.As(err, &te), te.RetryAfter)
+	// Output: true true 2m0s
+}
