@@ -27,7 +27,7 @@ package users
 // Every read is strongly consistent: a password that was just changed, an
 // account that was just disabled or a session epoch that was just bumped is
 // seen by the very next request. The user item stays far below 4 KB (the
-// longest identifiers and hash make it about 1.6 KB), so each read costs one
+// longest identifiers and hash keep it under 2.5 KB), so each read costs one
 // read unit.
 
 import (
