@@ -141,28 +141,10 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		return nil, &ThrottledError{Locked: true}
 	}
 
-	release, err := s.limiter.acquire(ctx)
+	success, newHash, newPepper, err := s.checkPassword(ctx, k, pair, pairExists, now, password, u)
 	if err != nil {
 		return nil, err
 	}
-	ok, cur, err := s.st.reserve(ctx, k.pair, pair, pairExists, s.throttle.PerAccount, now, k.pairEnd)
-	if err != nil || !ok {
-		release()
-		if err != nil {
-			return nil, err
-		}
-		return nil, s.throttled(s.throttle.PerAccount.wait(cur, now))
-	}
-	match, rehash := s.verifyLocked(password, u)
-	success := match && u != nil && !u.Disabled
-	var newHash, newPepper string
-	if success && rehash {
-		if newHash, newPepper, err = s.hashLocked(password); err != nil {
-			s.log.WarnContext(ctx, "users: password hash not upgraded", "user", u.ID, "err", err)
-			newHash = ""
-		}
-	}
-	release()
 
 	if !success {
 		if u != nil {
@@ -197,4 +179,34 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		return nil, err
 	}
 	return u, nil
+}
+
+// checkPassword is the part of an attempt that holds a hashing slot: the
+// attempt is counted (one conditional write) only once a slot is held, so a
+// login refused as busy costs the user nothing, and then exactly one
+// verification runs, plus the upgraded hash on a success that needs one.
+func (s *Users) checkPassword(ctx context.Context, k throttleKeys, pair counter, pairExists bool, now time.Time, password string, u *User) (success bool, newHash, newPepper string, err error) {
+	release, err := s.limiter.acquire(ctx)
+	if err != nil {
+		return false, "", "", err
+	}
+	defer release()
+	ok, cur, err := s.st.reserve(ctx, k.pair, pair, pairExists, s.throttle.PerAccount, now, k.pairEnd)
+	if err != nil {
+		return false, "", "", err
+	}
+	if !ok {
+		// Another attempt on this login name from this address got there
+		// first and used up what the read allowed.
+		return false, "", "", s.throttled(s.throttle.PerAccount.wait(cur, now))
+	}
+	match, rehash := s.verifyLocked(password, u)
+	success = match && u != nil && !u.Disabled
+	if success && rehash {
+		if newHash, newPepper, err = s.hashLocked(password); err != nil {
+			s.log.WarnContext(ctx, "users: password hash not upgraded", "user", u.ID, "err", err)
+			newHash, newPepper = "", ""
+		}
+	}
+	return success, newHash, newPepper, nil
 }

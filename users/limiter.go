@@ -2,6 +2,7 @@ package users
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -21,8 +22,8 @@ func newLimiter(n int, wait time.Duration) *limiter {
 	return &limiter{slots: make(chan struct{}, n), wait: wait}
 }
 
-// acquire takes a slot, waiting at most l.wait. The caller must call the
-// returned function exactly once.
+// acquire takes a slot, waiting at most l.wait (ErrBusy after that, or when
+// ctx ends first). The caller must call the returned function exactly once.
 func (l *limiter) acquire(ctx context.Context) (release func(), err error) {
 	select {
 	case l.slots <- struct{}{}:
@@ -37,7 +38,7 @@ func (l *limiter) acquire(ctx context.Context) (release func(), err error) {
 	case <-t.C:
 		return nil, ErrBusy
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
 	}
 }
 

@@ -74,8 +74,9 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 		return r, true
 	}
 	l := &loaded{}
+	sessionCtx := ctx // holds scs's session data; the token in it changes when a login renews it
 	ctx = authctx.WithSession(ctx, func() string {
-		if t := sm.Token(ctx); t != "" {
+		if t := sm.Token(sessionCtx); t != "" {
 			return s.sessions.ID(t)
 		}
 		return ""
