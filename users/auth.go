@@ -73,6 +73,11 @@ func (t target) account() string {
 	return t.kind + "\x00" + t.key
 }
 
+// maxPasswordBytes bounds the password a login attempt hashes: longer input
+// fails like a wrong password without being normalised or hashed, so a
+// megabyte "password" costs no more than any other attempt.
+const maxPasswordBytes = 4096
+
 func (s *Users) throttled(d time.Duration) error {
 	d = (d + time.Second - 1).Truncate(time.Second)
 	if d < time.Second {
@@ -200,8 +205,14 @@ func (s *Users) checkPassword(ctx context.Context, k throttleKeys, pair counter,
 		// first and used up what the read allowed.
 		return false, "", "", s.throttled(s.throttle.PerAccount.wait(cur, now))
 	}
-	match, rehash := s.verifyLocked(password, u)
-	success = match && u != nil && !u.Disabled
+	against := u
+	if len(password) > maxPasswordBytes {
+		// Never a valid password (new ones are at most Policy.MaxLength
+		// characters); verified against the dummy hash so it costs the same.
+		against, password = nil, ""
+	}
+	match, rehash := s.verifyLocked(password, against)
+	success = match && against != nil && !u.Disabled
 	if success && rehash {
 		if newHash, newPepper, err = s.hashLocked(password); err != nil {
 			s.log.WarnContext(ctx, "users: password hash not upgraded", "user", u.ID, "err", err)

@@ -99,6 +99,7 @@ func TestFailuresLookTheSame(t *testing.T) {
 		"empty login":           try("", "", "192.0.2.26"),
 		"unregistrable login":   try("\xff\xfe!!", goodPassword, "192.0.2.27"),
 		"right pw, other error": try("jack", goodPassword+" ", "192.0.2.28"),
+		"megabyte password":     try("jack", goodPassword+strings.Repeat("x", 1<<20), "192.0.2.31"),
 	}
 	want := paths["wrong password"]
 	if want.err != ErrInvalidCredentials || want.verifies != 1 {

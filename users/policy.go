@@ -143,6 +143,11 @@ const maxEstimatorRunes = 64
 // — and then only a 5-character hash prefix.
 func (p Policy) CheckPassword(ctx context.Context, password, email, username string) error {
 	p = p.withDefaults()
+	if len(password) > 16*p.MaxLength {
+		// Longer than NFKC could bring under MaxLength: refuse before
+		// spending time normalising it.
+		return &PolicyError{Rule: RuleTooLong, Limit: p.MaxLength}
+	}
 	if !utf8.ValidString(password) {
 		return &PolicyError{Rule: RuleInvalid}
 	}

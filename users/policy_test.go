@@ -34,6 +34,7 @@ func TestPolicyRules(t *testing.T) {
 		{"Zq8#vL2", "", "", RuleTooShort}, // 7 characters
 		{"ｱｲｳｴｵｶｷ", "", "", RuleTooShort}, // 7 characters, more bytes
 		{strings.Repeat("Zq8#vL2xP", 15), "", "", RuleTooLong},
+		{strings.Repeat("Zq8#vL2xP", 1<<17), "", "", RuleTooLong}, // a megabyte
 		{"bad\x00password", "", "", RuleInvalid},
 		{"bad\xffpassword", "", "", RuleInvalid},
 		{"password", "", "", RuleCommon},
