@@ -203,3 +203,21 @@ func TestDjangoArgon2Vectors(t *testing.T) {
 		t.Fatalf("Hash = %s %v", h, err)
 	}
 }
+
+// Stored hashes come from the table, which may hold anything: parsing never
+// panics, and whatever parses is within the work bounds.
+func FuzzParseStoredHash(f *testing.F) {
+	f.Add("$argon2id$v=19$m=256,t=2,p=1$c29tZXNhbHQ$nf65EOgLrQMR/uIPnA4rEsF5h7TKyQwu9U1bMCHGi/4")
+	f.Add(djangoPBKDF2Vectors[0].encoded)
+	f.Add("$argon2i$v=19$m=8,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA")
+	f.Fuzz(func(t *testing.T, s string) {
+		if h, err := parsePHC(s); err == nil {
+			if h.m > maxArgonMemory || h.t > maxArgonTime || h.p == 0 || len(h.salt) < minSaltLen || len(h.key) < minKeyLen || len(h.key) > maxKeyLen {
+				t.Fatalf("out-of-bounds parameters accepted: %q", s)
+			}
+		}
+		if it, _, key, err := parseDjangoPBKDF2(s); err == nil && (it < 1 || it > maxPBKDF2Iterations || len(key) < minKeyLen) {
+			t.Fatalf("out-of-bounds Django hash accepted: %q", s)
+		}
+	})
+}
