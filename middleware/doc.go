@@ -12,4 +12,17 @@
 //     cannot pick a fresh address per request to dodge per-IP limits.
 //
 // Chain puts them in order, outermost first.
+//
+// # The ready-made stack
+//
+// Stack (see New and Stack.Handler) is the documented order of the whole
+// suite: Recover → SecurityHeaders → RealIP → http.CrossOriginProtection →
+// scs LoadAndSave (sessionstore) → users.LoadUser → a single-use nonce on
+// every unsafe request outside the API prefix (purpose = the request path),
+// or an Idempotency-Key on API routes → the application's router. It is
+// tested around net/http's ServeMux, go-chi/chi and gorilla/mux.
+//
+// Every refusal, from any package, is answered the same way: an RFC 9457
+// problem+json document for API clients and a readable HTML page for
+// browsers, chosen by content negotiation, never with internal details.
 package middleware

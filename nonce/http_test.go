@@ -530,3 +530,37 @@ func TestMultipartTempFilesRemoved(t *testing.T) {
 		}
 	}
 }
+
+func TestRequirePath(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBrowser()
+	serve := func(path, token string) result {
+		var res result
+		r := formRequest(b, e.m.fieldName, token)
+		r.URL.Path = path
+		r = r.WithContext(context.WithValue(r.Context(), errSink{}, &res.err))
+		res.w = httptest.NewRecorder()
+		e.m.RequirePath(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			res.called = true
+			w.WriteHeader(http.StatusNoContent)
+		})).ServeHTTP(res.w, r)
+		return res
+	}
+	tok := e.token(b, "/login")
+	if res := serve("/account/email", tok); res.called || !errors.Is(res.err, ErrWrongPurpose) {
+		t.Fatalf("token for /login accepted at another path: called=%v err=%v", res.called, res.err)
+	}
+	// A path no purpose can equal is refused, never a panic.
+	if res := serve("/"+strings.Repeat("a", 300), tok); res.called || !errors.Is(res.err, ErrWrongPurpose) {
+		t.Fatalf("over-long path: called=%v err=%v", res.called, res.err)
+	}
+	if res := serve("/login", tok); !res.called {
+		t.Fatalf("token refused at its own path: %v", res.err)
+	}
+	if res := serve("/login", tok); res.called || !errors.Is(res.err, ErrAlreadyUsed) {
+		t.Fatalf("replay: called=%v err=%v", res.called, res.err)
+	}
+	if n := e.rec.Count("PutItem"); n != 2 {
+		t.Fatalf("PutItems = %d, want 2 (refusals before the write cost nothing)", n)
+	}
+}

@@ -229,6 +229,19 @@ func (m *Manager) Require(purpose string) func(http.Handler) http.Handler {
 	if err := checkPurpose(purpose); err != nil {
 		panic(fmt.Sprintf("nonce: Require(%q): %v", purpose, err))
 	}
+	return m.protect(func(*http.Request) string { return purpose })
+}
+
+// RequirePath is Require with the request's path as the purpose, for one
+// middleware in front of a whole router: a form that posts to /login
+// renders Field(r, "/login"), and its token is refused anywhere else. A
+// request whose path could never be a purpose (empty, or over 255 bytes)
+// is refused as ErrWrongPurpose.
+func (m *Manager) RequirePath(next http.Handler) http.Handler {
+	return m.protect(func(r *http.Request) string { return r.URL.Path })(next)
+}
+
+func (m *Manager) protect(purposeOf func(*http.Request) string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r0 *http.Request) {
 			r := m.prepare(w, r0)
@@ -237,7 +250,7 @@ func (m *Manager) Require(purpose string) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			if err := m.Consume(w, r, purpose); err != nil {
+			if err := m.Consume(w, r, purposeOf(r)); err != nil {
 				m.onError(w, r, err)
 				return
 			}
