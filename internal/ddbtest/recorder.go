@@ -2,6 +2,7 @@ package ddbtest
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -91,7 +92,7 @@ func (r *Recorder) Writes() int {
 // Reads returns how many recorded calls were reads.
 func (r *Recorder) Reads() int { return len(r.Calls()) - r.Writes() }
 
-// Capacity sums the consumed read and write capacity units (needs Capacity).
+// CapacityUsed sums the consumed read and write capacity units (needs Capacity).
 func (r *Recorder) CapacityUsed() (rcu, wcu float64) {
 	for _, c := range r.Calls() {
 		rcu += c.RCU
@@ -118,12 +119,25 @@ func (r *Recorder) add(c Call, cc ...types.ConsumedCapacity) {
 	r.mu.Unlock()
 }
 
-func (r *Recorder) rcc() types.ReturnConsumedCapacity {
+// record runs one request with a copy of its input — asking for consumed
+// capacity through setRCC when Capacity is set, so the caller's input is
+// never modified — and records it as c.
+func record[I, O any](r *Recorder, c Call, in *I, setRCC func(*I), send func(*I) (*O, error), cc func(*O) []types.ConsumedCapacity) (*O, error) {
+	cp := *in
 	if r.Capacity {
-		return types.ReturnConsumedCapacityTotal
+		setRCC(&cp)
 	}
-	return ""
+	out, err := send(&cp)
+	c.Err = err
+	if out != nil {
+		r.add(c, cc(out)...)
+	} else {
+		r.add(c)
+	}
+	return out, err
 }
+
+const total = types.ReturnConsumedCapacityTotal
 
 func one(c *types.ConsumedCapacity) []types.ConsumedCapacity {
 	if c == nil {
@@ -132,147 +146,93 @@ func one(c *types.ConsumedCapacity) []types.ConsumedCapacity {
 	return []types.ConsumedCapacity{*c}
 }
 
+func returnedOld(v types.ReturnValuesOnConditionCheckFailure) bool {
+	return v == types.ReturnValuesOnConditionCheckFailureAllOld
+}
+
 func (r *Recorder) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	cp := *in
-	if r.Capacity {
-		cp.ReturnConsumedCapacity = r.rcc()
-	}
-	out, err := r.API.GetItem(ctx, &cp, opts...)
-	c := Call{Op: "GetItem", ConsistentRead: aws.ToBool(in.ConsistentRead), Err: err}
-	if out != nil {
-		r.add(c, one(out.ConsumedCapacity)...)
-	} else {
-		r.add(c)
-	}
-	return out, err
+	return record(r, Call{Op: "GetItem", ConsistentRead: aws.ToBool(in.ConsistentRead)}, in,
+		func(i *dynamodb.GetItemInput) { i.ReturnConsumedCapacity = total },
+		func(i *dynamodb.GetItemInput) (*dynamodb.GetItemOutput, error) { return r.API.GetItem(ctx, i, opts...) },
+		func(o *dynamodb.GetItemOutput) []types.ConsumedCapacity { return one(o.ConsumedCapacity) })
 }
 
 func (r *Recorder) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
-	cp := *in
-	if r.Capacity {
-		cp.ReturnConsumedCapacity = r.rcc()
-	}
-	out, err := r.API.BatchGetItem(ctx, &cp, opts...)
 	consistent := len(in.RequestItems) > 0
 	for _, ka := range in.RequestItems {
 		consistent = consistent && aws.ToBool(ka.ConsistentRead)
 	}
-	c := Call{Op: "BatchGetItem", ConsistentRead: consistent, Err: err}
-	if out != nil {
-		r.add(c, out.ConsumedCapacity...)
-	} else {
-		r.add(c)
-	}
-	return out, err
+	return record(r, Call{Op: "BatchGetItem", ConsistentRead: consistent}, in,
+		func(i *dynamodb.BatchGetItemInput) { i.ReturnConsumedCapacity = total },
+		func(i *dynamodb.BatchGetItemInput) (*dynamodb.BatchGetItemOutput, error) {
+			return r.API.BatchGetItem(ctx, i, opts...)
+		},
+		func(o *dynamodb.BatchGetItemOutput) []types.ConsumedCapacity { return o.ConsumedCapacity })
 }
 
 func (r *Recorder) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	cp := *in
-	if r.Capacity {
-		cp.ReturnConsumedCapacity = r.rcc()
-	}
-	out, err := r.API.PutItem(ctx, &cp, opts...)
-	c := Call{Op: "PutItem", Condition: aws.ToString(in.ConditionExpression),
-		ReturnOnFail: in.ReturnValuesOnConditionCheckFailure == types.ReturnValuesOnConditionCheckFailureAllOld, Err: err}
-	if out != nil {
-		r.add(c, one(out.ConsumedCapacity)...)
-	} else {
-		r.add(c)
-	}
-	return out, err
+	c := Call{Op: "PutItem", Condition: aws.ToString(in.ConditionExpression), ReturnOnFail: returnedOld(in.ReturnValuesOnConditionCheckFailure)}
+	return record(r, c, in,
+		func(i *dynamodb.PutItemInput) { i.ReturnConsumedCapacity = total },
+		func(i *dynamodb.PutItemInput) (*dynamodb.PutItemOutput, error) { return r.API.PutItem(ctx, i, opts...) },
+		func(o *dynamodb.PutItemOutput) []types.ConsumedCapacity { return one(o.ConsumedCapacity) })
 }
 
 func (r *Recorder) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	cp := *in
-	if r.Capacity {
-		cp.ReturnConsumedCapacity = r.rcc()
-	}
-	out, err := r.API.UpdateItem(ctx, &cp, opts...)
 	c := Call{Op: "UpdateItem", Condition: aws.ToString(in.ConditionExpression), Update: aws.ToString(in.UpdateExpression),
-		ReturnOnFail: in.ReturnValuesOnConditionCheckFailure == types.ReturnValuesOnConditionCheckFailureAllOld, Err: err}
-	if out != nil {
-		r.add(c, one(out.ConsumedCapacity)...)
-	} else {
-		r.add(c)
-	}
-	return out, err
+		ReturnOnFail: returnedOld(in.ReturnValuesOnConditionCheckFailure)}
+	return record(r, c, in,
+		func(i *dynamodb.UpdateItemInput) { i.ReturnConsumedCapacity = total },
+		func(i *dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error) {
+			return r.API.UpdateItem(ctx, i, opts...)
+		},
+		func(o *dynamodb.UpdateItemOutput) []types.ConsumedCapacity { return one(o.ConsumedCapacity) })
 }
 
 func (r *Recorder) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	cp := *in
-	if r.Capacity {
-		cp.ReturnConsumedCapacity = r.rcc()
-	}
-	out, err := r.API.DeleteItem(ctx, &cp, opts...)
-	c := Call{Op: "DeleteItem", Condition: aws.ToString(in.ConditionExpression),
-		ReturnOnFail: in.ReturnValuesOnConditionCheckFailure == types.ReturnValuesOnConditionCheckFailureAllOld, Err: err}
-	if out != nil {
-		r.add(c, one(out.ConsumedCapacity)...)
-	} else {
-		r.add(c)
-	}
-	return out, err
+	c := Call{Op: "DeleteItem", Condition: aws.ToString(in.ConditionExpression), ReturnOnFail: returnedOld(in.ReturnValuesOnConditionCheckFailure)}
+	return record(r, c, in,
+		func(i *dynamodb.DeleteItemInput) { i.ReturnConsumedCapacity = total },
+		func(i *dynamodb.DeleteItemInput) (*dynamodb.DeleteItemOutput, error) {
+			return r.API.DeleteItem(ctx, i, opts...)
+		},
+		func(o *dynamodb.DeleteItemOutput) []types.ConsumedCapacity { return one(o.ConsumedCapacity) })
 }
 
 func (r *Recorder) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
-	cp := *in
-	if r.Capacity {
-		cp.ReturnConsumedCapacity = r.rcc()
-	}
-	out, err := r.API.TransactWriteItems(ctx, &cp, opts...)
-	var conds string
+	conds := make([]string, len(in.TransactItems))
 	for i, ti := range in.TransactItems {
-		var ce *string
 		switch {
 		case ti.Put != nil:
-			ce = ti.Put.ConditionExpression
+			conds[i] = aws.ToString(ti.Put.ConditionExpression)
 		case ti.Update != nil:
-			ce = ti.Update.ConditionExpression
+			conds[i] = aws.ToString(ti.Update.ConditionExpression)
 		case ti.Delete != nil:
-			ce = ti.Delete.ConditionExpression
+			conds[i] = aws.ToString(ti.Delete.ConditionExpression)
 		case ti.ConditionCheck != nil:
-			ce = ti.ConditionCheck.ConditionExpression
+			conds[i] = aws.ToString(ti.ConditionCheck.ConditionExpression)
 		}
-		if i > 0 {
-			conds += " ; "
-		}
-		conds += aws.ToString(ce)
 	}
-	c := Call{Op: "TransactWriteItems", Condition: conds, Err: err}
-	if out != nil {
-		r.add(c, out.ConsumedCapacity...)
-	} else {
-		r.add(c)
-	}
-	return out, err
+	return record(r, Call{Op: "TransactWriteItems", Condition: strings.Join(conds, " ; ")}, in,
+		func(i *dynamodb.TransactWriteItemsInput) { i.ReturnConsumedCapacity = total },
+		func(i *dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error) {
+			return r.API.TransactWriteItems(ctx, i, opts...)
+		},
+		func(o *dynamodb.TransactWriteItemsOutput) []types.ConsumedCapacity { return o.ConsumedCapacity })
 }
 
 func (r *Recorder) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
-	cp := *in
-	if r.Capacity {
-		cp.ReturnConsumedCapacity = r.rcc()
-	}
-	out, err := r.API.Query(ctx, &cp, opts...)
-	c := Call{Op: "Query", ConsistentRead: aws.ToBool(in.ConsistentRead), Index: aws.ToString(in.IndexName), Err: err}
-	if out != nil {
-		r.add(c, one(out.ConsumedCapacity)...)
-	} else {
-		r.add(c)
-	}
-	return out, err
+	return record(r, Call{Op: "Query", ConsistentRead: aws.ToBool(in.ConsistentRead), Index: aws.ToString(in.IndexName)}, in,
+		func(i *dynamodb.QueryInput) { i.ReturnConsumedCapacity = total },
+		func(i *dynamodb.QueryInput) (*dynamodb.QueryOutput, error) { return r.API.Query(ctx, i, opts...) },
+		func(o *dynamodb.QueryOutput) []types.ConsumedCapacity { return one(o.ConsumedCapacity) })
 }
 
 func (r *Recorder) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
-	cp := *in
-	if r.Capacity {
-		cp.ReturnConsumedCapacity = r.rcc()
-	}
-	out, err := r.API.BatchWriteItem(ctx, &cp, opts...)
-	c := Call{Op: "BatchWriteItem", Err: err}
-	if out != nil {
-		r.add(c, out.ConsumedCapacity...)
-	} else {
-		r.add(c)
-	}
-	return out, err
+	return record(r, Call{Op: "BatchWriteItem"}, in,
+		func(i *dynamodb.BatchWriteItemInput) { i.ReturnConsumedCapacity = total },
+		func(i *dynamodb.BatchWriteItemInput) (*dynamodb.BatchWriteItemOutput, error) {
+			return r.API.BatchWriteItem(ctx, i, opts...)
+		},
+		func(o *dynamodb.BatchWriteItemOutput) []types.ConsumedCapacity { return o.ConsumedCapacity })
 }
