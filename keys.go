@@ -28,6 +28,7 @@ const (
 	PurposeIdempotencySeal   Purpose = "idempotency-seal"   // AEAD of stored idempotent responses at rest
 	PurposeSessionAuth       Purpose = "session-auth"       // HMAC binding a login session to the user's credential version and session epoch
 	PurposeThrottleKey       Purpose = "throttle-key"       // keyed hashes of login identifiers and client addresses in throttling counters
+	PurposeTOTPSeal          Purpose = "totp-seal"          // AEAD of TOTP secrets at rest
 )
 
 // ErrSecretTooShort is returned for a secret shorter than MinSecretLen.
