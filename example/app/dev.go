@@ -1,0 +1,82 @@
+package app
+
+import (
+	"context"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"slices"
+
+	"github.com/dynaguard/dynaguard/users"
+)
+
+// usersMailer turns the users package's messages into the app's emails:
+// the one-time tokens become links on the configured BaseURL — never on
+// the Host of the request, which an attacker could set to their own site
+// and so receive the victim's reset link (password-reset poisoning).
+func (a *App) usersMailer() users.Mailer {
+	return users.MailerFunc(func(ctx context.Context, m users.Message) error {
+		msg := Message{To: m.To, Kind: string(m.Kind), Token: m.Token}
+		switch m.Kind {
+		case users.MessagePasswordReset:
+			msg.Link = a.cfg.BaseURL + "/password/reset/confirm?token=" + url.QueryEscape(m.Token)
+			msg.Subject = "Reset your password"
+			msg.Body = "Someone asked to reset the password of your account. If it was you, open the link within " +
+				"15 minutes. If not, ignore this message: your password stays as it is."
+		case users.MessageVerifyEmail:
+			msg.Link = a.cfg.BaseURL + "/email/verify?token=" + url.QueryEscape(m.Token)
+			msg.Subject = "Confirm your email address"
+			msg.Body = "Open the link to confirm that this address belongs to you."
+		case users.MessagePasswordChanged:
+			msg.Subject = "Your password was changed"
+			msg.Body = "The password of your account was changed. If you did not do this, reset it at once."
+		case users.MessageEmailChanged:
+			msg.Subject = "Your email address was changed"
+			msg.Body = "Your account no longer uses this address. If you did not do this, contact us at once."
+		case users.MessageTOTPEnabled:
+			msg.Subject = "Two-step verification is on"
+		case users.MessageTOTPDisabled:
+			msg.Subject = "Two-step verification is off"
+			msg.Body = "If you did not do this, reset your password at once."
+		case users.MessageRecoveryCodesRegenerated:
+			msg.Subject = "New recovery codes"
+		case users.MessageRecoveryCodeUsed:
+			msg.Subject = "A recovery code was used"
+		case users.MessageCodeReplayed:
+			msg.Subject = "Security alert: a used login code was sent again"
+			msg.Body = "Someone sent a two-step verification code that had already been used. If it was not you, " +
+				"your password may be known to someone else: change it."
+		default:
+			msg.Subject = string(m.Kind)
+		}
+		return a.mailer.Send(ctx, msg)
+	})
+}
+
+// devOutbox answers the dev outbox as JSON, oldest first.
+func (a *App) devOutbox(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.outbox.Messages())
+}
+
+// devMail shows the outbox as a page, newest first, with working links.
+func (a *App) devMail(w http.ResponseWriter, r *http.Request) {
+	v := a.newView(r, "Dev outbox")
+	msgs := a.outbox.Messages()
+	slices.Reverse(msgs)
+	v.Data = msgs
+	a.render(w, "mail", v)
+}
+
+// staticHandler serves the embedded CSS and JS. Their names do not change
+// between versions of this example, so browsers revalidate them.
+func staticHandler() http.Handler {
+	sub, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		panic(err)
+	}
+	files := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		files.ServeHTTP(w, r)
+	})
+}
