@@ -103,6 +103,13 @@ func (s *Users) Lookup(ctx context.Context, login string) (*User, error) {
 // (RequireRecentAuth): whoever controls the email address can reset the
 // password.
 //
+// The new address is unverified (User.EmailVerified is cleared; send a
+// verification with RequestEmailVerification), every verification link
+// sent to the old address stops working, and so does every password reset
+// link, which is bound to the address it was sent to. The Mailer gets a
+// MessageEmailChanged addressed to the OLD address, so that its owner hears
+// of it.
+//
 // Errors: *IdentifierError, *TakenError, ErrConflict (u is stale: re-read
 // it), ErrUnavailable.
 func (s *Users) ChangeEmail(ctx context.Context, u *User, email string) (*User, error) {
@@ -110,7 +117,15 @@ func (s *Users) ChangeEmail(ctx context.Context, u *User, email string) (*User, 
 	if err != nil {
 		return nil, err
 	}
-	return s.st.changeIdentifier(ctx, u, kindEmail, strings.TrimSpace(email), key)
+	updated, err := s.st.changeIdentifier(ctx, u, kindEmail, strings.TrimSpace(email), key)
+	if err != nil {
+		return nil, err
+	}
+	if updated.Email != u.Email {
+		s.log.InfoContext(ctx, "users: email address changed", "user", u.ID)
+		s.notify(ctx, Message{Kind: MessageEmailChanged, To: u.Email, UserID: u.ID})
+	}
+	return updated, nil
 }
 
 // ChangeUsername moves the account to a new username, like ChangeEmail.
@@ -154,7 +169,11 @@ func (s *Users) Unlock(ctx context.Context, id string) error {
 
 // Delete deletes an account and releases its email address and username, in
 // one transaction conditioned on u still being current (ErrConflict
-// otherwise), then ends its sessions.
+// otherwise), then ends its sessions. The TOTP secret and the recovery
+// codes live on the account item and go with it. Outstanding reset and
+// verification tokens are keyed by their hash alone, so they cannot be
+// found to delete; they die anyway — their account is gone (user IDs are
+// random and never reused) — and DynamoDB's TTL removes them.
 func (s *Users) Delete(ctx context.Context, u *User) error {
 	if err := s.st.deleteUser(ctx, u); err != nil {
 		return err

@@ -165,8 +165,11 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		}
 		return nil, ErrInvalidCredentials
 	}
-	if u.fails > 0 || newHash != "" {
-		switch err := s.st.loginSucceeded(ctx, u, newHash, newPepper); {
+	// An account with a second factor keeps its failure count until the
+	// code is accepted too (CompleteLogin).
+	resetFails := u.fails > 0 && !u.TOTPEnabled
+	if resetFails || newHash != "" {
+		switch err := s.st.loginSucceeded(ctx, u, resetFails, newHash, newPepper); {
 		case errors.Is(err, ErrConflict):
 			// The password changed between the read and now: the one
 			// just verified is no longer valid.
@@ -174,7 +177,9 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		case err != nil:
 			return nil, err
 		}
-		u.fails = 0
+		if resetFails {
+			u.fails = 0
+		}
 		if newHash != "" {
 			u.hash, u.pepperID = newHash, newPepper
 			s.log.InfoContext(ctx, "users: password hash upgraded", "user", u.ID)

@@ -423,7 +423,7 @@ func TestHashUpgradeNeverOverwritesAPasswordChange(t *testing.T) {
 	sam := e.create("sam@example.com", "sam")
 	stale, _ := e.users.Get(ctx, sam.ID)
 	setHash(t, e, sam.ID, djangoPBKDF2Vectors[1].encoded) // "the password changed"
-	err := e.users.st.loginSucceeded(ctx, stale, "$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "")
+	err := e.users.st.loginSucceeded(ctx, stale, true, "$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "")
 	if !errors.Is(err, ErrConflict) {
 		t.Fatalf("upgrade over a changed hash: %v", err)
 	}

@@ -14,15 +14,29 @@ package users
 //	    dis                         true while disabled (absent: enabled)
 //	    fails                       consecutive failed logins since the last success
 //	    created, pwat               creation / password-set time, Unix seconds
+//	    ev                          true once the email address is verified (absent: not)
+//	    mfa                         true while TOTP is enabled (absent: not)
+//	    totp                        the TOTP secret, sealed (AES-256-GCM, PurposeTOTPSeal)
+//	    tstep                       last accepted TOTP time step: only later steps are accepted
+//	    totpn, totpnx               sealed secret of an unconfirmed enrolment / when it lapses
+//	    rc                          string set: hashes of the unused recovery codes
 //	uniq#email#<normalised>         uniqueness marker → uid; no ttl
 //	uniq#username#<normalised>      uniqueness marker → uid; no ttl
 //	thr#login#<h(login, source)>#<window>   n, la, ttl: attempts on one login name from one address
 //	thr#ip#<h(source)>#<window>             n, la, ttl: failures from one address
 //	thr#acct#<h(login)>                     fails, ttl: failures on a login name with no account
+//	thr#login#<h("mfa", uid, source)>#<window>  n, la, ttl: second-factor attempts on one account from one address
+//	thr#tok#<purpose>#ip#<h(source)>#<window>   n, ttl: links of one purpose requested from one address
+//	thr#tok#<purpose>#acct#<h(id)>#<window>     n, ttl: links requested for one address/account
+//	tok#<base64url(sha256(token))>  uid, purp, cv, em, iat, ttl: a one-time token
 //
-// Attribute names reserved on the user item for the account features that
-// build on it: ev (email verified), totp (sealed TOTP secret), tstep (last
-// accepted TOTP time step), mfa (second factor required).
+// Recovery codes live on the account item (rc) rather than as items of
+// their own: consuming one is one conditional UpdateItem (DELETE from the
+// set, on condition that the set contains it), and replacing the whole set
+// is one write, so there is never a moment where old and new codes are both
+// valid or only part of a set exists — and no listing is needed, which a
+// table whose only index is eventually consistent could not do reliably.
+// Deleting the account deletes them with it.
 //
 // Every read is strongly consistent: a password that was just changed, an
 // account that was just disabled or a session epoch that was just bumped is
@@ -62,6 +76,18 @@ const (
 	attrUID         = "uid"
 	attrN           = "n"
 	attrLast        = "la"
+
+	attrVerified    = "ev"
+	attrMFA         = "mfa"
+	attrTOTP        = "totp"
+	attrTOTPStep    = "tstep"
+	attrTOTPPending = "totpn"
+	attrPendingExp  = "totpnx"
+	attrRecovery    = "rc"
+
+	attrPurpose    = "purp"
+	attrBoundEmail = "em"
+	attrIssued     = "iat"
 )
 
 type item = map[string]types.AttributeValue
@@ -96,6 +122,19 @@ func encodeUser(u *User) item {
 	}
 	if u.Disabled {
 		it[attrDisabled] = dynaguard.Bool(true)
+	}
+	if u.EmailVerified {
+		it[attrVerified] = dynaguard.Bool(true)
+	}
+	if u.TOTPEnabled {
+		it[attrMFA] = dynaguard.Bool(true)
+		it[attrTOTP] = dynaguard.B(u.totpSealed)
+		if u.totpStep >= 0 {
+			it[attrTOTPStep] = dynaguard.N(u.totpStep)
+		}
+	}
+	if len(u.recovery) > 0 {
+		it[attrRecovery] = &types.AttributeValueMemberSS{Value: u.recovery}
 	}
 	return it
 }
@@ -132,6 +171,22 @@ func decodeUser(it item) (*User, error) {
 	if p, ok := dynaguard.Int(it, attrPasswordAt); ok {
 		u.PasswordChanged = time.Unix(p, 0)
 	}
+	u.EmailVerified, _ = dynaguard.BoolAttr(it, attrVerified)
+	u.TOTPEnabled, _ = dynaguard.BoolAttr(it, attrMFA)
+	u.totpSealed, _ = dynaguard.Bytes(it, attrTOTP)
+	if u.TOTPEnabled && len(u.totpSealed) == 0 {
+		return nil, errMalformed // a second factor that cannot be checked is never skipped
+	}
+	u.totpStep = -1
+	if st, ok := dynaguard.Int(it, attrTOTPStep); ok {
+		u.totpStep = st
+	}
+	u.totpPending, _ = dynaguard.Bytes(it, attrTOTPPending)
+	u.pendingExp, _ = dynaguard.Int(it, attrPendingExp)
+	if ss, ok := it[attrRecovery].(*types.AttributeValueMemberSS); ok {
+		u.recovery = ss.Value
+	}
+	u.RecoveryCodes = len(u.recovery)
 	return u, nil
 }
 
@@ -298,18 +353,27 @@ func (st *store) countUnknownFailure(ctx context.Context, pk string, expires tim
 	return nil
 }
 
-// loginSucceeded resets the account's failure count and, when newHash is
+// loginSucceeded resets the account's failure count and/or, when newHash is
 // set, replaces the password hash by an upgraded one — only if the
 // credential is still the one that was verified (cv and the old hash
 // unchanged), so a concurrent password change is never overwritten. A
 // failed condition returns ErrConflict: the verified password is no longer
 // the account's password.
-func (st *store) loginSucceeded(ctx context.Context, u *User, newHash, newPepper string) error {
-	set := []string{"#f = :zero"}
-	var remove []string
+//
+// resetFails is false for an account with a second factor: its failure
+// count is reset only when the second factor is also accepted, so that
+// someone who knows the password cannot reset the count of their failed
+// codes by logging in again.
+func (st *store) loginSucceeded(ctx context.Context, u *User, resetFails bool, newHash, newPepper string) error {
+	var set, remove []string
 	cond := "#cv = :cv"
-	names := map[string]string{"#f": attrFails, "#cv": attrCred}
-	vals := item{":zero": dynaguard.N(0), ":cv": dynaguard.N(u.credVersion)}
+	names := map[string]string{"#cv": attrCred}
+	vals := item{":cv": dynaguard.N(u.credVersion)}
+	if resetFails {
+		set = append(set, "#f = :zero")
+		names["#f"] = attrFails
+		vals[":zero"] = dynaguard.N(0)
+	}
 	if newHash != "" {
 		set = append(set, "#ph = :ph")
 		cond += " AND #ph = :old"
@@ -488,10 +552,17 @@ func (st *store) changeIdentifier(ctx context.Context, u *User, kind, display, k
 	}
 	names := map[string]string{"#pk": dynaguard.AttrPK, "#d": dispAttr, "#k": keyAttr, "#ver": attrVersion}
 	vals := item{":d": dynaguard.S(display), ":k": dynaguard.S(key), ":ver": dynaguard.N(u.version), ":one": dynaguard.N(1)}
+	expr := "SET #d = :d, #k = :k, #ver = #ver + :one"
+	if kind == kindEmail {
+		// A new address is unverified, even when only its display form
+		// changed: the owner proves control of what is stored.
+		expr += " REMOVE #ev"
+		names["#ev"] = attrVerified
+	}
 	update := &types.Update{
 		TableName:                 st.name(),
 		Key:                       dynaguard.Key(userPK(u.ID)),
-		UpdateExpression:          aws.String("SET #d = :d, #k = :k, #ver = #ver + :one"),
+		UpdateExpression:          aws.String(expr),
 		ConditionExpression:       aws.String("attribute_exists(#pk) AND #ver = :ver"),
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: vals,
@@ -499,7 +570,7 @@ func (st *store) changeIdentifier(ctx context.Context, u *User, kind, display, k
 	next := *u
 	next.version++
 	if kind == kindEmail {
-		next.Email, next.emailKey = display, key
+		next.Email, next.emailKey, next.EmailVerified = display, key, false
 	} else {
 		next.Username, next.usernameKey = display, key
 	}
@@ -629,4 +700,344 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// ---- one-time tokens (password reset, email verification)
+
+// tokenRecord is what a one-time token item binds the token to.
+type tokenRecord struct {
+	uid      string
+	purpose  string
+	emailKey string // the normalised address the token was sent to
+	cv       int64  // the account's credential version when it was issued
+}
+
+func tokenPK(hash string) string { return dynaguard.PrefixToken + hash }
+
+// decodeToken reads a token item; ok is false for a malformed one, which is
+// treated like an unknown token.
+func decodeToken(it item) (rec tokenRecord, ok bool) {
+	var okU, okP, okC bool
+	rec.uid, okU = dynaguard.Str(it, attrUID)
+	rec.purpose, okP = dynaguard.Str(it, attrPurpose)
+	rec.emailKey, _ = dynaguard.Str(it, attrBoundEmail)
+	rec.cv, okC = dynaguard.Int(it, attrCred)
+	return rec, okU && okP && okC && rec.uid != ""
+}
+
+// issueOutcome is how issueToken ended.
+type issueOutcome int
+
+const (
+	issued         issueOutcome = iota
+	limitedIP                   // the client address's counter is at its limit
+	limitedAccount              // the account's (or address's) counter is at its limit
+)
+
+// issueCounter is one issuing limit: a counter item and its maximum.
+type issueCounter struct {
+	pk  string
+	max int
+}
+
+// issueToken counts the issue on the client address's and the account's
+// counters and writes the token — one TransactWriteItems, so that either
+// both counts went up and the token exists, or nothing was written. Each
+// counter update is conditioned on being under its limit, so concurrent
+// requests cannot exceed it. rec == nil writes no token: the third item is
+// then a ConditionCheck of the same shape as the Put (same key form, same
+// condition), which is how a request for an address without an account
+// makes exactly the calls a real one makes.
+func (st *store) issueToken(ctx context.Context, ip, acct issueCounter, windowEnd time.Time, pk string, rec *tokenRecord, now, expires time.Time) (issueOutcome, error) {
+	count := func(c issueCounter) types.TransactWriteItem {
+		return types.TransactWriteItem{Update: &types.Update{
+			TableName:                 st.name(),
+			Key:                       dynaguard.Key(c.pk),
+			UpdateExpression:          aws.String("ADD #n :one SET #ttl = :end"),
+			ConditionExpression:       aws.String("attribute_not_exists(#pk) OR #n < :max"),
+			ExpressionAttributeNames:  dynaguard.ExprNames("#n", attrN),
+			ExpressionAttributeValues: item{":one": dynaguard.N(1), ":end": dynaguard.TTLValue(windowEnd), ":max": dynaguard.N(int64(c.max))},
+		}}
+	}
+	notExists := aws.String("attribute_not_exists(#pk)")
+	names := map[string]string{"#pk": dynaguard.AttrPK}
+	var third types.TransactWriteItem
+	if rec != nil {
+		third.Put = &types.Put{
+			TableName: st.name(),
+			Item: item{
+				dynaguard.AttrPK:  dynaguard.S(pk),
+				attrUID:           dynaguard.S(rec.uid),
+				attrPurpose:       dynaguard.S(rec.purpose),
+				attrBoundEmail:    dynaguard.S(rec.emailKey),
+				attrCred:          dynaguard.N(rec.cv),
+				attrIssued:        dynaguard.N(now.Unix()),
+				dynaguard.AttrTTL: dynaguard.TTLValue(expires),
+			},
+			ConditionExpression:      notExists,
+			ExpressionAttributeNames: names,
+		}
+	} else {
+		third.ConditionCheck = &types.ConditionCheck{
+			TableName:                st.name(),
+			Key:                      dynaguard.Key(pk),
+			ConditionExpression:      notExists,
+			ExpressionAttributeNames: names,
+		}
+	}
+	err := st.transact(ctx, []types.TransactWriteItem{count(ip), count(acct), third})
+	var tc *dynaguard.TransactionCanceledError
+	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
+		switch {
+		case tc.ConditionFailed(0):
+			return limitedIP, nil
+		case tc.ConditionFailed(1):
+			return limitedAccount, nil
+		}
+		// A token hash that exists already: 2^-256; refuse rather than
+		// overwrite.
+		return 0, fmt.Errorf("%w: token key collision", ErrUnavailable)
+	}
+	if err != nil {
+		return 0, unavailable("TransactWriteItems", err)
+	}
+	return issued, nil
+}
+
+// consumeToken uses a token up: one DeleteItem that returns the deleted
+// item, on condition that it exists, is live and has this purpose. Of any
+// number of concurrent consumes of one token, on any number of instances,
+// exactly one gets the record; every other one — and every consume of an
+// unknown, expired, used or other-purpose token — gets ErrInvalidToken.
+// A token of another purpose is left as it is.
+func (st *store) consumeToken(ctx context.Context, pk, purpose string, now time.Time) (tokenRecord, error) {
+	out, err := st.tbl.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 st.name(),
+		Key:                       dynaguard.Key(pk),
+		ConditionExpression:       aws.String(dynaguard.CondLive + " AND #purp = :purp"),
+		ExpressionAttributeNames:  dynaguard.ExprNames("#purp", attrPurpose),
+		ExpressionAttributeValues: item{":now": dynaguard.NowValue(now), ":purp": dynaguard.S(purpose)},
+		ReturnValues:              types.ReturnValueAllOld,
+	})
+	switch {
+	case err == nil:
+	case dynaguard.IsConditionFailed(err):
+		return tokenRecord{}, ErrInvalidToken
+	default:
+		return tokenRecord{}, unavailable("DeleteItem", err)
+	}
+	rec, ok := decodeToken(out.Attributes)
+	if !ok || rec.purpose != purpose {
+		return tokenRecord{}, ErrInvalidToken
+	}
+	return rec, nil
+}
+
+// resetPassword stores the new password hash of a password reset, on
+// condition that the account still has the credential version and the
+// email address the token was bound to: a password or email change since
+// the token was issued — even one that commits between the token's
+// consumption and this write — makes it ErrInvalidToken. Like setPassword
+// it bumps the credential version (ending every session, and every other
+// token issued for the old one) and clears the failure count (unlocking
+// the account); the email address is marked verified, since the token
+// reached it.
+func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, pepper string, now time.Time) (*User, error) {
+	expr := "SET #ph = :ph, #pwat = :now, #f = :zero, #cv = #cv + :one, #ver = #ver + :one, #ev = :t"
+	vals := item{":ph": dynaguard.S(hash), ":now": dynaguard.N(now.Unix()), ":zero": dynaguard.N(0), ":one": dynaguard.N(1),
+		":t": dynaguard.Bool(true), ":cv": dynaguard.N(rec.cv), ":em": dynaguard.S(rec.emailKey)}
+	if pepper == "" {
+		expr += " REMOVE #pep"
+	} else {
+		expr += ", #pep = :pep"
+		vals[":pep"] = dynaguard.S(pepper)
+	}
+	names := map[string]string{"#ph": attrHash, "#pwat": attrPasswordAt, "#f": attrFails, "#cv": attrCred,
+		"#ver": attrVersion, "#pep": attrPepper, "#ev": attrVerified, "#em": attrEmailKey}
+	u, err := st.updateUser(ctx, rec.uid, expr, "#cv = :cv AND #em = :em", names, vals)
+	if errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) {
+		return nil, ErrInvalidToken
+	}
+	return u, err
+}
+
+// markVerified marks the account's email address verified, on condition
+// that the credential version and the address are still the ones the token
+// was bound to.
+func (st *store) markVerified(ctx context.Context, rec tokenRecord) (*User, error) {
+	u, err := st.updateUser(ctx, rec.uid, "SET #ev = :t", "#cv = :cv AND #em = :em",
+		map[string]string{"#ev": attrVerified, "#cv": attrCred, "#em": attrEmailKey},
+		item{":t": dynaguard.Bool(true), ":cv": dynaguard.N(rec.cv), ":em": dynaguard.S(rec.emailKey)})
+	if errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) {
+		return nil, ErrInvalidToken
+	}
+	return u, err
+}
+
+// ---- TOTP
+
+// beginTOTP stores the sealed secret of a new, unconfirmed enrolment
+// (replacing an earlier unconfirmed one), unless TOTP is already enabled.
+func (st *store) beginTOTP(ctx context.Context, uid string, sealed []byte, lapses time.Time) error {
+	_, err := st.updateUser(ctx, uid, "SET #tn = :tn, #tnx = :tnx", "attribute_not_exists(#mfa)",
+		map[string]string{"#tn": attrTOTPPending, "#tnx": attrPendingExp, "#mfa": attrMFA},
+		item{":tn": dynaguard.B(sealed), ":tnx": dynaguard.N(lapses.Unix())})
+	if errors.Is(err, ErrConflict) {
+		return ErrTOTPEnabled
+	}
+	return err
+}
+
+// confirmTOTP enables TOTP: the confirmed secret (sealed anew), the step of
+// the code that confirmed it (so that code cannot be used to log in) and
+// the recovery codes are written in one UpdateItem, on condition that the
+// enrolment is still the one whose secret the code was checked against and
+// has not lapsed. Of two concurrent confirmations one wins; the other gets
+// ErrNoEnrollment.
+func (st *store) confirmTOTP(ctx context.Context, uid string, pending, sealed []byte, step int64, codes []string, now time.Time) (*User, error) {
+	u, err := st.updateUser(ctx, uid,
+		"SET #totp = :totp, #ts = :ts, #mfa = :t, #rc = :rc, #ver = #ver + :one REMOVE #tn, #tnx",
+		"#tn = :tn AND #tnx > :now AND attribute_not_exists(#mfa)",
+		map[string]string{"#totp": attrTOTP, "#ts": attrTOTPStep, "#mfa": attrMFA, "#rc": attrRecovery,
+			"#ver": attrVersion, "#tn": attrTOTPPending, "#tnx": attrPendingExp},
+		item{":totp": dynaguard.B(sealed), ":ts": dynaguard.N(step), ":t": dynaguard.Bool(true),
+			":rc": &types.AttributeValueMemberSS{Value: codes}, ":one": dynaguard.N(1),
+			":tn": dynaguard.B(pending), ":now": dynaguard.N(now.Unix())})
+	if errors.Is(err, ErrConflict) {
+		return nil, ErrNoEnrollment
+	}
+	return u, err
+}
+
+// disableTOTP removes the secret, its last step, any unconfirmed enrolment
+// and the recovery codes, if TOTP is enabled.
+func (st *store) disableTOTP(ctx context.Context, uid string) (*User, error) {
+	u, err := st.updateUser(ctx, uid,
+		"SET #ver = #ver + :one REMOVE #mfa, #totp, #ts, #rc, #tn, #tnx", "attribute_exists(#mfa)",
+		map[string]string{"#ver": attrVersion, "#mfa": attrMFA, "#totp": attrTOTP, "#ts": attrTOTPStep,
+			"#rc": attrRecovery, "#tn": attrTOTPPending, "#tnx": attrPendingExp},
+		item{":one": dynaguard.N(1)})
+	if errors.Is(err, ErrConflict) {
+		return nil, ErrTOTPNotEnabled
+	}
+	return u, err
+}
+
+// setRecoveryCodes replaces the whole set of recovery codes in one write:
+// the old codes stop working at the instant the new ones start.
+func (st *store) setRecoveryCodes(ctx context.Context, uid string, codes []string) (*User, error) {
+	u, err := st.updateUser(ctx, uid, "SET #rc = :rc", "attribute_exists(#mfa)",
+		map[string]string{"#rc": attrRecovery, "#mfa": attrMFA},
+		item{":rc": &types.AttributeValueMemberSS{Value: codes}})
+	if errors.Is(err, ErrConflict) {
+		return nil, ErrTOTPNotEnabled
+	}
+	return u, err
+}
+
+// factorOutcome is how a second-factor write ended.
+type factorOutcome int
+
+const (
+	factorAccepted factorOutcome = iota
+	factorReplayed               // the step was accepted already (by a concurrent request)
+	factorRejected               // the recovery code is not (or no longer) in the set
+	factorStale                  // the account changed: password, sessions, TOTP, disabled, or gone
+)
+
+// secondFactorCond holds while the account is the one the pending login
+// was verified against: same credential version and session epoch (no
+// password change, no "log out everywhere"), not disabled, TOTP enabled.
+const secondFactorCond = "attribute_exists(#pk) AND #cv = :cv AND #se = :se AND attribute_not_exists(#dis) AND #mfa = :t"
+
+func secondFactorNames(extra ...string) map[string]string {
+	m := map[string]string{"#pk": dynaguard.AttrPK, "#cv": attrCred, "#se": attrEpoch, "#dis": attrDisabled, "#mfa": attrMFA, "#f": attrFails}
+	for i := 0; i+1 < len(extra); i += 2 {
+		m[extra[i]] = extra[i+1]
+	}
+	return m
+}
+
+func secondFactorValues(u *User) item {
+	return item{":cv": dynaguard.N(u.credVersion), ":se": dynaguard.N(u.epoch), ":t": dynaguard.Bool(true), ":zero": dynaguard.N(0)}
+}
+
+// acceptStep records step as the account's last accepted TOTP step, in one
+// conditional UpdateItem: only if it is later than the stored one
+// (tstep < :step), and the secret is still the one the code was checked
+// against. This write — not the check before it — is what makes a code
+// single-use: of any number of concurrent requests with the same code, on
+// any number of instances, exactly one writes; the others find tstep ≥ step
+// and are replays. The failure count is reset with it; resealed, when set,
+// replaces the stored secret (sealed under the current key after a
+// rotation).
+func (st *store) acceptStep(ctx context.Context, u *User, step int64, resealed []byte) (factorOutcome, error) {
+	expr := "SET #ts = :step, #f = :zero"
+	vals := secondFactorValues(u)
+	vals[":step"] = dynaguard.N(step)
+	vals[":secret"] = dynaguard.B(u.totpSealed)
+	if resealed != nil {
+		expr += ", #totp = :new"
+		vals[":new"] = dynaguard.B(resealed)
+	}
+	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           st.name(),
+		Key:                                 dynaguard.Key(userPK(u.ID)),
+		UpdateExpression:                    aws.String(expr),
+		ConditionExpression:                 aws.String(secondFactorCond + " AND #totp = :secret AND (attribute_not_exists(#ts) OR #ts < :step)"),
+		ExpressionAttributeNames:            secondFactorNames("#ts", attrTOTPStep, "#totp", attrTOTP),
+		ExpressionAttributeValues:           vals,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	if err == nil {
+		return factorAccepted, nil
+	}
+	var cf *dynaguard.ConditionFailedError
+	if !errors.As(dynaguard.Classify(err), &cf) {
+		return 0, unavailable("UpdateItem", err)
+	}
+	now, derr := decodeUser(cf.Item)
+	if derr != nil || now.credVersion != u.credVersion || now.epoch != u.epoch || now.Disabled || !now.TOTPEnabled ||
+		!bytesEqual(now.totpSealed, u.totpSealed) {
+		return factorStale, nil
+	}
+	return factorReplayed, nil
+}
+
+func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+// useRecoveryCode consumes a recovery code in one conditional UpdateItem:
+// DELETE its hash from the set, on condition that the set contains it. Of
+// concurrent uses of one code exactly one succeeds. hashes are the code's
+// possible hashes (one per accepted form); remaining is the number of codes
+// left after a success.
+func (st *store) useRecoveryCode(ctx context.Context, u *User, hash string) (outcome factorOutcome, remaining int, err error) {
+	vals := secondFactorValues(u)
+	vals[":h"] = dynaguard.S(hash)
+	vals[":set"] = &types.AttributeValueMemberSS{Value: []string{hash}}
+	out, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           st.name(),
+		Key:                                 dynaguard.Key(userPK(u.ID)),
+		UpdateExpression:                    aws.String("SET #f = :zero DELETE #rc :set"),
+		ConditionExpression:                 aws.String(secondFactorCond + " AND contains(#rc, :h)"),
+		ExpressionAttributeNames:            secondFactorNames("#rc", attrRecovery),
+		ExpressionAttributeValues:           vals,
+		ReturnValues:                        types.ReturnValueUpdatedNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	if err == nil {
+		if ss, ok := out.Attributes[attrRecovery].(*types.AttributeValueMemberSS); ok {
+			remaining = len(ss.Value)
+		}
+		return factorAccepted, remaining, nil
+	}
+	var cf *dynaguard.ConditionFailedError
+	if !errors.As(dynaguard.Classify(err), &cf) {
+		return 0, 0, unavailable("UpdateItem", err)
+	}
+	now, derr := decodeUser(cf.Item)
+	if derr != nil || now.credVersion != u.credVersion || now.epoch != u.epoch || now.Disabled || !now.TOTPEnabled {
+		return factorStale, 0, nil
+	}
+	return factorRejected, 0, nil
 }

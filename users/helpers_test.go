@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,7 +73,45 @@ type env struct {
 	store  *sessionstore.Store
 	users  *Users
 	hasher *countingHasher
+	mail   *mailbox
 	cfg    Config
+}
+
+// mailbox is a Mailer that keeps every message.
+type mailbox struct {
+	mu   sync.Mutex
+	msgs []Message
+}
+
+func (m *mailbox) Send(_ context.Context, msg Message) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.msgs = append(m.msgs, msg)
+	return nil
+}
+
+// all returns the messages of kind, oldest first.
+func (m *mailbox) all(kind MessageKind) []Message {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Message
+	for _, msg := range m.msgs {
+		if msg.Kind == kind {
+			out = append(out, msg)
+		}
+	}
+	return out
+}
+
+func (m *mailbox) count(kind MessageKind) int { return len(m.all(kind)) }
+
+// last returns the newest message of kind (the zero Message if none).
+func (m *mailbox) last(kind MessageKind) Message {
+	all := m.all(kind)
+	if len(all) == 0 {
+		return Message{}
+	}
+	return all[len(all)-1]
 }
 
 func newEnv(t *testing.T, mods ...func(*Config)) *env {
@@ -89,7 +128,8 @@ func newEnv(t *testing.T, mods ...func(*Config)) *env {
 		t.Fatal(err)
 	}
 	e.hasher = &countingHasher{Hasher: cheapArgon2}
-	e.cfg = Config{Table: e.tbl, Keys: e.keys, Sessions: e.store, Hasher: e.hasher, Clock: e.clock, Logger: quietLogger()}
+	e.mail = &mailbox{}
+	e.cfg = Config{Table: e.tbl, Keys: e.keys, Sessions: e.store, Hasher: e.hasher, Clock: e.clock, Logger: quietLogger(), Mailer: e.mail}
 	for _, m := range mods {
 		m(&e.cfg)
 	}
@@ -162,10 +202,22 @@ func newAppFor(e *env, users *Users, store *sessionstore.Store) *app {
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		c := client(r)
 		u, err := users.Authenticate(r.Context(), Credentials{Login: r.FormValue("login"), Password: r.FormValue("password"), IP: c.IP})
+		pending := false
 		if err == nil {
-			err = users.Login(r.Context(), a.sm, u, c)
+			pending, err = users.BeginLogin(r.Context(), a.sm, u, c)
 		}
 		if err != nil {
+			WriteError(w, r, err)
+			return
+		}
+		if pending {
+			w.WriteHeader(http.StatusAccepted) // show the code form
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /code", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := users.CompleteLogin(r.Context(), a.sm, r.FormValue("code"), client(r)); err != nil {
 			WriteError(w, r, err)
 			return
 		}

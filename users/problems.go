@@ -13,7 +13,8 @@ import (
 // this package (RFC 9457 problem+json for API clients, a readable page for
 // browsers; see docs/PROBLEMS.md): 401 for a failed login, 429 with
 // Retry-After for a throttled one, 422 for a refused identifier or
-// password, 409 for a taken identifier or a concurrent change, 503 with
+// password, 409 for a taken identifier or a concurrent change, 400 for an
+// invalid or expired link, 401 for a refused second-factor code, 503 with
 // Retry-After when the hashing limiter or the table could not serve it.
 // The messages never say whether an account exists.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
@@ -22,6 +23,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		pe    *PolicyError
 		ie    *IdentifierError
 		tk    *TakenError
+		rl    *RateLimitedError
 		p     problem.Problem
 		retry int
 	)
@@ -35,6 +37,37 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		p = problem.Problem{Reason: "login-throttled", Status: http.StatusTooManyRequests,
 			Title:  "Too many failed logins",
 			Detail: "Wait before trying again.", Extra: map[string]any{"retry_after": retry}}
+	case errors.As(err, &rl):
+		retry = int(math.Ceil(rl.RetryAfter.Seconds()))
+		p = problem.Problem{Reason: "token-rate-limited", Status: http.StatusTooManyRequests,
+			Title:  "Too many requests",
+			Detail: "Too many links were requested. Wait before asking for another one.", Extra: map[string]any{"retry_after": retry}}
+	case errors.Is(err, ErrInvalidToken):
+		p = problem.Problem{Reason: "token-invalid", Status: http.StatusBadRequest,
+			Title:  "Link invalid or expired",
+			Detail: "This link is invalid, has expired or was already used. Request a new one."}
+	case errors.Is(err, ErrInvalidCode):
+		p = problem.Problem{Reason: "second-factor-failed", Status: http.StatusUnauthorized,
+			Title:  "Code not accepted",
+			Detail: "The code is not correct or was already used. Enter the current code from your authenticator app, or a recovery code."}
+	case errors.Is(err, ErrNoPendingLogin):
+		p = problem.Problem{Reason: "second-factor-expired", Status: http.StatusUnauthorized,
+			Title: "Please log in again", Detail: "The login waiting for your code has expired or is no longer valid. Enter your password again."}
+	case errors.Is(err, ErrSecondFactorRequired):
+		p = problem.Problem{Reason: "second-factor-required", Status: http.StatusUnauthorized,
+			Title: "Code required", Detail: "This account requires a code from an authenticator app to log in."}
+	case errors.Is(err, ErrReauthRequired):
+		p = problem.Problem{Reason: "reauthentication-required", Status: http.StatusUnauthorized,
+			Title: "Please confirm your password", Detail: "This action needs a recent login. Log in again, then retry."}
+	case errors.Is(err, ErrTOTPEnabled):
+		p = problem.Problem{Reason: "totp-already-enabled", Status: http.StatusConflict,
+			Title: "Already enabled", Detail: "Two-factor authentication is already enabled. Disable it first to set up another app."}
+	case errors.Is(err, ErrTOTPNotEnabled):
+		p = problem.Problem{Reason: "totp-not-enabled", Status: http.StatusConflict,
+			Title: "Not enabled", Detail: "Two-factor authentication is not enabled for this account."}
+	case errors.Is(err, ErrNoEnrollment):
+		p = problem.Problem{Reason: "totp-enrollment-expired", Status: http.StatusConflict,
+			Title: "Set-up expired", Detail: "The two-factor set-up has expired or was restarted elsewhere. Start again."}
 	case errors.Is(err, ErrInvalidCredentials):
 		p = problem.Problem{Reason: "login-failed", Status: http.StatusUnauthorized,
 			Title: "Login failed", Detail: "The login name or the password is not correct."}

@@ -21,6 +21,13 @@ const (
 	sessionUserID   = "dynaguard.user"
 	sessionAuthAt   = "dynaguard.auth_at"
 	sessionAuthHash = "dynaguard.auth_hash"
+
+	// The "password verified, second factor pending" state of a two-step
+	// login (BeginLogin). None of these is read by LoadUser: a pending
+	// session is not logged in.
+	sessionPendingUser = "dynaguard.mfa_user"
+	sessionPendingAt   = "dynaguard.mfa_at"
+	sessionPendingHash = "dynaguard.mfa_hash"
 )
 
 // Client describes the client of a request, as the application resolved
@@ -76,7 +83,19 @@ func (s *Users) authHashValid(u *User, got string) bool {
 //
 // Calling Login again in a logged-in session (re-authentication) renews the
 // token and refreshes the authentication time.
+//
+// Login refuses an account with TOTP enabled (ErrSecondFactorRequired), so
+// that a login page written before the second factor existed cannot skip
+// it: use BeginLogin, which calls Login for accounts without one.
 func (s *Users) Login(ctx context.Context, sm *scs.SessionManager, u *User, c Client) error {
+	if u != nil && u.TOTPEnabled {
+		return ErrSecondFactorRequired
+	}
+	return s.login(ctx, sm, u, c)
+}
+
+// login is Login without the second-factor check.
+func (s *Users) login(ctx context.Context, sm *scs.SessionManager, u *User, c Client) error {
 	if u == nil || u.Disabled {
 		return ErrInvalidCredentials
 	}
@@ -90,8 +109,10 @@ func (s *Users) Login(ctx context.Context, sm *scs.SessionManager, u *User, c Cl
 	return nil
 }
 
-// bind records u in the (already renewed) session and binds it.
+// bind records u in the (already renewed) session and binds it; a pending
+// two-step login ends.
 func (s *Users) bind(ctx context.Context, sm *scs.SessionManager, u *User, c Client) error {
+	s.clearPending(ctx, sm)
 	sm.Put(ctx, sessionUserID, u.ID)
 	sm.Put(ctx, sessionAuthAt, s.now().Unix())
 	sm.Put(ctx, sessionAuthHash, authHash(s.keys.Key(dynaguard.PurposeSessionAuth), u))
@@ -120,6 +141,7 @@ func (s *Users) Logout(ctx context.Context, sm *scs.SessionManager) error {
 // the new one must pass the policy. The credential version goes up, so
 // every other session of the user fails its next check, and the session
 // store ends them too; the current session stays logged in with a new token.
+// The Mailer gets a MessagePasswordChanged.
 //
 // The write is conditioned on the credential version the current password
 // was verified against: of two concurrent changes, one wins and the other
@@ -141,6 +163,7 @@ func (s *Users) ChangePassword(ctx context.Context, sm *scs.SessionManager, u *U
 		return err
 	}
 	s.log.InfoContext(ctx, "users: password changed", "user", u.ID)
+	s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID, IP: c.IP})
 	return s.keepCurrent(ctx, sm, updated, c)
 }
 

@@ -72,6 +72,20 @@ type Config struct {
 	// fails with ErrBusy. Default 2 s.
 	HashWait time.Duration
 
+	// Mailer delivers password reset and email verification links and the
+	// security notices of this package (password changed, second factor
+	// enabled, a replayed code, ...). RequestReset and
+	// RequestEmailVerification need it (ErrNoMailer otherwise).
+	Mailer Mailer
+	// Tokens configures password reset and email verification tokens.
+	Tokens TokenConfig
+	// TOTP configures the TOTP second factor.
+	TOTP TOTPConfig
+	// ReauthAge is how recently the user must have logged in (password and,
+	// when enabled, second factor) in this session to start a TOTP
+	// enrolment, disable TOTP or replace the recovery codes. Default 10 min.
+	ReauthAge time.Duration
+
 	// LoginURL is where RequireUser sends browsers that are not logged in
 	// (303 See Other, with the requested path in the "next" parameter).
 	// Default "/login".
@@ -96,6 +110,11 @@ type Users struct {
 	loginURL string
 	clock    dynaguard.Clock
 	log      *slog.Logger
+
+	mailer    Mailer
+	tokens    TokenConfig
+	totp      TOTPConfig
+	reauthAge time.Duration
 
 	dummyHash string // a hash of a random password, verified for unknown accounts
 }
@@ -124,6 +143,14 @@ func New(cfg Config) (*Users, error) {
 		loginURL: cfg.LoginURL,
 		clock:    dynaguard.ClockOrSystem(cfg.Clock),
 		log:      cfg.Logger,
+
+		mailer:    cfg.Mailer,
+		tokens:    cfg.Tokens.withDefaults(),
+		totp:      cfg.TOTP.withDefaults(),
+		reauthAge: cfg.ReauthAge,
+	}
+	if u.reauthAge <= 0 {
+		u.reauthAge = 10 * time.Minute
 	}
 	if u.hasher == nil {
 		u.hasher = DefaultArgon2id
@@ -166,6 +193,13 @@ type User struct {
 	Created  time.Time
 	// PasswordChanged is when the current password was set.
 	PasswordChanged time.Time
+	// EmailVerified: the owner proved control of Email (VerifyEmail, or a
+	// completed password reset). ChangeEmail clears it.
+	EmailVerified bool
+	// TOTPEnabled: a confirmed TOTP second factor is required at login.
+	TOTPEnabled bool
+	// RecoveryCodes is the number of unused recovery codes.
+	RecoveryCodes int
 
 	emailKey    string // normalised email (the uniqueness marker's key)
 	usernameKey string // normalised username
@@ -175,6 +209,12 @@ type User struct {
 	epoch       int64  // bumped to end every session ("log out everywhere", disable)
 	version     int64  // bumped by every change of the item; optimistic concurrency
 	fails       int64  // consecutive failed logins since the last success
+
+	totpSealed  []byte   // sealed TOTP secret (nil: none)
+	totpStep    int64    // last accepted TOTP time step (-1: none)
+	totpPending []byte   // sealed secret of an unconfirmed enrolment (nil: none)
+	pendingExp  int64    // Unix seconds when the unconfirmed enrolment lapses
+	recovery    []string // hashes of the unused recovery codes
 }
 
 // ConsecutiveFailures returns the number of failed logins since the last
@@ -206,7 +246,54 @@ var (
 	// ErrConflict: the account changed since it was read (a concurrent
 	// update); re-read it and try again.
 	ErrConflict = errors.New("users: account changed concurrently")
+
+	// ErrInvalidToken: a password reset or email verification token is
+	// unknown, expired, already used, of the other kind, or no longer valid
+	// because the password or the email address changed since it was
+	// issued (or the account is gone). Every case is this one error, so the
+	// answer says nothing about which.
+	ErrInvalidToken = errors.New("users: invalid or expired link")
+	// ErrNoMailer: RequestReset or RequestEmailVerification without
+	// Config.Mailer.
+	ErrNoMailer = errors.New("users: Config.Mailer is required to send links")
+	// ErrRateLimited matches every *RateLimitedError.
+	ErrRateLimited = errors.New("users: too many requests")
+
+	// ErrInvalidCode: a second-factor code (TOTP or recovery code) is
+	// wrong, malformed, or was already used.
+	ErrInvalidCode = errors.New("users: invalid code")
+	// ErrNoPendingLogin: CompleteLogin without a live "password verified"
+	// state — none, expired, or invalidated because the password changed,
+	// the user logged out everywhere, the account was disabled or its TOTP
+	// removed meanwhile. The user starts over with the password.
+	ErrNoPendingLogin = errors.New("users: no login waiting for a second factor")
+	// ErrSecondFactorRequired: Login was called for an account with TOTP
+	// enabled; use BeginLogin and CompleteLogin.
+	ErrSecondFactorRequired = errors.New("users: this account requires a second factor; use BeginLogin")
+	// ErrReauthRequired: the action needs a login more recent than
+	// Config.ReauthAge in this session.
+	ErrReauthRequired = errors.New("users: a recent login is required")
+	// ErrTOTPEnabled: TOTP is already enabled (disable it first).
+	ErrTOTPEnabled = errors.New("users: TOTP is already enabled")
+	// ErrTOTPNotEnabled: the account has no TOTP second factor.
+	ErrTOTPNotEnabled = errors.New("users: TOTP is not enabled")
+	// ErrNoEnrollment: ConfirmTOTP without a started enrolment, or after it
+	// lapsed (TOTPConfig.EnrollTTL) or was replaced by a newer one.
+	ErrNoEnrollment = errors.New("users: no TOTP enrolment in progress")
 )
+
+// RateLimitedError is a request refused because too many links were
+// requested (TokenConfig). It matches ErrRateLimited.
+type RateLimitedError struct {
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("users: too many requests; retry in %s", e.RetryAfter)
+}
+
+// Is makes errors.Is(err, ErrRateLimited) true.
+func (e *RateLimitedError) Is(target error) bool { return target == ErrRateLimited }
 
 // ThrottledError is a login attempt refused before any password work
 // because of earlier failures. It matches ErrInvalidCredentials and

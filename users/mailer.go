@@ -1,0 +1,115 @@
+package users
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+)
+
+// Mailer delivers what this package needs to tell a user: password reset
+// and email verification links, and security notices. The application
+// renders and sends them (or queues them; see Send).
+type Mailer interface {
+	// Send delivers m. It should hand m to a queue and return at once:
+	// RequestReset calls it only when the account exists, so a Send that
+	// takes as long as an SMTP conversation tells an observer, by the
+	// answer's timing, that the address has an account.
+	//
+	// An error is logged (without the token) and not returned to the
+	// caller of RequestReset, which answers the same either way.
+	Send(ctx context.Context, m Message) error
+}
+
+// MailerFunc adapts a function to Mailer.
+type MailerFunc func(ctx context.Context, m Message) error
+
+// Send calls f.
+func (f MailerFunc) Send(ctx context.Context, m Message) error { return f(ctx, m) }
+
+// MessageKind says what a Message is about.
+type MessageKind string
+
+// Message kinds. The first two carry a Token; the others are notices that
+// a careful application sends to the user (they are how the owner learns
+// of a takeover in progress).
+const (
+	// MessagePasswordReset carries a password reset token (Token, valid
+	// until Expires). Put it in a link to the page that calls
+	// ResetPassword.
+	MessagePasswordReset MessageKind = "password-reset"
+	// MessageVerifyEmail carries an email verification token. Put it in a
+	// link to the page that calls VerifyEmail.
+	MessageVerifyEmail MessageKind = "verify-email"
+	// MessagePasswordChanged: the password was reset or changed.
+	MessagePasswordChanged MessageKind = "password-changed"
+	// MessageEmailChanged: the account's email address changed. To is the
+	// previous address, so its owner hears of it.
+	MessageEmailChanged MessageKind = "email-changed"
+	// MessageTOTPEnabled and MessageTOTPDisabled: the TOTP second factor
+	// was turned on or off.
+	MessageTOTPEnabled  MessageKind = "totp-enabled"
+	MessageTOTPDisabled MessageKind = "totp-disabled"
+	// MessageRecoveryCodesRegenerated: a new set of recovery codes replaced
+	// the old one.
+	MessageRecoveryCodesRegenerated MessageKind = "recovery-codes-regenerated"
+	// MessageRecoveryCodeUsed: a recovery code completed a login
+	// (Remaining codes are left).
+	MessageRecoveryCodeUsed MessageKind = "recovery-code-used"
+	// MessageCodeReplayed: a TOTP code that had already been accepted was
+	// presented again, after the correct password (IP says from where).
+	// Someone who knows the password is relaying or replaying the user's
+	// codes — typically a phishing proxy; the owner should change the
+	// password.
+	MessageCodeReplayed MessageKind = "totp-code-replayed"
+)
+
+// Message is one message for the Mailer.
+type Message struct {
+	Kind MessageKind
+	// To is the account's email address as stored — never an address
+	// typed into a form, so a look-alike address that normalises to the
+	// same account cannot receive its reset link.
+	To     string
+	UserID string
+	// Token is the one-time token of a password reset or verification
+	// message ("" otherwise): 43 URL-safe characters. It is a credential:
+	// never log it. Message's String and LogValue leave it out.
+	Token string
+	// Expires is when Token stops working.
+	Expires time.Time
+	// IP is the client of the request that caused the message, when known.
+	IP netip.Addr
+	// Remaining is the number of unused recovery codes
+	// (MessageRecoveryCodeUsed).
+	Remaining int
+}
+
+// String describes m without its token.
+func (m Message) String() string {
+	tok := ""
+	if m.Token != "" {
+		tok = " token=[redacted]"
+	}
+	return fmt.Sprintf("users.Message{%s to=%q user=%s%s}", m.Kind, m.To, m.UserID, tok)
+}
+
+// GoString is String, so that %#v does not print the token either.
+func (m Message) GoString() string { return m.String() }
+
+// LogValue logs m without its token.
+func (m Message) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("kind", string(m.Kind)), slog.String("user", m.UserID))
+}
+
+// notify sends a notice; a failure is logged, never returned (the change it
+// reports has been made).
+func (s *Users) notify(ctx context.Context, m Message) {
+	if s.mailer == nil {
+		return
+	}
+	if err := s.mailer.Send(ctx, m); err != nil {
+		s.log.ErrorContext(ctx, "users: mailer failed", "message", m, "err", err)
+	}
+}

@@ -1,0 +1,359 @@
+package users
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dynaguard/dynaguard"
+)
+
+// TokenConfig configures the one-time tokens of password resets and email
+// verification. Zero fields take the defaults.
+type TokenConfig struct {
+	// ResetTTL is how long a password reset link works. Default 15 min.
+	ResetTTL time.Duration
+	// VerifyTTL is how long an email verification link works. Default
+	// 24 h.
+	VerifyTTL time.Duration
+	// PerAccount is how many links of one kind an email address (for
+	// resets) or an account (for verification) can be sent per Window.
+	// Default 3.
+	PerAccount int
+	// PerIP is how many links of one kind one client address (IPv6: its
+	// Throttle.IPv6Prefix) can request per Window, whatever the address
+	// asked for; looser than PerAccount because many people can share an
+	// address. Default 30.
+	PerIP int
+	// Window is the length of the fixed, epoch-aligned counting window.
+	// Default 1 h.
+	Window time.Duration
+}
+
+func (c TokenConfig) withDefaults() TokenConfig {
+	if c.ResetTTL <= 0 {
+		c.ResetTTL = 15 * time.Minute
+	}
+	if c.VerifyTTL <= 0 {
+		c.VerifyTTL = 24 * time.Hour
+	}
+	if c.PerAccount <= 0 {
+		c.PerAccount = 3
+	}
+	if c.PerIP <= 0 {
+		c.PerIP = 30
+	}
+	if c.Window < time.Second {
+		c.Window = time.Hour
+	}
+	return c
+}
+
+// Token purposes, stored with each token; a token is only ever consumed
+// for its own purpose.
+const (
+	purposeReset  = "password-reset"
+	purposeVerify = "verify-email"
+)
+
+// tokenBytes is the entropy of a one-time token: 256 bits.
+const tokenBytes = 32
+
+var tokenEncoding = base64.RawURLEncoding.Strict()
+
+// newToken returns a fresh token (43 URL-safe characters) and the key of
+// its item: the token's SHA-256. The table never holds the token itself,
+// and 256 random bits make the hash impossible to invert, so no key is
+// needed — which also means rotating DYNAGUARD_SECRET never kills a link
+// in flight.
+func newToken() (token, pk string) {
+	var b [tokenBytes]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return tokenEncoding.EncodeToString(b[:]), tokenKeyOf(b[:])
+}
+
+func tokenKeyOf(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return tokenPK(base64.RawURLEncoding.EncodeToString(sum[:]))
+}
+
+// tokenKey returns the item key of a presented token; ok is false for
+// anything that is not a well-formed token (rejected without a DynamoDB
+// call).
+func tokenKey(token string) (pk string, ok bool) {
+	if len(token) != tokenEncoding.EncodedLen(tokenBytes) {
+		return "", false
+	}
+	raw, err := tokenEncoding.DecodeString(token)
+	if err != nil || len(raw) != tokenBytes {
+		return "", false
+	}
+	return tokenKeyOf(raw), true
+}
+
+// issueLimits returns the two counters an issue of purpose is counted on,
+// for the account (or email address) named by subject, and the end of
+// their window.
+func (s *Users) issueLimits(purpose, subject string, ip netip.Addr, now time.Time) (ipc, acct issueCounter, end time.Time) {
+	secs := int64(s.tokens.Window / time.Second)
+	index := now.Unix() / secs
+	window := strconv.FormatInt(secs, 10) + "." + strconv.FormatInt(index, 10)
+	end = time.Unix((index+1)*secs, 0)
+	src := s.throttle.source(ip)
+	prefix := dynaguard.PrefixThrottle + "tok#" + purpose + "#"
+	ipc = issueCounter{pk: prefix + "ip#" + s.throttleID("tok", purpose, "ip", src) + "#" + window, max: s.tokens.PerIP}
+	acct = issueCounter{pk: prefix + "acct#" + s.throttleID("tok", purpose, "acct", subject) + "#" + window, max: s.tokens.PerAccount}
+	return ipc, acct, end
+}
+
+// counted returns the count of a live counter item (0 when absent or dead).
+func counted(it item, now time.Time) int64 {
+	if it == nil || dynaguard.Expired(it, now) {
+		return 0
+	}
+	n, _ := dynaguard.Int(it, attrN)
+	return n
+}
+
+func rateLimited(end, now time.Time) error {
+	d := (end.Sub(now) + time.Second - 1).Truncate(time.Second)
+	return &RateLimitedError{RetryAfter: max(d, time.Second)}
+}
+
+// decoyUserID names, for an email address without an account, a user item
+// that never exists (user IDs are random), shaped like a real one: reading
+// it costs what reading the account would.
+func (s *Users) decoyUserID(emailKey string) string {
+	m := hmac.New(sha256.New, s.keys.Key(dynaguard.PurposeThrottleKey).Secret)
+	m.Write([]byte("reset decoy\x00" + emailKey))
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(m.Sum(nil)[:16]))
+}
+
+// RequestReset starts a password reset for the account with this email
+// address: it sends the Mailer a MessagePasswordReset with a single-use
+// token (256 random bits, stored only as its SHA-256, valid for
+// TokenConfig.ResetTTL, bound to the account, to its current credential
+// version and to its email address) — to the address stored on the account,
+// never to the one typed.
+//
+// It answers the same whether or not the address has an account, and does
+// the same work:
+//
+//  1. one BatchGetItem (strongly consistent): the address's uniqueness
+//     marker and the two issuing counters (per client address, per email
+//     address). Over the per-address limit: *RateLimitedError (429), which
+//     says nothing about the account. Over the per-account limit: nil, and
+//     nothing is sent — the same for an address without an account, whose
+//     requests are counted the same way.
+//  2. one GetItem: the account — or, without one, a user item that never
+//     exists.
+//  3. one TransactWriteItems: both counters (each conditioned on its
+//     limit) and the token's PutItem — or, without an account, a
+//     ConditionCheck of the same shape in its place. A token is drawn and
+//     hashed either way.
+//
+// What differs: the sizes of the items read, the Put versus the
+// ConditionCheck inside the transaction, and the Mailer call — so the
+// Mailer must queue, not deliver (see Mailer.Send). A disabled account is
+// treated as absent. Errors: *IdentifierError for a malformed address (which
+// no account can have), *RateLimitedError, ErrUnavailable, ErrNoMailer.
+func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) error {
+	if s.mailer == nil {
+		return ErrNoMailer
+	}
+	key, err := NormalizeEmail(email)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	ipc, acct, end := s.issueLimits(purposeReset, "email\x00"+key, ip, now)
+	marker := markerPK(kindEmail, key)
+	items, err := s.st.batchGet(ctx, marker, ipc.pk, acct.pk)
+	if err != nil {
+		return err
+	}
+	if counted(items[ipc.pk], now) >= int64(ipc.max) {
+		return rateLimited(end, now)
+	}
+	if counted(items[acct.pk], now) >= int64(acct.max) {
+		return nil // silently: the same for addresses with and without an account
+	}
+	uid, _ := dynaguard.Str(items[marker], attrUID)
+	pk := userPK(s.decoyUserID(key))
+	if uid != "" {
+		pk = userPK(uid)
+	}
+	it, err := s.st.get(ctx, pk)
+	if err != nil {
+		return err
+	}
+	var u *User
+	if uid != "" && it != nil {
+		if u, err = decodeUser(it); err != nil {
+			return errors.Join(ErrUnavailable, err)
+		}
+	}
+	token, tpk := newToken()
+	expires := now.Add(s.tokens.ResetTTL)
+	var rec *tokenRecord
+	if u != nil && !u.Disabled {
+		rec = &tokenRecord{uid: u.ID, purpose: purposeReset, emailKey: u.emailKey, cv: u.credVersion}
+	}
+	out, err := s.st.issueToken(ctx, ipc, acct, end, tpk, rec, now, expires)
+	if err != nil {
+		return err
+	}
+	switch out {
+	case limitedIP:
+		return rateLimited(end, now)
+	case limitedAccount:
+		return nil
+	}
+	if rec != nil {
+		s.log.InfoContext(ctx, "users: password reset link issued", "user", u.ID)
+		s.notify(ctx, Message{Kind: MessagePasswordReset, To: u.Email, UserID: u.ID, Token: token, Expires: expires, IP: ip})
+	}
+	return nil
+}
+
+// ResetPassword completes a password reset: it sets newPassword on the
+// account the token was issued for and uses the token up. It does not log
+// anyone in: the user logs in with the new password (and second factor, if
+// enabled — a reset never bypasses it).
+//
+// The new password is checked against the policy before the token is used,
+// so a refused password (a *PolicyError) leaves the link working for the
+// next try. Then, in order:
+//
+//  1. one GetItem of the token and one GetItem of the account (both
+//     strongly consistent): an unknown, expired or other-purpose token, or
+//     an account whose password or email address changed since the token
+//     was issued (or that is disabled or gone), is ErrInvalidToken — before
+//     any hashing.
+//  2. the policy check and the new hash (in a hashing slot: ErrBusy).
+//  3. one DeleteItem that consumes the token (condition: it exists, is
+//     live and is a reset token; the deleted item comes back). Of any
+//     number of concurrent uses of one token, exactly one gets past here.
+//  4. one UpdateItem that stores the hash on condition that the account's
+//     credential version and email address are still the token's: a
+//     concurrent password change wins, and the token dies with it. The
+//     credential version goes up (every session of the account fails its
+//     next request, and every other token issued for it dies), the failure
+//     count is cleared (unlocking a locked account), and the email address
+//     is marked verified.
+//
+// Then every session of the account is revoked in the session store, and
+// the Mailer gets a MessagePasswordChanged. A storage error never completes
+// a reset: it returns ErrUnavailable (after step 3 the token is used up,
+// and the user requests a new link).
+func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (*User, error) {
+	pk, ok := tokenKey(token)
+	if !ok {
+		return nil, ErrInvalidToken
+	}
+	now := s.now()
+	it, err := s.st.get(ctx, pk)
+	if err != nil {
+		return nil, err
+	}
+	rec, ok := decodeToken(it)
+	if !ok || dynaguard.Expired(it, now) || rec.purpose != purposeReset {
+		return nil, ErrInvalidToken
+	}
+	u, err := s.st.getUser(ctx, rec.uid)
+	if err != nil {
+		return nil, err
+	}
+	if u == nil || u.Disabled || u.credVersion != rec.cv || u.emailKey != rec.emailKey {
+		return nil, ErrInvalidToken
+	}
+	if err := s.policy.CheckPassword(ctx, newPassword, u.Email, u.Username); err != nil {
+		return nil, err
+	}
+	hash, pepper, err := s.hashPassword(ctx, newPassword)
+	if err != nil {
+		return nil, err
+	}
+	if rec, err = s.st.consumeToken(ctx, pk, purposeReset, now); err != nil {
+		return nil, err
+	}
+	if rec.uid != u.ID {
+		return nil, ErrInvalidToken // cannot happen: token items are never rewritten
+	}
+	updated, err := s.st.resetPassword(ctx, rec, hash, pepper, now)
+	if err != nil {
+		return nil, err
+	}
+	s.revokeAll(ctx, updated.ID, "")
+	s.log.InfoContext(ctx, "users: password reset", "user", updated.ID)
+	s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID})
+	return updated, nil
+}
+
+// RequestEmailVerification sends the Mailer a MessageVerifyEmail for u's
+// current email address, with a single-use token valid for
+// TokenConfig.VerifyTTL and bound to that address and to u's credential
+// version: changing the address (or the password) kills it. It does
+// nothing for an address already verified. One TransactWriteItems (the two
+// issuing counters and the token). Errors: *RateLimitedError (PerAccount
+// links per account, PerIP per client address, per Window),
+// ErrUnavailable, ErrNoMailer.
+func (s *Users) RequestEmailVerification(ctx context.Context, u *User, ip netip.Addr) error {
+	if s.mailer == nil {
+		return ErrNoMailer
+	}
+	if u.EmailVerified {
+		return nil
+	}
+	now := s.now()
+	ipc, acct, end := s.issueLimits(purposeVerify, "id\x00"+u.ID, ip, now)
+	token, tpk := newToken()
+	expires := now.Add(s.tokens.VerifyTTL)
+	rec := &tokenRecord{uid: u.ID, purpose: purposeVerify, emailKey: u.emailKey, cv: u.credVersion}
+	out, err := s.st.issueToken(ctx, ipc, acct, end, tpk, rec, now, expires)
+	if err != nil {
+		return err
+	}
+	if out != issued {
+		return rateLimited(end, now)
+	}
+	s.notify(ctx, Message{Kind: MessageVerifyEmail, To: u.Email, UserID: u.ID, Token: token, Expires: expires, IP: ip})
+	return nil
+}
+
+// VerifyEmail uses up a verification token and marks the email address it
+// was sent to verified: one DeleteItem (the single-use consume) and one
+// UpdateItem conditioned on the account still having that address and
+// credential version. It returns the updated account, or ErrInvalidToken
+// (unknown, expired, used, other purpose, address or password changed,
+// account gone) or ErrUnavailable.
+//
+// Call it from a POST (a page behind the link with a "Verify" button), not
+// from the GET of the link itself: mail security scanners open links, and
+// would use the token up.
+func (s *Users) VerifyEmail(ctx context.Context, token string) (*User, error) {
+	pk, ok := tokenKey(token)
+	if !ok {
+		return nil, ErrInvalidToken
+	}
+	rec, err := s.st.consumeToken(ctx, pk, purposeVerify, s.now())
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.st.markVerified(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "users: email address verified", "user", u.ID)
+	return u, nil
+}

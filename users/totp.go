@@ -1,0 +1,346 @@
+package users
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/totp"
+)
+
+// TOTPConfig configures the TOTP second factor (RFC 6238: HMAC-SHA1, six
+// digits, 30-second steps — what every authenticator app supports — and
+// one step of clock skew either way). Zero fields take the defaults.
+type TOTPConfig struct {
+	// Issuer names the application in authenticator apps (the otpauth
+	// issuer). Set it; without it apps show only the email address.
+	Issuer string
+	// EnrollTTL is how long an enrolment started with BeginTOTP can be
+	// confirmed. Default 10 min.
+	EnrollTTL time.Duration
+	// PendingTTL is how long the "password verified, second factor
+	// pending" state of a two-step login lasts. Default 5 min.
+	PendingTTL time.Duration
+	// RecoveryCodes is the number of recovery codes in a set. Default 10.
+	RecoveryCodes int
+}
+
+func (c TOTPConfig) withDefaults() TOTPConfig {
+	if c.EnrollTTL <= 0 {
+		c.EnrollTTL = 10 * time.Minute
+	}
+	if c.PendingTTL <= 0 {
+		c.PendingTTL = 5 * time.Minute
+	}
+	if c.RecoveryCodes <= 0 {
+		c.RecoveryCodes = 10
+	}
+	return c
+}
+
+// totpParams are the code parameters: the defaults of internal/totp (SHA1,
+// 6 digits, 30 s, ±1 step).
+var totpParams = totp.Params{}.Defaults()
+
+// Enrollment is a started TOTP enrolment: show URI as a QR code (and
+// Secret for typing in by hand), then ask for a code and call ConfirmTOTP
+// before Expires.
+type Enrollment struct {
+	// Secret is the shared secret in base32, as authenticator apps take it
+	// typed in.
+	Secret string
+	// URI is the otpauth://totp/ URI that authenticator apps import from a
+	// QR code.
+	URI string
+	// Expires is when the enrolment lapses unconfirmed.
+	Expires time.Time
+}
+
+// ---- sealing the secret at rest
+
+// The TOTP secret is stored sealed with AES-256-GCM under the keyring's
+// PurposeTOTPSeal key:
+//
+//	sealed = len(keyID) || keyID || nonce (12 random bytes) || ciphertext || tag
+//	ad     = "dynaguard/totp/v1" || 0x00 || state || 0x00 || user ID
+//
+// The associated data binds it to its account and state ("pending" while
+// unconfirmed, "active" once enabled): a sealed secret copied onto another
+// account, or a pending one promoted by editing the table, fails to open.
+// Random 96-bit nonces are safe here because one key seals only one secret
+// per enrolment. The key ID finds the right key after a secret rotation;
+// a secret sealed with a previous key is resealed with the current one at
+// its next successful use.
+const (
+	stateActive  = "active"
+	statePending = "pending"
+)
+
+var errSealed = errors.New("users: TOTP secret cannot be opened")
+
+func totpAD(uid, state string) []byte {
+	return []byte("dynaguard/totp/v1\x00" + state + "\x00" + uid)
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+func (s *Users) sealSecret(uid, state string, secret []byte) ([]byte, error) {
+	k := s.keys.Key(dynaguard.PurposeTOTPSeal)
+	aead, err := newGCM(k.Secret)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, 1+len(k.ID)+aead.NonceSize()+len(secret)+aead.Overhead())
+	out = append(out, byte(len(k.ID)))
+	out = append(out, k.ID...)
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	out = append(out, nonce...)
+	return aead.Seal(out, nonce, secret, totpAD(uid, state)), nil
+}
+
+// openSecret opens a sealed secret; current reports whether it was sealed
+// with the current key.
+func (s *Users) openSecret(uid, state string, sealed []byte) (secret []byte, current bool, err error) {
+	if len(sealed) < 1 || len(sealed) < 1+int(sealed[0]) {
+		return nil, false, errSealed
+	}
+	id, rest := string(sealed[1:1+int(sealed[0])]), sealed[1+int(sealed[0]):]
+	for i, k := range s.keys.Keys(dynaguard.PurposeTOTPSeal) {
+		if k.ID != id {
+			continue
+		}
+		aead, err := newGCM(k.Secret)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(rest) < aead.NonceSize()+aead.Overhead() {
+			return nil, false, errSealed
+		}
+		secret, err := aead.Open(nil, rest[:aead.NonceSize()], rest[aead.NonceSize():], totpAD(uid, state))
+		if err != nil {
+			return nil, false, errSealed
+		}
+		return secret, i == 0, nil
+	}
+	return nil, false, errSealed
+}
+
+// ---- recovery codes
+
+// Recovery codes are 80 random bits each, written as 16 characters of
+// Crockford's base32 in groups of four ("7kq2-m9xd-…"): no I, L, O or U, and
+// when typed, case, spaces and dashes are ignored and I/L/O read as 1/1/0.
+// They are stored as SHA-256 of (user ID, code): with 80 bits per code and
+// the user ID as salt, a copy of the table is no help in finding one.
+const (
+	recoveryAlphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+	recoveryBytes    = 10 // 80 bits → 16 characters
+	recoveryLen      = 16
+)
+
+var recoveryEncoding = base32.NewEncoding(recoveryAlphabet).WithPadding(base32.NoPadding)
+
+// newRecoveryCodes returns n fresh codes for display and their hashes for
+// storage.
+func newRecoveryCodes(uid string, n int) (codes, hashes []string) {
+	seen := map[string]bool{}
+	for len(codes) < n {
+		var b [recoveryBytes]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err)
+		}
+		c := recoveryEncoding.EncodeToString(b[:])
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		codes = append(codes, c[0:4]+"-"+c[4:8]+"-"+c[8:12]+"-"+c[12:16])
+		hashes = append(hashes, recoveryHash(uid, c))
+	}
+	return codes, hashes
+}
+
+func recoveryHash(uid, normalized string) string {
+	sum := sha256.Sum256([]byte("dynaguard recovery code v1\x00" + uid + "\x00" + normalized))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// normalizeRecovery returns the canonical form of a typed recovery code.
+func normalizeRecovery(code string) (string, bool) {
+	var b strings.Builder
+	for _, r := range strings.ToLower(code) {
+		switch r {
+		case ' ', '-', '\t':
+			continue
+		case 'i', 'l':
+			r = '1'
+		case 'o':
+			r = '0'
+		}
+		if !strings.ContainsRune(recoveryAlphabet, r) {
+			return "", false
+		}
+		b.WriteRune(r)
+		if b.Len() > recoveryLen {
+			return "", false
+		}
+	}
+	if b.Len() != recoveryLen {
+		return "", false
+	}
+	return b.String(), true
+}
+
+// ---- enrolment and management
+
+// requireRecent refuses an action unless ctx is a request of u's own
+// session (loaded by LoadUser or RequireUser) that logged in within
+// Config.ReauthAge.
+func (s *Users) requireRecent(ctx context.Context, u *User) error {
+	cur, ok := FromContext(ctx)
+	if !ok || u == nil || cur.ID != u.ID || !s.Recent(ctx, s.reauthAge) {
+		return ErrReauthRequired
+	}
+	return nil
+}
+
+// BeginTOTP starts a TOTP enrolment for u: a fresh 160-bit secret, stored
+// sealed on the account as pending (one UpdateItem, refused with
+// ErrTOTPEnabled when TOTP is already on; an earlier unconfirmed enrolment
+// is replaced). Nothing changes at login until ConfirmTOTP.
+//
+// ctx must be the request's context behind RequireUser, and the session
+// must have logged in within Config.ReauthAge (ErrReauthRequired
+// otherwise): someone who only holds a session cannot tie the account to
+// their own authenticator.
+func (s *Users) BeginTOTP(ctx context.Context, u *User) (*Enrollment, error) {
+	if err := s.requireRecent(ctx, u); err != nil {
+		return nil, err
+	}
+	if u.TOTPEnabled {
+		return nil, ErrTOTPEnabled
+	}
+	secret, err := totp.NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := s.sealSecret(u.ID, statePending, secret)
+	if err != nil {
+		return nil, err
+	}
+	lapses := s.now().Add(s.totp.EnrollTTL).Truncate(time.Second)
+	if err := s.st.beginTOTP(ctx, u.ID, sealed, lapses); err != nil {
+		return nil, err
+	}
+	return &Enrollment{
+		Secret:  totp.EncodeSecret(secret),
+		URI:     totp.URI(secret, s.totp.Issuer, u.Email, totpParams),
+		Expires: lapses,
+	}, nil
+}
+
+// ConfirmTOTP completes the enrolment BeginTOTP started, with a code from
+// the authenticator app (proving it holds the secret): TOTP is enabled, and
+// the returned recovery codes — show them once; they are stored only as
+// hashes — replace any earlier set. One strongly consistent GetItem and one
+// UpdateItem, conditioned on the enrolment being the one the code was
+// checked against. The confirming code's time step counts as used.
+//
+// Errors: ErrInvalidCode, ErrNoEnrollment (none, lapsed, or replaced by a
+// newer BeginTOTP), ErrTOTPEnabled, ErrNotFound, ErrUnavailable.
+func (s *Users) ConfirmTOTP(ctx context.Context, u *User, code string) (recoveryCodes []string, err error) {
+	fresh, err := s.st.getUser(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	switch {
+	case fresh == nil:
+		return nil, ErrNotFound
+	case fresh.TOTPEnabled:
+		return nil, ErrTOTPEnabled
+	case fresh.totpPending == nil || now.Unix() >= fresh.pendingExp:
+		return nil, ErrNoEnrollment
+	}
+	secret, _, err := s.openSecret(u.ID, statePending, fresh.totpPending)
+	if err != nil {
+		s.log.WarnContext(ctx, "users: pending TOTP secret cannot be opened; the enrolment must start again", "user", u.ID)
+		return nil, ErrNoEnrollment
+	}
+	step, ok := totp.Match(secret, code, now, -1, totpParams)
+	if !ok {
+		return nil, ErrInvalidCode
+	}
+	sealed, err := s.sealSecret(u.ID, stateActive, secret)
+	if err != nil {
+		return nil, err
+	}
+	codes, hashes := newRecoveryCodes(u.ID, s.totp.RecoveryCodes)
+	if _, err := s.st.confirmTOTP(ctx, u.ID, fresh.totpPending, sealed, step, hashes, now); err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "users: TOTP enabled", "user", u.ID)
+	s.notify(ctx, Message{Kind: MessageTOTPEnabled, To: fresh.Email, UserID: u.ID})
+	return codes, nil
+}
+
+// DisableTOTP turns the second factor off: the secret, its last step and
+// the recovery codes are removed in one UpdateItem. Like BeginTOTP it
+// needs a login within Config.ReauthAge in this session
+// (ErrReauthRequired) — which, for an account with TOTP, means password
+// and code. ErrTOTPNotEnabled when it is off.
+func (s *Users) DisableTOTP(ctx context.Context, u *User) error {
+	if err := s.requireRecent(ctx, u); err != nil {
+		return err
+	}
+	return s.RemoveTOTP(ctx, u.ID)
+}
+
+// RemoveTOTP turns the second factor of account id off without the
+// recent-login check: for administrators, once they have confirmed the
+// owner's identity by other means (lost device and recovery codes).
+func (s *Users) RemoveTOTP(ctx context.Context, id string) error {
+	u, err := s.st.disableTOTP(ctx, id)
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "users: TOTP disabled", "user", id)
+	s.notify(ctx, Message{Kind: MessageTOTPDisabled, To: u.Email, UserID: id})
+	return nil
+}
+
+// RegenerateRecoveryCodes replaces u's recovery codes with a new set (one
+// UpdateItem: the old codes stop working at the moment the new ones start)
+// and returns them; show them once. It needs a login within
+// Config.ReauthAge (ErrReauthRequired), and TOTP enabled
+// (ErrTOTPNotEnabled).
+func (s *Users) RegenerateRecoveryCodes(ctx context.Context, u *User) ([]string, error) {
+	if err := s.requireRecent(ctx, u); err != nil {
+		return nil, err
+	}
+	codes, hashes := newRecoveryCodes(u.ID, s.totp.RecoveryCodes)
+	updated, err := s.st.setRecoveryCodes(ctx, u.ID, hashes)
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "users: recovery codes replaced", "user", u.ID)
+	s.notify(ctx, Message{Kind: MessageRecoveryCodesRegenerated, To: updated.Email, UserID: u.ID})
+	return codes, nil
+}
