@@ -1,0 +1,771 @@
+package users
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddbtest"
+	"github.com/dynaguard/dynaguard/internal/totp"
+	"github.com/dynaguard/dynaguard/sessionstore"
+)
+
+// authed returns a request context in which u is logged in and
+// authenticated at the fake clock's now (what RequireUser provides).
+func (e *env) authed(u *User) context.Context {
+	return context.WithValue(ctx, ctxKey{}, &loaded{u: u, authAt: e.clock.Now()})
+}
+
+// enable enrols u in TOTP and returns the secret and the recovery codes.
+// The clock moves on one step, so the code that confirmed the enrolment is
+// not the current one.
+func (e *env) enable(u *User) (secret []byte, codes []string) {
+	e.t.Helper()
+	en, err := e.users.BeginTOTP(e.authed(u), u)
+	if err != nil {
+		e.t.Fatalf("BeginTOTP: %v", err)
+	}
+	if secret, err = totp.DecodeSecret(en.Secret); err != nil {
+		e.t.Fatal(err)
+	}
+	if codes, err = e.users.ConfirmTOTP(ctx, u, e.code(secret, 0)); err != nil {
+		e.t.Fatalf("ConfirmTOTP: %v", err)
+	}
+	e.clock.Advance(30 * time.Second)
+	return secret, codes
+}
+
+// code returns the code of the step offset steps from now.
+func (e *env) code(secret []byte, offset int64) string {
+	return totp.Code(secret, totp.Step(e.clock.Now(), totpParams)+offset, totpParams)
+}
+
+// newSM returns a session manager on store.
+func newSM(store *sessionstore.Store) *scs.SessionManager {
+	sm := scs.New()
+	sm.Store, sm.Codec = store, sessionstore.Codec{}
+	return sm
+}
+
+// pending starts a two-step login for u in a fresh session and returns
+// the session's context.
+func (e *env) pending(users *Users, sm *scs.SessionManager, u *User) context.Context {
+	e.t.Helper()
+	sctx, err := sm.Load(ctx, "")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	fresh, err := users.Get(ctx, u.ID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p, err := users.BeginLogin(sctx, sm, fresh, Client{IP: ip("192.0.2.1")})
+	if err != nil || !p {
+		e.t.Fatalf("BeginLogin: pending %v, %v", p, err)
+	}
+	return sctx
+}
+
+// RFC 6238 Appendix B, end to end: the RFC's SHA1 seed as an account's
+// secret, the clock at each vector's time, and the six-digit form of each
+// code (the last six digits of the RFC's eight) completing a login.
+func TestTOTPRFC6238VectorsEndToEnd(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	mo := e.create("mo@example.com", "mo")
+	seed := []byte("12345678901234567890")
+	sealed, err := e.users.sealSecret(mo.ID, stateActive, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.base.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(e.base.Name),
+		Key:                       dynaguard.Key(userPK(mo.ID)),
+		UpdateExpression:          aws.String("SET #mfa = :t, #totp = :s"),
+		ExpressionAttributeNames:  map[string]string{"#mfa": attrMFA, "#totp": attrTOTP},
+		ExpressionAttributeValues: item{":t": dynaguard.Bool(true), ":s": dynaguard.B(sealed)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := newSM(e.store)
+	for _, v := range []struct {
+		unix int64
+		code string // RFC 6238: 94287082, 07081804, 14050471, 89005924, 69279037, 65353130
+	}{{59, "287082"}, {1111111109, "081804"}, {1111111111, "050471"}, {1234567890, "005924"}, {2000000000, "279037"}, {20000000000, "353130"}} {
+		e.clock.Set(time.Unix(v.unix, 0))
+		sctx := e.pending(e.users, sm, mo)
+		u, err := e.users.CompleteLogin(sctx, sm, v.code, Client{IP: ip("192.0.2.1")})
+		if err != nil || u.ID != mo.ID || sm.GetString(sctx, sessionUserID) != mo.ID {
+			t.Fatalf("at %d, code %s: %v", v.unix, v.code, err)
+		}
+	}
+}
+
+// Enrolment: a recent login is needed, the URI is what apps import, a
+// wrong code does not enable, the right one does (and is used up), and the
+// recovery codes come once.
+func TestTOTPEnrolment(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.TOTP.Issuer = "Example Co" })
+	ned := e.create("ned@example.com", "ned")
+	if _, err := e.users.BeginTOTP(ctx, ned); err != ErrReauthRequired {
+		t.Fatalf("without a login: %v", err)
+	}
+	old := context.WithValue(ctx, ctxKey{}, &loaded{u: ned, authAt: e.clock.Now().Add(-11 * time.Minute)})
+	if _, err := e.users.BeginTOTP(old, ned); err != ErrReauthRequired {
+		t.Fatalf("with an old login: %v", err)
+	}
+	other := e.create("other@example.com", "other")
+	if _, err := e.users.BeginTOTP(e.authed(other), ned); err != ErrReauthRequired {
+		t.Fatalf("as another user: %v", err)
+	}
+	en, err := e.users.BeginTOTP(e.authed(ned), ned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri, err := url.Parse(en.URI)
+	if err != nil || uri.Scheme != "otpauth" || uri.Query().Get("issuer") != "Example Co" || uri.Query().Get("secret") != en.Secret ||
+		!strings.Contains(uri.Path, "ned@example.com") {
+		t.Fatalf("URI %s", en.URI)
+	}
+	secret, err := totp.DecodeSecret(en.Secret)
+	if err != nil || len(secret) < 20 {
+		t.Fatalf("secret of %d bytes: %v", len(secret), err)
+	}
+	if got := mustGet(t, e, ned.ID); got.TOTPEnabled {
+		t.Fatal("enabled before confirmation")
+	}
+	// Still a one-step login until confirmed.
+	sm0 := newSM(e.store)
+	sctx0, _ := sm0.Load(ctx, "")
+	if p, err := e.users.BeginLogin(sctx0, sm0, mustGet(t, e, ned.ID), Client{}); err != nil || p {
+		t.Fatalf("login before confirmation: pending %v %v", p, err)
+	}
+	if _, err := e.users.ConfirmTOTP(ctx, ned, e.code(secret, 5)); err != ErrInvalidCode {
+		t.Fatalf("wrong code: %v", err)
+	}
+	if _, err := e.users.ConfirmTOTP(ctx, ned, "12345"); err != ErrInvalidCode {
+		t.Fatalf("malformed code: %v", err)
+	}
+	confirming := e.code(secret, 0)
+	codes, err := e.users.ConfirmTOTP(ctx, ned, confirming)
+	if err != nil || len(codes) != 10 {
+		t.Fatalf("confirm: %d codes, %v", len(codes), err)
+	}
+	seen := map[string]bool{}
+	for _, c := range codes {
+		n, ok := normalizeRecovery(c)
+		if !ok || len(c) != 19 || seen[n] {
+			t.Fatalf("recovery code %q", c)
+		}
+		seen[n] = true
+	}
+	u := mustGet(t, e, ned.ID)
+	if !u.TOTPEnabled || u.RecoveryCodes != 10 || e.mail.count(MessageTOTPEnabled) != 1 {
+		t.Fatalf("after confirm: %+v", u)
+	}
+	if _, err := e.users.ConfirmTOTP(ctx, ned, confirming); err != ErrTOTPEnabled {
+		t.Fatalf("confirm twice: %v", err)
+	}
+	if _, err := e.users.BeginTOTP(e.authed(u), u); err != ErrTOTPEnabled {
+		t.Fatalf("begin when enabled: %v", err)
+	}
+	// The confirming code cannot also log in.
+	sm := newSM(e.store)
+	sctx := e.pending(e.users, sm, u)
+	if _, err := e.users.CompleteLogin(sctx, sm, confirming, Client{}); err != ErrInvalidCode {
+		t.Fatalf("confirming code reused for login: %v", err)
+	}
+	// Login refuses the account: BeginLogin is the way in.
+	if err := e.users.Login(sctx, sm, u, Client{}); err != ErrSecondFactorRequired {
+		t.Fatalf("Login on a TOTP account: %v", err)
+	}
+
+	// An enrolment lapses, and a newer one replaces an older one.
+	pat := e.create("pat@example.com", "pat")
+	first, _ := e.users.BeginTOTP(e.authed(pat), pat)
+	second, _ := e.users.BeginTOTP(e.authed(pat), pat)
+	s1, _ := totp.DecodeSecret(first.Secret)
+	if _, err := e.users.ConfirmTOTP(ctx, pat, e.code(s1, 0)); err != ErrInvalidCode {
+		t.Fatalf("code of a replaced enrolment: %v", err)
+	}
+	e.clock.Advance(10 * time.Minute)
+	s2, _ := totp.DecodeSecret(second.Secret)
+	if _, err := e.users.ConfirmTOTP(ctx, pat, e.code(s2, 0)); err != ErrNoEnrollment {
+		t.Fatalf("lapsed enrolment: %v", err)
+	}
+}
+
+// The two-step login through HTTP: after the password the session is
+// pending, not logged in; only a valid code logs it in, with a new token
+// at each step; the pending state expires.
+func TestTwoStepLogin(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := newApp(e)
+	olive := e.create("olive@example.com", "olive")
+	secret, codes := e.enable(olive)
+	b := a.browser("192.0.2.1")
+	if code := b.login("olive", goodPassword); code != http.StatusAccepted {
+		t.Fatalf("password step: %d", code)
+	}
+	pendingToken := b.sessionToken()
+	if pendingToken == "" {
+		t.Fatal("no session after the password step")
+	}
+	if code, body := b.get("/public"); code != 200 || body != "anonymous" {
+		t.Fatalf("pending session is logged in: %d %s", code, body)
+	}
+	if code, _ := b.get("/me"); code != http.StatusUnauthorized {
+		t.Fatalf("RequireUser let a pending session through: %d", code)
+	}
+	resp, body := b.do("POST", "/code", url.Values{"code": {"not a code"}})
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "second-factor-failed") {
+		t.Fatalf("wrong code: %d %s", resp.StatusCode, body)
+	}
+	if code := b.post("/code", url.Values{"code": {e.code(secret, 0)}}); code != http.StatusNoContent {
+		t.Fatalf("code step: %d", code)
+	}
+	if b.sessionToken() == pendingToken {
+		t.Fatal("token not renewed at the second step")
+	}
+	if code, body := b.get("/me"); code != 200 || body != olive.ID {
+		t.Fatalf("after the code: %d %s", code, body)
+	}
+	// The pending state lasts 5 minutes.
+	c := a.browser("192.0.2.2")
+	if code := c.login("olive", goodPassword); code != http.StatusAccepted {
+		t.Fatal(code)
+	}
+	e.clock.Advance(5*time.Minute + time.Second)
+	resp, body = c.do("POST", "/code", url.Values{"code": {e.code(secret, 0)}})
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "second-factor-expired") {
+		t.Fatalf("expired pending login: %d %s", resp.StatusCode, body)
+	}
+	// A code without a password step.
+	d := a.browser("192.0.2.3")
+	if code := d.post("/code", url.Values{"code": {e.code(secret, 1)}}); code != http.StatusUnauthorized {
+		t.Fatalf("code without a password: %d", code)
+	}
+	// A recovery code completes the login too.
+	if code := d.login("olive", goodPassword); code != http.StatusAccepted {
+		t.Fatal(code)
+	}
+	if code := d.post("/code", url.Values{"code": {strings.ToUpper(codes[0])}}); code != http.StatusNoContent {
+		t.Fatalf("recovery code: %d", code)
+	}
+	if code, body := d.get("/me"); code != 200 || body != olive.ID {
+		t.Fatalf("after a recovery code: %d %s", code, body)
+	}
+}
+
+// Pending states belong to their session and are invalidated by account
+// changes made between the two steps.
+func TestPendingLoginInvalidatedByAccountChanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	sm := newSM(e.store)
+	pia := e.create("pia@example.com", "pia")
+	secret, _ := e.enable(pia)
+	changes := map[string]func(){
+		"logout everywhere": func() { _ = e.users.LogoutEverywhere(ctx, nil, mustGet(t, e, pia.ID)) },
+		"password reset": func() {
+			if _, err := e.users.ResetPassword(ctx, e.resetToken("pia@example.com"), newPassword+" "+fmt.Sprint(e.clock.Now().UnixNano())); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"disabled": func() { _ = e.users.Disable(ctx, pia.ID); _ = e.users.Enable(ctx, pia.ID) },
+	}
+	for name, change := range changes {
+		sctx := e.pending(e.users, sm, pia)
+		change()
+		if _, err := e.users.CompleteLogin(sctx, sm, e.code(secret, 0), Client{}); err != ErrNoPendingLogin {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, ok := e.users.Pending(sctx, sm); ok {
+			t.Fatalf("%s: pending state kept", name)
+		}
+	}
+	sctx := e.pending(e.users, sm, pia)
+	if p, ok := e.users.Pending(sctx, sm); !ok || p.UserID != pia.ID || !p.Expires.Equal(e.clock.Now().Add(5*time.Minute)) {
+		t.Fatalf("Pending: %+v %v", p, ok)
+	}
+	e.users.CancelLogin(sctx, sm)
+	if _, err := e.users.CompleteLogin(sctx, sm, e.code(secret, 0), Client{}); err != ErrNoPendingLogin {
+		t.Fatalf("after CancelLogin: %v", err)
+	}
+	// TOTP removed between the steps.
+	sctx = e.pending(e.users, sm, pia)
+	if err := e.users.RemoveTOTP(ctx, pia.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.users.CompleteLogin(sctx, sm, e.code(secret, 0), Client{}); err != ErrNoPendingLogin {
+		t.Fatalf("TOTP removed: %v", err)
+	}
+}
+
+// ±1 step of skew, not ±2; each step once; an older step after a newer one
+// is refused; a replay is reported.
+func TestTOTPSkewAndReplay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	sm := newSM(e.store)
+	quinn := e.create("quinn@example.com", "quinn")
+	secret, _ := e.enable(quinn)
+	e.clock.Advance(30 * time.Second) // the confirming step is no longer in the window
+	try := func(code string) error {
+		_, err := e.users.CompleteLogin(e.pending(e.users, sm, quinn), sm, code, Client{IP: ip("198.51.100.4")})
+		return err
+	}
+	for _, off := range []int64{-2, 2} {
+		if err := try(e.code(secret, off)); err != ErrInvalidCode {
+			t.Fatalf("step %+d: %v", off, err)
+		}
+	}
+	if n := e.mail.count(MessageCodeReplayed); n != 0 {
+		t.Fatalf("out-of-window codes reported as replays: %d", n)
+	}
+	if err := try(e.code(secret, -1)); err != nil {
+		t.Fatalf("step -1: %v", err)
+	}
+	prev := e.code(secret, -1)
+	if err := try(prev); err != ErrInvalidCode {
+		t.Fatalf("same code twice: %v", err)
+	}
+	if m := e.mail.last(MessageCodeReplayed); m.UserID != quinn.ID || m.IP != ip("198.51.100.4") || m.To != "quinn@example.com" {
+		t.Fatalf("replay not reported: %v", m)
+	}
+	if err := try(e.code(secret, 1)); err != nil {
+		t.Fatalf("step +1: %v", err)
+	}
+	if err := try(e.code(secret, 0)); err != ErrInvalidCode {
+		t.Fatalf("an earlier step after a later one: %v", err)
+	}
+	if n := e.mail.count(MessageCodeReplayed); n != 2 {
+		t.Fatalf("%d replay reports, want 2", n)
+	}
+	e.clock.Advance(60 * time.Second)
+	if err := try(e.code(secret, 0)); err != nil {
+		t.Fatalf("the next step: %v", err)
+	}
+}
+
+// 50 concurrent uses of one code, from 50 addresses (so that throttling
+// does not hide the race), on two instances: one login; 49 replays.
+func TestTOTPConcurrentSameCode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rita := e.create("rita@example.com", "rita")
+	secret, _ := e.enable(rita)
+	second := e.instance()
+	sm := newSM(e.store)
+	instances := []*Users{e.users, second}
+	ctxs := make([]context.Context, 50)
+	for i := range ctxs {
+		ctxs[i] = e.pending(instances[i%2], sm, rita)
+	}
+	code := e.code(secret, 0)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins, refused := 0, 0
+	for i := range ctxs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := instances[i%2].CompleteLogin(ctxs[i], sm, code, Client{IP: ip(fmt.Sprintf("198.51.100.%d", 100+i))})
+			mu.Lock()
+			defer mu.Unlock()
+			switch err {
+			case nil:
+				wins++
+			case ErrInvalidCode:
+				refused++
+			default:
+				t.Errorf("unexpected: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 || refused != 49 {
+		t.Fatalf("%d logins, %d refused; want 1 and 49", wins, refused)
+	}
+	if n := e.mail.count(MessageCodeReplayed); n != 49 {
+		t.Fatalf("%d replays reported, want 49", n)
+	}
+}
+
+// Recovery codes: each works once, also under concurrency; typing
+// variations are accepted; regenerating replaces the whole set.
+func TestRecoveryCodes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	sid := e.create("sid@example.com", "sid")
+	_, codes := e.enable(sid)
+	sm := newSM(e.store)
+	try := func(users *Users, code, addr string) error {
+		_, err := users.CompleteLogin(e.pending(users, sm, sid), sm, code, Client{IP: ip(addr)})
+		return err
+	}
+	typed := strings.ToUpper(strings.ReplaceAll(codes[0], "-", " "))
+	typed = strings.NewReplacer("0", "O", "1", "l").Replace(typed)
+	if err := try(e.users, typed, "192.0.2.1"); err != nil {
+		t.Fatalf("recovery code as typed %q: %v", typed, err)
+	}
+	if m := e.mail.last(MessageRecoveryCodeUsed); m.Remaining != 9 {
+		t.Fatalf("recovery-code-used: %v remaining %d", m, m.Remaining)
+	}
+	if err := try(e.users, codes[0], "192.0.2.1"); err != ErrInvalidCode {
+		t.Fatalf("used twice: %v", err)
+	}
+	// Concurrent: 20 uses of one code, two instances, 20 addresses.
+	second := e.instance()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	ctxs := make([]context.Context, 20)
+	for i := range ctxs {
+		ctxs[i] = e.pending(e.users, sm, sid)
+	}
+	for i := range ctxs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			users := []*Users{e.users, second}[i%2]
+			_, err := users.CompleteLogin(ctxs[i], sm, codes[1], Client{IP: ip(fmt.Sprintf("198.51.100.%d", i))})
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				wins++
+			} else if err != ErrInvalidCode {
+				t.Errorf("unexpected: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d logins with one recovery code", wins)
+	}
+	if got := mustGet(t, e, sid.ID).RecoveryCodes; got != 8 {
+		t.Fatalf("%d codes left, want 8", got)
+	}
+	// Regenerate: needs a recent login; the old set dies at once.
+	if _, err := e.users.RegenerateRecoveryCodes(ctx, sid); err != ErrReauthRequired {
+		t.Fatalf("regenerate without a login: %v", err)
+	}
+	fresh, err := e.users.RegenerateRecoveryCodes(e.authed(sid), sid)
+	if err != nil || len(fresh) != 10 || e.mail.count(MessageRecoveryCodesRegenerated) != 1 {
+		t.Fatalf("regenerate: %v", err)
+	}
+	if err := try(e.users, codes[2], "192.0.2.7"); err != ErrInvalidCode {
+		t.Fatalf("old code after regeneration: %v", err)
+	}
+	if err := try(second, fresh[9], "192.0.2.7"); err != nil {
+		t.Fatalf("new code: %v", err)
+	}
+	// Not an account's code: another account's.
+	tom := e.create("tom@example.com", "tom")
+	_, tomCodes := e.enable(tom)
+	if err := try(e.users, tomCodes[0], "192.0.2.8"); err != ErrInvalidCode {
+		t.Fatalf("another account's recovery code: %v", err)
+	}
+}
+
+// Wrong codes are throttled like passwords: 5 free per account and
+// address, then rising waits; every failure counts towards the account's
+// lock, and a correct password does not reset that count.
+func TestSecondFactorThrottling(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.Throttle.MaxFailures = 12 })
+	a := newApp(e)
+	uma := e.create("uma@example.com", "uma")
+	secret, _ := e.enable(uma)
+	b := a.browser("192.0.2.1")
+	if code := b.login("uma", goodPassword); code != http.StatusAccepted {
+		t.Fatal(code)
+	}
+	wrong := func(br *browser) (int, string) {
+		resp, body := br.do("POST", "/code", url.Values{"code": {"000000"}})
+		return resp.StatusCode, body
+	}
+	if e.code(secret, 0) == "000000" || e.code(secret, 1) == "000000" || e.code(secret, -1) == "000000" {
+		t.Skip("the secret happens to produce 000000")
+	}
+	for i := range 5 {
+		if code, _ := wrong(b); code != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i, code)
+		}
+	}
+	resp, body := b.do("POST", "/code", url.Values{"code": {e.code(secret, 0)}})
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "30" || !strings.Contains(body, "login-throttled") {
+		t.Fatalf("sixth attempt: %d %s %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	// The owner elsewhere is not slowed down by this address.
+	c := a.browser("192.0.2.99")
+	if code := c.login("uma", goodPassword); code != http.StatusAccepted {
+		t.Fatal(code)
+	}
+	e.rec.Reset()
+	if code := c.post("/code", url.Values{"code": {e.code(secret, 0)}}); code != http.StatusNoContent {
+		t.Fatalf("owner from another address: %d", code)
+	}
+	if got := mustGet(t, e, uma.ID).fails; got != 0 {
+		t.Fatalf("fails %d after a complete login", got)
+	}
+	// From many addresses: the account's consecutive failures, which a
+	// correct password alone does not reset, lock it at MaxFailures.
+	for i := range 12 {
+		d := a.browser(fmt.Sprintf("203.0.113.%d", i))
+		if code := d.login("uma", goodPassword); code != http.StatusAccepted {
+			t.Fatalf("password step %d: %d", i, code)
+		}
+		if code, _ := wrong(d); code != http.StatusUnauthorized {
+			t.Fatalf("wrong code %d: %d", i, code)
+		}
+	}
+	if got := mustGet(t, e, uma.ID).fails; got != 12 {
+		t.Fatalf("fails %d, want 12", got)
+	}
+	d := a.browser("203.0.113.200")
+	if code := d.login("uma", goodPassword); code != http.StatusTooManyRequests {
+		t.Fatalf("locked account, password step: %d", code)
+	}
+}
+
+// TOTP off: a recent login is needed; afterwards the password alone logs
+// in and the recovery codes are gone.
+func TestDisableTOTP(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	val := e.create("val@example.com", "val")
+	e.enable(val)
+	u := mustGet(t, e, val.ID)
+	if err := e.users.DisableTOTP(ctx, u); err != ErrReauthRequired {
+		t.Fatalf("without a login: %v", err)
+	}
+	stale := e.authed(u)
+	e.clock.Advance(10*time.Minute + time.Second)
+	if err := e.users.DisableTOTP(stale, u); err != ErrReauthRequired {
+		t.Fatalf("login 10 minutes old: %v", err)
+	}
+	if err := e.users.DisableTOTP(e.authed(u), u); err != nil {
+		t.Fatal(err)
+	}
+	u = mustGet(t, e, val.ID)
+	if u.TOTPEnabled || u.RecoveryCodes != 0 || u.totpSealed != nil || e.mail.count(MessageTOTPDisabled) != 1 {
+		t.Fatalf("after disable: %+v", u)
+	}
+	if err := e.users.DisableTOTP(e.authed(u), u); err != ErrTOTPNotEnabled {
+		t.Fatalf("disable twice: %v", err)
+	}
+	sm := newSM(e.store)
+	sctx, _ := sm.Load(ctx, "")
+	if p, err := e.users.BeginLogin(sctx, sm, u, Client{}); err != nil || p || sm.GetString(sctx, sessionUserID) != val.ID {
+		t.Fatalf("login after disable: %v %v", p, err)
+	}
+}
+
+// A second-factor login costs: BatchGetItem (counters and account,
+// consistent), UpdateItem (count the attempt, conditional), UpdateItem
+// (the step, conditional), DeleteItem (the counter), and the session
+// store's tombstone of the pre-login token (RenewToken).
+func TestCompleteLoginCalls(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	wes := e.create("wes@example.com", "wes")
+	secret, codes := e.enable(wes)
+	sm := newSM(e.store)
+	for _, c := range []struct{ name, code, cond string }{
+		{"totp", e.code(secret, 0), "#ts < :step"},
+		{"recovery", codes[3], "contains(#rc, :h)"},
+	} {
+		sctx := e.pending(e.users, sm, wes)
+		e.rec.Reset()
+		if _, err := e.users.CompleteLogin(sctx, sm, c.code, Client{IP: ip("192.0.2.1")}); err != nil {
+			t.Fatal(err)
+		}
+		calls := e.rec.Calls()
+		if got := ops(calls); got != "BatchGetItem,UpdateItem,UpdateItem,DeleteItem,PutItem" {
+			t.Fatalf("%s: calls %s", c.name, got)
+		}
+		if !calls[0].ConsistentRead || calls[1].Condition == "" || !strings.Contains(calls[2].Condition, c.cond) {
+			t.Fatalf("%s: %+v", c.name, calls[:3])
+		}
+		t.Logf("CompleteLogin (%s): %s", c.name, ops(calls))
+	}
+	sctx := e.pending(e.users, sm, wes)
+	e.rec.Reset()
+	_, _ = e.users.CompleteLogin(sctx, sm, "000001", Client{IP: ip("192.0.2.1")})
+	t.Logf("CompleteLogin (wrong code): %s", ops(e.rec.Calls()))
+}
+
+// Storage faults at any call never complete a second-factor login.
+func TestSecondFactorStorageFaultsNeverLogIn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	xia := e.create("xia@example.com", "xia")
+	secret, codes := e.enable(xia)
+	sm := newSM(e.store)
+	steps := []struct {
+		op string
+		n  int
+	}{{"BatchGetItem", 1}, {"UpdateItem", 1}, {"UpdateItem", 2}, {"DeleteItem", 1}, {"PutItem", 1}}
+	i := 0
+	for _, s := range steps {
+		for _, f := range ddbtest.StorageFaults {
+			for _, recovery := range []bool{false, true} {
+				i++
+				e.clock.Advance(30 * time.Second)
+				sctx := e.pending(e.users, sm, xia)
+				code := e.code(secret, 0)
+				if recovery {
+					code = codes[0]
+				}
+				e.faults.FailNth(s.op, s.n, f)
+				_, err := e.users.CompleteLogin(sctx, sm, code, Client{IP: ip(fmt.Sprintf("198.51.100.%d", i%250))})
+				e.faults.Clear()
+				if !errors.Is(err, ErrUnavailable) {
+					t.Errorf("%s #%d %v (recovery %v): %v", s.op, s.n, f, recovery, err)
+				}
+				if uid := sm.GetString(sctx, sessionUserID); uid != "" {
+					t.Fatalf("%s #%d %v: logged in", s.op, s.n, f)
+				}
+				if recovery && (s.op == "DeleteItem" || s.op == "PutItem") {
+					// The code was used up by the write before the fault;
+					// the login still did not complete.
+					codes = codes[1:]
+				}
+			}
+		}
+	}
+}
+
+// The secret is sealed to its account: copied onto another account it
+// does not open, and the login fails closed. After a secret rotation it
+// still opens, and is resealed under the new key at its next use.
+func TestTOTPSecretSealing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	yan := e.create("yan@example.com", "yan")
+	zed := e.create("zed@example.com", "zed")
+	secret, _ := e.enable(yan)
+	e.enable(zed)
+	sealed := mustGet(t, e, yan.ID).totpSealed
+	if strings.Contains(string(sealed), string(secret)) {
+		t.Fatal("secret stored in the clear")
+	}
+	if _, err := e.base.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(e.base.Name), Key: dynaguard.Key(userPK(zed.ID)),
+		UpdateExpression:          aws.String("SET #totp = :s"),
+		ExpressionAttributeNames:  map[string]string{"#totp": attrTOTP},
+		ExpressionAttributeValues: item{":s": dynaguard.B(sealed)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sm := newSM(e.store)
+	if _, err := e.users.CompleteLogin(e.pending(e.users, sm, zed), sm, e.code(secret, 0), Client{}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a secret copied from another account: %v", err)
+	}
+	// Rotation: B current, A previous.
+	rotated := e.cfg
+	rotated.Keys = keyring(t, secretB, secretA)
+	store, err := sessionstore.New(sessionstore.Config{Table: e.tbl, Keys: rotated.Keys, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated.Sessions = store
+	after, err := New(rotated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm2 := newSM(store)
+	if _, err := after.CompleteLogin(e.pending(after, sm2, yan), sm2, e.code(secret, 0), Client{}); err != nil {
+		t.Fatalf("after rotation: %v", err)
+	}
+	resealed := mustGet(t, e, yan.ID).totpSealed
+	kid := rotated.Keys.Key(dynaguard.PurposeTOTPSeal).ID
+	if string(resealed[1:1+resealed[0]]) != kid {
+		t.Fatal("secret not resealed under the current key")
+	}
+	e.clock.Advance(30 * time.Second)
+	if _, err := after.CompleteLogin(e.pending(after, sm2, yan), sm2, e.code(secret, 0), Client{}); err != nil {
+		t.Fatalf("resealed secret: %v", err)
+	}
+}
+
+// A dump of the table after every flow of this package holds no reset or
+// verification token, no TOTP secret, no recovery code and no password, in
+// any encoding.
+func TestTableDumpHoldsNoAccountSecrets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := newApp(e)
+	abe := e.create("abe@example.com", "abe")
+	unusedReset := e.resetToken("abe@example.com")
+	usedReset := e.resetToken("abe@example.com")
+	if _, err := e.users.ResetPassword(ctx, usedReset, newPassword); err != nil {
+		t.Fatal(err)
+	}
+	abe = mustGet(t, e, abe.ID)
+	abe.EmailVerified = false
+	unusedVerify := e.verifyToken(abe)
+	secret, codes := e.enable(mustGet(t, e, abe.ID))
+	// A pending enrolment's secret too.
+	bea := e.create("bea@example.com", "bea")
+	pending, err := e.users.BeginTOTP(e.authed(bea), bea)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pendingSecret, _ := totp.DecodeSecret(pending.Secret)
+	// A two-step login, with a recovery code, through the session store.
+	b := a.browser("192.0.2.1")
+	if code := b.login("abe", newPassword); code != http.StatusAccepted {
+		t.Fatal(code)
+	}
+	if code := b.post("/code", url.Values{"code": {codes[0]}}); code != http.StatusNoContent {
+		t.Fatal(code)
+	}
+	dump := ddbtest.Dump(t, e.base)
+	secrets := map[string]string{
+		"unused reset token":      unusedReset,
+		"used reset token":        usedReset,
+		"verification token":      unusedVerify,
+		"TOTP secret (base32)":    totp.EncodeSecret(secret),
+		"TOTP secret (raw)":       string(secret),
+		"pending secret (base32)": pending.Secret,
+		"pending secret (raw)":    string(pendingSecret),
+		"old password":            goodPassword,
+		"new password":            newPassword,
+	}
+	for _, tok := range []string{unusedReset, usedReset, unusedVerify} {
+		raw, _ := tokenEncoding.DecodeString(tok)
+		secrets["token bytes of "+tok[:6]] = string(raw)
+		secrets["token hex of "+tok[:6]] = fmt.Sprintf("%x", raw)
+	}
+	for i, c := range codes {
+		n, _ := normalizeRecovery(c)
+		secrets[fmt.Sprintf("recovery code %d", i)] = c
+		secrets[fmt.Sprintf("recovery code %d (normalised)", i)] = n
+	}
+	for name, s := range secrets {
+		for _, form := range []string{s, fmt.Sprintf("%x", s), strings.ToLower(s)} {
+			if strings.Contains(dump, form) {
+				t.Errorf("table dump contains the %s", name)
+			}
+		}
+	}
+	if !strings.Contains(dump, dynaguard.PrefixToken) || !strings.Contains(dump, attrRecovery+"=") || !strings.Contains(dump, attrTOTP+"=") {
+		t.Fatal("the flows did not store what this test looks through")
+	}
+}
