@@ -34,11 +34,16 @@ type stubAPI struct {
 	dynaguard.API
 	user   item
 	marker item
+	token  item // every tok# key reads as this token, and deleting one returns it
 }
 
 func (s *stubAPI) GetItem(_ context.Context, in *dynamodb.GetItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	if pk, _ := dynaguard.Str(in.Key, dynaguard.AttrPK); strings.HasPrefix(pk, dynaguard.PrefixUser) {
+	pk, _ := dynaguard.Str(in.Key, dynaguard.AttrPK)
+	switch {
+	case strings.HasPrefix(pk, dynaguard.PrefixUser):
 		return &dynamodb.GetItemOutput{Item: s.user}, nil
+	case strings.HasPrefix(pk, dynaguard.PrefixToken):
+		return &dynamodb.GetItemOutput{Item: s.token}, nil
 	}
 	return &dynamodb.GetItemOutput{}, nil
 }
@@ -47,19 +52,29 @@ func (s *stubAPI) BatchGetItem(_ context.Context, in *dynamodb.BatchGetItemInput
 	out := map[string][]map[string]types.AttributeValue{}
 	for name, ka := range in.RequestItems {
 		for _, k := range ka.Keys {
-			if pk, _ := dynaguard.Str(k, dynaguard.AttrPK); strings.HasPrefix(pk, dynaguard.PrefixUnique) {
+			pk, _ := dynaguard.Str(k, dynaguard.AttrPK)
+			switch {
+			case strings.HasPrefix(pk, dynaguard.PrefixUnique):
 				out[name] = append(out[name], s.marker)
+			case strings.HasPrefix(pk, dynaguard.PrefixUser):
+				out[name] = append(out[name], s.user)
 			}
 		}
 	}
 	return &dynamodb.BatchGetItemOutput{Responses: out}, nil
 }
 
-func (s *stubAPI) UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+func (s *stubAPI) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if in.ReturnValues == types.ReturnValueAllNew {
+		return &dynamodb.UpdateItemOutput{Attributes: s.user}, nil
+	}
 	return &dynamodb.UpdateItemOutput{}, nil
 }
 
-func (s *stubAPI) DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+func (s *stubAPI) DeleteItem(_ context.Context, in *dynamodb.DeleteItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	if in.ReturnValues == types.ReturnValueAllOld {
+		return &dynamodb.DeleteItemOutput{Attributes: s.token}, nil
+	}
 	return &dynamodb.DeleteItemOutput{}, nil
 }
 

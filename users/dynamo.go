@@ -744,11 +744,10 @@ type issueCounter struct {
 // counters and writes the token — one TransactWriteItems, so that either
 // both counts went up and the token exists, or nothing was written. Each
 // counter update is conditioned on being under its limit, so concurrent
-// requests cannot exceed it. rec == nil writes no token: the third item is
-// then a ConditionCheck of the same shape as the Put (same key form, same
-// condition), which is how a request for an address without an account
-// makes exactly the calls a real one makes.
-func (st *store) issueToken(ctx context.Context, ip, acct issueCounter, windowEnd time.Time, pk string, rec *tokenRecord, now, expires time.Time) (issueOutcome, error) {
+// requests cannot exceed it. For an address without an account the caller
+// passes a decoy record (see RequestReset): the same three writes of the
+// same sizes, for a token nobody holds.
+func (st *store) issueToken(ctx context.Context, ip, acct issueCounter, windowEnd time.Time, pk string, rec tokenRecord, now, expires time.Time) (issueOutcome, error) {
 	count := func(c issueCounter) types.TransactWriteItem {
 		return types.TransactWriteItem{Update: &types.Update{
 			TableName:                 st.name(),
@@ -759,33 +758,21 @@ func (st *store) issueToken(ctx context.Context, ip, acct issueCounter, windowEn
 			ExpressionAttributeValues: item{":one": dynaguard.N(1), ":end": dynaguard.TTLValue(windowEnd), ":max": dynaguard.N(int64(c.max))},
 		}}
 	}
-	notExists := aws.String("attribute_not_exists(#pk)")
-	names := map[string]string{"#pk": dynaguard.AttrPK}
-	var third types.TransactWriteItem
-	if rec != nil {
-		third.Put = &types.Put{
-			TableName: st.name(),
-			Item: item{
-				dynaguard.AttrPK:  dynaguard.S(pk),
-				attrUID:           dynaguard.S(rec.uid),
-				attrPurpose:       dynaguard.S(rec.purpose),
-				attrBoundEmail:    dynaguard.S(rec.emailKey),
-				attrCred:          dynaguard.N(rec.cv),
-				attrIssued:        dynaguard.N(now.Unix()),
-				dynaguard.AttrTTL: dynaguard.TTLValue(expires),
-			},
-			ConditionExpression:      notExists,
-			ExpressionAttributeNames: names,
-		}
-	} else {
-		third.ConditionCheck = &types.ConditionCheck{
-			TableName:                st.name(),
-			Key:                      dynaguard.Key(pk),
-			ConditionExpression:      notExists,
-			ExpressionAttributeNames: names,
-		}
-	}
-	err := st.transact(ctx, []types.TransactWriteItem{count(ip), count(acct), third})
+	put := types.TransactWriteItem{Put: &types.Put{
+		TableName: st.name(),
+		Item: item{
+			dynaguard.AttrPK:  dynaguard.S(pk),
+			attrUID:           dynaguard.S(rec.uid),
+			attrPurpose:       dynaguard.S(rec.purpose),
+			attrBoundEmail:    dynaguard.S(rec.emailKey),
+			attrCred:          dynaguard.N(rec.cv),
+			attrIssued:        dynaguard.N(now.Unix()),
+			dynaguard.AttrTTL: dynaguard.TTLValue(expires),
+		},
+		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
+	}}
+	err := st.transact(ctx, []types.TransactWriteItem{count(ip), count(acct), put})
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
 		switch {

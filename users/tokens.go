@@ -158,14 +158,13 @@ func (s *Users) decoyUserID(emailKey string) string {
 //  2. one GetItem: the account — or, without one, a user item that never
 //     exists.
 //  3. one TransactWriteItems: both counters (each conditioned on its
-//     limit) and the token's PutItem — or, without an account, a
-//     ConditionCheck of the same shape in its place. A token is drawn and
-//     hashed either way.
+//     limit) and the token's Put — without an account, the Put of a decoy
+//     token of the same size that nobody holds (it expires unused). A
+//     token is drawn and hashed either way.
 //
-// What differs: the sizes of the items read, the Put versus the
-// ConditionCheck inside the transaction, and the Mailer call — so the
-// Mailer must queue, not deliver (see Mailer.Send). A disabled account is
-// treated as absent. Errors: *IdentifierError for a malformed address (which
+// What differs: the size of the item read in step 2 (an account versus
+// nothing) and the Mailer call — so the Mailer must queue, not deliver
+// (see Mailer.Send). A disabled account is treated as absent. Errors: *IdentifierError for a malformed address (which
 // no account can have), *RateLimitedError, ErrUnavailable, ErrNoMailer.
 func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) error {
 	if s.mailer == nil {
@@ -205,9 +204,14 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) e
 	}
 	token, tpk := newToken()
 	expires := now.Add(s.tokens.ResetTTL)
-	var rec *tokenRecord
-	if u != nil && !u.Disabled {
-		rec = &tokenRecord{uid: u.ID, purpose: purposeReset, emailKey: u.emailKey, cv: u.credVersion}
+	real := u != nil && !u.Disabled
+	// Without a (usable) account, a decoy: a token item of the same shape
+	// and size for the never-existing user item read above, whose token is
+	// dropped here — nobody can present it, and it expires like any other.
+	// The address itself is not stored.
+	rec := tokenRecord{uid: s.decoyUserID(key), purpose: purposeReset, emailKey: strings.Repeat("-", len(key)), cv: 1}
+	if real {
+		rec = tokenRecord{uid: u.ID, purpose: purposeReset, emailKey: u.emailKey, cv: u.credVersion}
 	}
 	out, err := s.st.issueToken(ctx, ipc, acct, end, tpk, rec, now, expires)
 	if err != nil {
@@ -219,7 +223,7 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) e
 	case limitedAccount:
 		return nil
 	}
-	if rec != nil {
+	if real {
 		s.log.InfoContext(ctx, "users: password reset link issued", "user", u.ID)
 		s.notify(ctx, Message{Kind: MessagePasswordReset, To: u.Email, UserID: u.ID, Token: token, Expires: expires, IP: ip})
 	}
@@ -319,7 +323,7 @@ func (s *Users) RequestEmailVerification(ctx context.Context, u *User, ip netip.
 	ipc, acct, end := s.issueLimits(purposeVerify, "id\x00"+u.ID, ip, now)
 	token, tpk := newToken()
 	expires := now.Add(s.tokens.VerifyTTL)
-	rec := &tokenRecord{uid: u.ID, purpose: purposeVerify, emailKey: u.emailKey, cv: u.credVersion}
+	rec := tokenRecord{uid: u.ID, purpose: purposeVerify, emailKey: u.emailKey, cv: u.credVersion}
 	out, err := s.st.issueToken(ctx, ipc, acct, end, tpk, rec, now, expires)
 	if err != nil {
 		return err

@@ -147,7 +147,7 @@ func TestResetTokenConcurrentConsume(t *testing.T) {
 	// DeleteItems, one record.
 	_, pk := newToken()
 	if _, err := e.users.st.issueToken(ctx, issueCounter{"thr#test#ip", 10}, issueCounter{"thr#test#acct", 10}, e.clock.Now().Add(time.Hour),
-		pk, &tokenRecord{uid: "u", purpose: purposeReset, emailKey: "e", cv: 1}, e.clock.Now(), e.clock.Now().Add(time.Minute)); err != nil {
+		pk, tokenRecord{uid: "u", purpose: purposeReset, emailKey: "e", cv: 1}, e.clock.Now(), e.clock.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	stores := []*store{e.users.st, instances[1].st}
