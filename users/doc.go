@@ -1,6 +1,7 @@
 // Package users provides accounts, password hashing, throttled
-// authentication and login sessions for net/http applications that keep
-// their state in DynamoDB, on top of scs and dynaguard's sessionstore.
+// authentication, login sessions, password reset, email verification and a
+// TOTP second factor for net/http applications that keep their state in
+// DynamoDB, on top of scs and dynaguard's sessionstore.
 //
 // # What it stops
 //
@@ -19,7 +20,9 @@
 //     ErrInvalidCredentials; the first three make the same DynamoDB calls
 //     and exactly one password verification (a dummy one for an unknown
 //     account), and login names without an account are throttled and locked
-//     exactly like real ones.
+//     exactly like real ones. RequestReset answers the same, and makes the
+//     same calls and writes of the same size, for an address without an
+//     account (a decoy token nobody holds).
 //   - Missing authentication for a critical function (CWE-306).
 //     RequireUser guards pages; RequireRecentAuth asks for the password
 //     again before sensitive actions.
@@ -40,6 +43,28 @@
 //     the user's own email address or username, and optionally of breached
 //     ones (a k-anonymity range client: 5 hex characters of a SHA-1 leave
 //     the process).
+//   - Weak password recovery (CWE-640). Reset and verification tokens are
+//     256 random bits, sent only through the application's Mailer to the
+//     address stored on the account, stored only as SHA-256 (tok#), bound to
+//     the account, its credential version and its email address, valid for
+//     15 minutes (resets; configurable), and consumed by one conditional
+//     DeleteItem that returns the record: of any number of concurrent uses,
+//     on any number of instances, exactly one succeeds. A password or email
+//     change kills every outstanding token. Issuing is limited per address
+//     (3 an hour; silently, so the limit reveals nothing) and per client
+//     address (30). A reset ends every session, unlocks the account, does
+//     not log in, and notifies the owner.
+//   - Single-factor authentication (CWE-308) and replay of one-time codes
+//     (CWE-294). TOTP (RFC 6238) with a 160-bit secret sealed with
+//     AES-256-GCM at rest, enabled only after a code confirms it, ±1 step of
+//     skew, and each time step accepted once: the step is recorded by a
+//     conditional UpdateItem (tstep < step), so a code cannot complete two
+//     logins, even two concurrent ones on two instances. A replayed code is
+//     logged and reported to the Mailer. Between the password and the code
+//     the session holds a short-lived pending state that is not a login;
+//     codes are throttled and counted like passwords; recovery codes (80
+//     bits, hashed, single use by one conditional write) replace lost
+//     devices. Turning TOTP off needs a recent login.
 //   - Insufficient session expiration (CWE-613). Logout destroys the
 //     session on the server. Each session carries an HMAC of the account's
 //     credential version and session epoch; a password change, "log out
@@ -56,9 +81,15 @@
 //	store, _ := sessionstore.New(sessionstore.Config{Table: tbl, Keys: keys})
 //	sm := scs.New()
 //	sm.Store, sm.Codec = store, sessionstore.Codec{}
-//	accounts, _ := users.New(users.Config{Table: tbl, Keys: keys, Sessions: store})
+//	accounts, _ := users.New(users.Config{Table: tbl, Keys: keys, Sessions: store, Mailer: mailer})
 //	mux.Handle("GET /account", accounts.RequireUser(sm)(accountPage))
 //	http.ListenAndServe(addr, sm.LoadAndSave(mux))
+//
+// A login handler calls Authenticate, then BeginLogin: that logs the user in,
+// or — for an account with TOTP — records the pending second factor and
+// returns pending = true; the code form's handler calls CompleteLogin.
+// Login itself refuses accounts with TOTP, so no handler skips the second
+// factor by mistake.
 //
 // The client address is the application's to resolve (the connection's
 // address unless it trusts a proxy — see the middleware package); users
@@ -71,7 +102,14 @@
 // one GetItem, one conditional UpdateItem and one DeleteItem, plus one
 // UpdateItem when a failure count must be reset or a hash upgraded. A
 // failed login: the same reads, then three UpdateItems. A throttled one: one
-// BatchGetItem. Every DynamoDB call of the package is in dynamo.go.
+// BatchGetItem. A reset request: one BatchGetItem, one GetItem, one
+// TransactWriteItems (the same for an address without an account). A reset:
+// two GetItems, one DeleteItem (the consume), one UpdateItem, and the
+// session store's RevokeAll. A verification: one DeleteItem and one
+// UpdateItem. A second-factor code: one BatchGetItem, one conditional
+// UpdateItem counting the attempt, one conditional UpdateItem using the
+// step (or recovery code) and one DeleteItem, plus the session token's
+// renewal. Every DynamoDB call of the package is in dynamo.go.
 //
 // Every error is typed (see the Err* variables and the *Error types), and
 // WriteError turns each into an RFC 9457 problem (docs/PROBLEMS.md).

@@ -82,14 +82,27 @@ func Example() {
 		u, err := accounts.Authenticate(r.Context(), users.Credentials{
 			Login: r.FormValue("login"), Password: r.FormValue("password"), IP: c.IP,
 		})
+		pending := false
 		if err == nil {
-			err = accounts.Login(r.Context(), sm, u, c)
+			pending, err = accounts.BeginLogin(r.Context(), sm, u, c) // Login, or a pending second factor
 		}
 		if err != nil {
 			users.WriteError(w, r, err) // 401, or 429 with Retry-After, or 503
 			return
 		}
+		if pending {
+			http.Redirect(w, r, "/login/code", http.StatusSeeOther) // the form that posts the code
+			return
+		}
 		http.Redirect(w, r, users.SafeNext(r.FormValue("next")), http.StatusSeeOther)
+	})
+	mux.HandleFunc("POST /login/code", func(w http.ResponseWriter, r *http.Request) {
+		c := users.Client{IP: clientIP(r), UserAgent: r.UserAgent()}
+		if _, err := accounts.CompleteLogin(r.Context(), sm, r.FormValue("code"), c); err != nil {
+			users.WriteError(w, r, err) // 401 second-factor-failed / second-factor-expired, 429, 503
+			return
+		}
+		http.Redirect(w, r, "/account", http.StatusSeeOther)
 	})
 	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
 		if err := accounts.Logout(r.Context(), sm); err != nil {
@@ -177,4 +190,87 @@ func ExampleThrottledError() {
 	var te *users.ThrottledError
 	fmt.Println(errors.Is(err, users.ErrInvalidCredentials), errors.As(err, &te), te.RetryAfter)
 	// Output: true true 2m0s
+}
+
+// The password reset flow: a form that asks for the address, the link in
+// the message, and the form behind the link. The answer to the first form
+// is the same whether or not the address has an account.
+func ExampleUsers_RequestReset() {
+	var (
+		tbl  *dynaguard.Table
+		keys *dynaguard.Keyring
+		sm   *scs.SessionManager
+	)
+	store, _ := sessionstore.New(sessionstore.Config{Table: tbl, Keys: keys})
+	outbox := make(chan users.Message, 1024) // a worker delivers these; Send must not block
+	accounts, err := users.New(users.Config{
+		Table: tbl, Keys: keys, Sessions: store,
+		Mailer: users.MailerFunc(func(ctx context.Context, m users.Message) error {
+			select {
+			case outbox <- m:
+				return nil
+			default:
+				return errors.New("outbox full")
+			}
+		}),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /forgot", func(w http.ResponseWriter, r *http.Request) {
+		if err := accounts.RequestReset(r.Context(), r.FormValue("email"), clientIP(r)); err != nil {
+			users.WriteError(w, r, err) // 422 malformed address, 429 from this client address, 503
+			return
+		}
+		fmt.Fprintln(w, "If an account uses this address, a link to reset its password is on its way.")
+	})
+	// The message's link: https://example.com/reset?token=<m.Token>; the
+	// page shows a form that posts the token and the new password.
+	mux.HandleFunc("POST /reset", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := accounts.ResetPassword(r.Context(), r.FormValue("token"), r.FormValue("password")); err != nil {
+			users.WriteError(w, r, err) // 400 token-invalid, 422 password-policy (the link still works)
+			return
+		}
+		http.Redirect(w, r, "/login?reset=1", http.StatusSeeOther) // no automatic login
+	})
+	_ = sm
+}
+
+// Turning on TOTP: a recent login, a QR code of the URI, a code to confirm,
+// and the recovery codes shown once.
+func ExampleUsers_BeginTOTP() {
+	var (
+		accounts *users.Users
+		sm       *scs.SessionManager
+	)
+	mux := http.NewServeMux()
+	mux.Handle("POST /account/totp", accounts.RequireRecentAuth(sm, 10*time.Minute)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := users.FromContext(r.Context())
+		en, err := accounts.BeginTOTP(r.Context(), u)
+		if err != nil {
+			users.WriteError(w, r, err)
+			return
+		}
+		fmt.Fprintf(w, "scan %s (or type %s), then enter the code before %s", en.URI, en.Secret, en.Expires.Format(time.Kitchen))
+	})))
+	mux.Handle("POST /account/totp/confirm", accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := users.FromContext(r.Context())
+		codes, err := accounts.ConfirmTOTP(r.Context(), u, r.FormValue("code"))
+		if err != nil {
+			users.WriteError(w, r, err) // 401 second-factor-failed, 409 totp-enrollment-expired
+			return
+		}
+		fmt.Fprintln(w, "Two-factor authentication is on. Keep these recovery codes; they are shown only once:")
+		for _, c := range codes {
+			fmt.Fprintln(w, c)
+		}
+	})))
+}
+
+// A Message prints and logs without its token.
+func ExampleMessage() {
+	m := users.Message{Kind: users.MessagePasswordReset, To: "ada@example.com", UserID: "u1", Token: "do-not-print-me"}
+	fmt.Println(m)
+	// Output: users.Message{password-reset to="ada@example.com" user=u1 token=[redacted]}
 }
