@@ -30,6 +30,12 @@ type Config struct {
 	Idempotency *idempotency.Guard
 	// APIPrefix is the path prefix of API routes; default "/api/".
 	APIPrefix string
+	// PublicAPI lets requests without a logged-in user reach API routes.
+	// By default they are refused with 401 problem+json before an
+	// idempotency key is claimed: an anonymous client must learn that it
+	// is not logged in, not that its key cannot be scoped. With PublicAPI
+	// the idempotency guard scopes keys by session, or by its own Scope.
+	PublicAPI bool
 	// Headers configures SecurityHeaders.
 	Headers HeadersConfig
 	// ClientIP configures RealIP (which proxies to believe).
@@ -79,10 +85,17 @@ func New(cfg Config) (*Stack, error) {
 			cfg.Sessions.LoadAndSave,
 			cfg.Users.LoadUser(cfg.Sessions),
 		),
-		api:   cfg.Idempotency.Require,
+		api:   apiChain(cfg),
 		pages: cfg.Nonces.RequirePath,
 		pfx:   cfg.APIPrefix,
 	}, nil
+}
+
+func apiChain(cfg Config) Middleware {
+	if cfg.PublicAPI {
+		return cfg.Idempotency.Require
+	}
+	return Chain(cfg.Users.RequireUser(cfg.Sessions), cfg.Idempotency.Require)
 }
 
 // Handler wraps next — a ServeMux, a chi or gorilla/mux router, or any
@@ -94,7 +107,8 @@ func New(cfg Config) (*Stack, error) {
 //	http.CrossOriginProtection  cross-site unsafe requests refused before any work
 //	scs LoadAndSave             the session: 1 consistent GetItem, 0–1 write
 //	users.LoadUser              the user: 1 consistent GetItem; stale sessions end
-//	  API routes (APIPrefix):   Idempotency-Key required on POST and PATCH
+//	  API routes (APIPrefix):   a logged-in user (401 otherwise, unless PublicAPI),
+//	                            then Idempotency-Key required on POST and PATCH
 //	  every other route:        single-use nonce on unsafe methods, purpose = path
 //	next
 //

@@ -40,7 +40,7 @@ type app struct {
 	apiCalls atomic.Int32
 }
 
-func newApp(t *testing.T) *app {
+func newApp(t *testing.T, mutate ...func(*middleware.Config)) *app {
 	t.Helper()
 	base := ddbtest.NewTable(t)
 	tbl, rec := ddbtest.Record(base)
@@ -70,7 +70,11 @@ func newApp(t *testing.T) *app {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := middleware.New(middleware.Config{Sessions: sm, Users: u, Nonces: nm, Idempotency: g, Logger: quiet})
+	cfg := middleware.Config{Sessions: sm, Users: u, Nonces: nm, Idempotency: g, Logger: quiet}
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	st, err := middleware.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +215,12 @@ func TestStackAroundRouters(t *testing.T) {
 				}
 			}
 
+			// API routes need a logged-in user before any key is claimed.
+			anon := map[string]string{"Content-Type": "application/json", "Idempotency-Key": `"anon"`}
+			if resp, _ := c.do("POST", "/api/items", strings.NewReader(`{}`), anon); resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("anonymous API POST: %d, want 401", resp.StatusCode)
+			}
+
 			// A form post: once with its nonce, never twice.
 			tok := c.token("/submit")
 			if resp, body := c.post("/submit", url.Values{"nonce": {tok}, "v": {"a"}}, nil); resp.StatusCode != 200 || body != "submitted a" {
@@ -291,11 +301,27 @@ func TestStackProblemBodies(t *testing.T) {
 	c := &client{t: t, base: srv.URL, c: srv.Client()}
 	resp, body := c.do("POST", "/api/items", strings.NewReader(`{}`), map[string]string{"Content-Type": "application/json", "Accept": "application/json"})
 	var p map[string]any
-	if err := json.Unmarshal([]byte(body), &p); err != nil || resp.Header.Get("Content-Type") != "application/problem+json" || p["status"] != float64(400) {
+	if err := json.Unmarshal([]byte(body), &p); err != nil || resp.Header.Get("Content-Type") != "application/problem+json" || p["status"] != float64(401) {
 		t.Fatalf("API error is not problem+json: %d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 	resp, body = c.post("/submit", url.Values{}, map[string]string{"Accept": "text/html"})
 	if resp.StatusCode != 403 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, "<h1>") {
 		t.Fatalf("browser error is not a page: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
+
+// With PublicAPI, anonymous API requests reach the guard, which refuses a
+// key it cannot attribute to any client rather than share it between them.
+func TestStackPublicAPI(t *testing.T) {
+	a := newApp(t, func(c *middleware.Config) { c.PublicAPI = true })
+	srv := httptest.NewTLSServer(a.stack.Handler(a.routers()["servemux"]))
+	defer srv.Close()
+	c := &client{t: t, base: srv.URL, c: srv.Client()}
+	resp, body := c.do("POST", "/api/items", strings.NewReader(`{}`), map[string]string{"Content-Type": "application/json", "Idempotency-Key": `"k"`})
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "idempotency-unattributed") {
+		t.Fatalf("anonymous keyed POST with PublicAPI: %d %s", resp.StatusCode, body)
+	}
+	if a.apiCalls.Load() != 0 {
+		t.Fatal("handler ran")
 	}
 }
