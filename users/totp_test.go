@@ -769,3 +769,24 @@ func TestTableDumpHoldsNoAccountSecrets(t *testing.T) {
 		t.Fatal("the flows did not store what this test looks through")
 	}
 }
+
+// With the longest identifiers, TOTP on and a full set of recovery codes,
+// the account item is still one read unit.
+func TestUserItemWithTOTPIsOneReadUnit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.TOTP.RecoveryCodes = 16 })
+	email := strings.Repeat("a", 64) + "@" + strings.Repeat("b", 185) + ".com"
+	u, err := e.users.Create(ctx, NewUser{Email: email, Username: strings.Repeat("ü", MaxUsernameRunes), Password: goodPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.enable(u)
+	out, err := ddbtest.Client(t).GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(e.base.Name),
+		Key: dynaguard.Key(userPK(u.ID)), ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: "TOTAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cu := aws.ToFloat64(out.ConsumedCapacity.CapacityUnits); cu != 1 {
+		t.Errorf("consistent read of the account costs %v units, want 1", cu)
+	}
+}
