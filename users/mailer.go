@@ -61,7 +61,8 @@ const (
 	// presented again, after the correct password (IP says from where).
 	// Someone who knows the password is relaying or replaying the user's
 	// codes — typically a phishing proxy; the owner should change the
-	// password.
+	// password. A code form submitted twice (a double click) triggers it
+	// too, so word the notice "if this was not you".
 	MessageCodeReplayed MessageKind = "totp-code-replayed"
 )
 
