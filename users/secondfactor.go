@@ -3,6 +3,7 @@ package users
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -41,7 +42,15 @@ func (s *Users) BeginLogin(ctx context.Context, sm *scs.SessionManager, u *User,
 	if err := sm.RenewToken(ctx); err != nil {
 		return false, unavailable("renew session token", err)
 	}
-	if uid := sm.GetString(ctx, sessionUserID); uid != "" && uid != u.ID {
+	switch uid := sm.GetString(ctx, sessionUserID); {
+	case uid == u.ID:
+		// A re-authentication: the session stays logged in (with its old
+		// authentication time) under its new token, which must be bound
+		// like the old one was.
+		if err := s.sessions.Bind(ctx, sm.Token(ctx), u.ID, c.info()); err != nil {
+			return false, fmt.Errorf("%w: bind session: %w", ErrUnavailable, err)
+		}
+	case uid != "":
 		// Another account's login does not survive a login attempt as
 		// this one.
 		sm.Remove(ctx, sessionUserID)

@@ -244,6 +244,33 @@ func TestTwoStepLogin(t *testing.T) {
 	if code, body := b.get("/me"); code != 200 || body != olive.ID {
 		t.Fatalf("after the code: %d %s", code, body)
 	}
+	// Re-authentication: the session stays logged in (and bound to the
+	// user in the store, under its new token) while the code is pending.
+	if code := b.login("olive", goodPassword); code != http.StatusAccepted {
+		t.Fatalf("re-authentication, password step: %d", code)
+	}
+	if code, body := b.get("/me"); code != 200 || body != olive.ID {
+		t.Fatalf("logged-in session during re-authentication: %d %s", code, body)
+	}
+	if sessions, err := e.store.List(ctx, olive.ID); err != nil || len(sessions) != 1 || sessions[0].ID != e.store.ID(b.sessionToken()) {
+		t.Fatalf("binding during re-authentication: %+v %v", sessions, err)
+	}
+	e.clock.Advance(30 * time.Second)
+	if code := b.post("/code", url.Values{"code": {e.code(secret, 0)}}); code != http.StatusNoContent {
+		t.Fatalf("re-authentication, code step: %d", code)
+	}
+	// A pending login as another account ends the session's login.
+	e.create("pete@example.com", "pete")
+	shared := a.browser("192.0.2.5")
+	if code := shared.login("pete", goodPassword); code != http.StatusNoContent {
+		t.Fatal(code)
+	}
+	if code := shared.login("olive", goodPassword); code != http.StatusAccepted {
+		t.Fatal(code)
+	}
+	if code, body := shared.get("/public"); body != "anonymous" {
+		t.Fatalf("the previous account's login survived: %d %s", code, body)
+	}
 	// The pending state lasts 5 minutes.
 	c := a.browser("192.0.2.2")
 	if code := c.login("olive", goodPassword); code != http.StatusAccepted {
