@@ -22,6 +22,9 @@ else
 endif
 
 test-go: vet
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		command -v google-chrome >/dev/null 2>&1 || [ -n "$${DYNAGUARD_CHROMIUM:-}" ] || \
+		echo "!!! WARNING: Chromium not found: the browser test (TestBrowserFlows) will be SKIPPED (apt-get install chromium)" >&2
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 
 vet:

@@ -1,0 +1,404 @@
+package dynaguard_test
+
+// A real browser (headless Chromium, driven over the DevTools protocol with
+// chromedp) uses the example app the way a person does: it signs up, logs in,
+// submits a form, presses Back and submits it again — and gets the "already
+// submitted" page — and works with two forms in two tabs. It takes a
+// screenshot of every page into a folder it names in the log, so the pages
+// can be looked at.
+//
+// It runs whenever Chromium is installed. Without Chromium it is skipped with
+// a loud message — except in CI (CI=true), where it fails: .ci/run installs
+// Chromium first, so CI always runs it.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// findChromium returns the browser to drive: $DYNAGUARD_CHROMIUM, or the
+// first of the usual names on PATH.
+func findChromium() string {
+	if p := os.Getenv("DYNAGUARD_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+func requireChromium(t *testing.T) string {
+	path := findChromium()
+	if path != "" {
+		return path
+	}
+	msg := "\n" + strings.Repeat("!", 78) + "\n" +
+		"!!  BROWSER TEST SKIPPED: Chromium was not found (tried chromium, chromium-browser, google-chrome).\n" +
+		"!!  The example app's pages, the Back-button double submission and the two-tab forms were NOT\n" +
+		"!!  checked in a real browser. Install it (Debian/Ubuntu: apt-get install chromium) or point\n" +
+		"!!  DYNAGUARD_CHROMIUM at a Chrome/Chromium binary.\n" +
+		strings.Repeat("!", 78)
+	if os.Getenv("CI") != "" && os.Getenv("CI") != "false" {
+		t.Fatal(msg + "\nCI is set: the browser test must run in CI (.ci/run installs Chromium).")
+	}
+	fmt.Fprintln(os.Stderr, msg)
+	t.Skip(msg)
+	return ""
+}
+
+// tab is one browser tab with the status of its last page and a folder for
+// screenshots.
+type tab struct {
+	t      *testing.T
+	ctx    context.Context
+	base   string
+	shots  *shots
+	status atomic.Int64 // HTTP status of the last document loaded
+	mu     sync.Mutex
+	errors []string // console errors, exceptions (a CSP violation is one) and failed subresources
+}
+
+type shots struct {
+	dir string
+	n   atomic.Int64
+}
+
+func newTab(t *testing.T, ctx context.Context, base string, sh *shots) *tab {
+	tb := &tab{t: t, ctx: ctx, base: base, shots: sh}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		e, ok := ev.(*network.EventResponseReceived)
+		switch {
+		case !ok:
+		case e.Type == network.ResourceTypeDocument:
+			tb.status.Store(e.Response.Status)
+		case e.Type != network.ResourceTypeFetch && e.Response.Status >= 400:
+			// A stylesheet, script, image or icon that failed to load.
+			tb.mu.Lock()
+			tb.errors = append(tb.errors, fmt.Sprintf("%d for %s %s", e.Response.Status, e.Type, e.Response.URL))
+			tb.mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("starting the browser: %v", err)
+	}
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			// Error statuses of documents (401, 409, 404 ...) are expected
+			// and checked where they happen; failed subresources are
+			// caught from the network events above.
+			if (m.Type == chromedp.ConsoleError || m.IsException()) && !strings.HasPrefix(m.Text, "Failed to load resource") {
+				tb.mu.Lock()
+				tb.errors = append(tb.errors, m.String())
+				tb.mu.Unlock()
+			}
+		}
+	}()
+	return tb
+}
+
+func (tb *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		tb.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func (tb *tab) eval(expr string) string {
+	tb.t.Helper()
+	v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		tb.t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// open navigates to path and waits for the page.
+func (tb *tab) open(path string) {
+	tb.t.Helper()
+	tb.do("open "+path, chromedp.Navigate(tb.base+path), chromedp.WaitVisible(chromedp.CSS("main h1")))
+}
+
+// submit clicks a form's submit button and waits for the next page, which
+// must be at path (whatever it is when path is "").
+func (tb *tab) submit(button, path string) {
+	tb.t.Helper()
+	// Mark the current document, so the wait below sees the new one.
+	tb.eval(`window.__dgOld = true, "ok"`)
+	tb.click(button)
+	tb.waitPage(path, true)
+}
+
+// click presses the mouse on the middle of the element. It is a real input
+// event, and unlike chromedp's node queries it works on a page the browser
+// restored from its back/forward cache.
+func (tb *tab) click(sel string) {
+	tb.t.Helper()
+	var xy []float64
+	expr := fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return [];
+		e.scrollIntoView({block: "center"}); const r = e.getBoundingClientRect();
+		return [r.left + r.width / 2, r.top + r.height / 2]; })()`, sel)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(xy) != 2 && time.Now().Before(deadline) {
+		v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[[]float64](expr))
+		if err == nil {
+			xy = v
+		}
+		if len(xy) != 2 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if len(xy) != 2 {
+		tb.t.Fatalf("no %s on the page at %s", sel, tb.eval("location.pathname"))
+	}
+	tb.do("click "+sel, chromedp.MouseClickXY(xy[0], xy[1]))
+}
+
+// waitPage waits until a document at path (any, if "") has loaded; with
+// fresh, a document other than the one marked before.
+func (tb *tab) waitPage(path string, fresh bool) {
+	tb.t.Helper()
+	cond := `document.readyState === "complete" && !!document.querySelector("main h1, body > main h1, h1")`
+	if fresh {
+		cond += ` && !window.__dgOld`
+	}
+	if path != "" {
+		cond += fmt.Sprintf(` && location.pathname === %q`, path)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		ok, err := chromedp.Run(tb.ctx, chromedp.Evaluate[bool](cond))
+		if err == nil && ok {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.t.Fatalf("waited 20s for a page at %q; the browser is at %s", path, tb.eval("location.href"))
+}
+
+func (tb *tab) fill(fields ...string) {
+	tb.t.Helper()
+	for i := 0; i+1 < len(fields); i += 2 {
+		tb.do("fill "+fields[i], chromedp.Clear(chromedp.CSS(fields[i])), chromedp.SendKeys(chromedp.CSS(fields[i]), fields[i+1]))
+	}
+}
+
+func (tb *tab) text(sel string) string {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		tb.t.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+func (tb *tab) expectStatus(want int64) {
+	tb.t.Helper()
+	if got := tb.status.Load(); got != want {
+		tb.t.Fatalf("the page at %s answered %d, want %d", tb.eval("location.pathname"), got, want)
+	}
+}
+
+// shot saves a full-page screenshot as NN-name.png.
+func (tb *tab) shot(name string) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		tb.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	file := filepath.Join(tb.shots.dir, fmt.Sprintf("%02d-%s.png", tb.shots.n.Add(1), name))
+	if err := os.WriteFile(file, png, 0o644); err != nil {
+		tb.t.Fatal(err)
+	}
+}
+
+func (tb *tab) consoleErrors() []string {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return append([]string(nil), tb.errors...)
+}
+
+func TestBrowserFlows(t *testing.T) {
+	chromium := requireChromium(t)
+	c := newCluster(t, clusterOpts{dev: true}) // as `make run` serves it: plain HTTP on 127.0.0.1
+	srv := c.a
+
+	dir, err := os.MkdirTemp("", "dynaguard-screenshots-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots of every page: %s", dir)
+	sh := &shots{dir: dir}
+
+	root, cancelRoot := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancelRoot()
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root,
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox, // the tests may run as root (CI containers)
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1200, 860),
+	)
+	defer cancelAlloc()
+	ctx, cancelTab := chromedp.NewContext(allocCtx)
+	defer cancelTab()
+	tb := newTab(t, ctx, srv.URL, sh)
+
+	acct := newAccount()
+
+	// The start page and sign-up.
+	tb.open("/")
+	tb.shot("home")
+	tb.open("/register")
+	tb.shot("register")
+	tb.fill("#email", acct.email, "#username", acct.username, "#password", acct.password)
+	tb.submit("main form button[type=submit]", "/account")
+	tb.expectStatus(200)
+	if got := tb.text("dl.facts"); !strings.Contains(got, acct.email) {
+		t.Fatalf("the account page does not show the email address: %q", got)
+	}
+	tb.shot("account-after-signup")
+
+	// Log out from the navigation bar, then log in — first with a wrong
+	// password.
+	tb.submit("header form button[type=submit]", "/")
+	if !strings.Contains(tb.text(".msg"), "logged out") {
+		t.Fatalf("no logged-out message: %q", tb.text("main"))
+	}
+	tb.shot("logged-out")
+	tb.open("/login")
+	tb.fill("#login", acct.username, "#password", "not my password at all")
+	tb.submit("main form button[type=submit]", "/login")
+	tb.expectStatus(401)
+	tb.shot("login-failed")
+	tb.fill("#login", acct.email, "#password", acct.password)
+	tb.submit("main form button[type=submit]", "/account")
+	tb.expectStatus(200)
+
+	// Submit a form, press Back, submit it again: "already submitted".
+	tb.open("/transfers/new")
+	tb.shot("transfer-form")
+	tb.fill("#to", "bob", "#amount", "12.50")
+	tb.submit(`form[action="/transfers"] button[type=submit]`, "/transfers")
+	tb.shot("transfers-after-submit")
+	tb.eval(`window.__dgOld = true, history.back(), "ok"`)
+	tb.waitPage("/transfers/new", false)
+	tb.shot("transfer-form-after-back")
+	tb.submit(`form[action="/transfers"] button[type=submit]`, "/transfers")
+	tb.expectStatus(409)
+	if got := tb.text(".msg-error strong"); got != "This form was already submitted" {
+		t.Fatalf("after Back and a second submission the page says %q", got)
+	}
+	tb.shot("already-submitted")
+	tb.open("/transfers")
+	if n := tb.eval(`String(document.querySelectorAll("#transfers tbody td.num").length)`); n != "1" {
+		t.Fatalf("%s transfers after a double submission, want 1", n)
+	}
+
+	// Two tabs, two forms, both work (submitted in the other order).
+	tab2ctx, cancelTab2 := chromedp.NewContext(ctx)
+	defer cancelTab2()
+	tb2 := newTab(t, tab2ctx, srv.URL, sh)
+	tb.open("/transfers/new")
+	tb2.open("/account/email")
+	tb.fill("#to", "carol", "#amount", "3")
+	newEmail := "new-" + acct.email
+	tb2.fill("#email", newEmail)
+	tb2.shot("tab2-email-form")
+	tb2.submit(`main form[action="/account/email"] button[type=submit]`, "/account")
+	tb2.expectStatus(200)
+	tb.submit(`form[action="/transfers"] button[type=submit]`, "/transfers")
+	tb.expectStatus(200)
+	if n := tb.eval(`String(document.querySelectorAll("#transfers tbody td.num").length)`); n != "2" {
+		t.Fatalf("%s transfers after the second tab's form, want 2", n)
+	}
+	tb2.open("/account")
+	if got := tb2.text("dl.facts"); !strings.Contains(got, newEmail) {
+		t.Fatalf("the email change of the other tab did not take: %q", got)
+	}
+	tb2.shot("account-after-email-change")
+
+	// The API through fetch from the page's external script: a new key,
+	// then the same key again (a replay).
+	tb.open("/transfers")
+	tb.click("#api-send")
+	tb.waitText("#api-output", "HTTP 201")
+	tb.click("#api-retry")
+	tb.waitText("#api-output", "Idempotent-Replayed: true")
+	tb.shot("transfers-api-demo")
+
+	// The other pages, for the screenshots.
+	tb.open("/account/sessions")
+	tb.shot("sessions")
+	tb.open("/account/password")
+	tb.shot("password-form")
+	tb.open("/account/totp")
+	tb.shot("totp-off")
+	tb.submit(`form[action="/account/totp/setup"] button[type=submit]`, "/account/totp")
+	if w := tb.eval(`String(document.querySelector(".qr img") ? document.querySelector(".qr img").naturalWidth : 0)`); w == "0" {
+		t.Fatal("the QR code image did not load")
+	}
+	tb.shot("totp-setup")
+	tb.open("/dev/mail")
+	tb.shot("dev-outbox")
+	tb.submit("header form button[type=submit]", "/")
+	tb.open("/password/reset")
+	tb.fill("#email", newEmail)
+	tb.submit("main form button[type=submit]", "/password/reset")
+	tb.expectStatus(200)
+	tb.shot("reset-requested")
+	tb.do("open a missing page", chromedp.Navigate(srv.URL+"/no-such-page"), chromedp.WaitVisible(chromedp.CSS("h1")))
+	tb.expectStatus(404)
+	tb.shot("not-found")
+
+	for _, x := range []*tab{tb, tb2} {
+		if errs := x.consoleErrors(); len(errs) > 0 {
+			t.Errorf("the browser reported errors (a CSP violation is one):\n%s", strings.Join(errs, "\n"))
+		}
+	}
+	t.Logf("%d screenshots in %s", sh.n.Load(), dir)
+}
+
+// waitText waits until the element's text contains want.
+func (tb *tab) waitText(sel, want string) {
+	tb.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		s, err := chromedp.Run(tb.ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q) || {}).textContent || ""`, sel)))
+		if err == nil && strings.Contains(s, want) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.t.Fatalf("%s never showed %q; it shows %q", sel, want, tb.eval(fmt.Sprintf(`(document.querySelector(%q) || {}).textContent || ""`, sel)))
+}
