@@ -58,11 +58,13 @@ type cluster struct {
 	hasher *countingHasher
 	a, b   *httptest.Server
 	tls    bool
+	rec    *ddbtest.Recorder
 }
 
 type clusterOpts struct {
-	dev   bool
-	clock dynaguard.Clock
+	dev    bool
+	clock  dynaguard.Clock
+	record bool // both instances call DynamoDB through c.rec
 }
 
 func newCluster(t *testing.T, o clusterOpts) *cluster {
@@ -80,9 +82,13 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 		hasher: &countingHasher{Argon2id: users.Argon2id{Memory: 64, Time: 1, Threads: 1}},
 		tls:    !o.dev,
 	}
+	appTable := c.tbl
+	if o.record {
+		appTable, c.rec = ddbtest.Record(c.tbl)
+	}
 	start := func() *httptest.Server {
 		h, err := app.New(app.Config{
-			Table:  c.tbl,
+			Table:  appTable,
 			Keys:   keys,
 			Dev:    o.dev,
 			Mailer: c.outbox,
@@ -1003,4 +1009,51 @@ func TestIntegrationDevModeOverPlainHTTP(t *testing.T) {
 	if !found {
 		t.Fatalf("no verify-email message with to, kind and token in the outbox: %s", r.body)
 	}
+}
+
+// What each kind of request costs in DynamoDB calls, measured through a
+// recorder around the table: the figures docs/ARCHITECTURE.md gives for the
+// example app.
+func TestIntegrationCallsPerRequest(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{record: true})
+	u := c.browser()
+	u.register(c.a, newAccount())
+	u.get(c.a, "/account") // shows (and so clears) the welcome message
+
+	measure := func(what string, gets, writes int, f func()) {
+		t.Helper()
+		c.rec.Reset()
+		f()
+		calls := c.rec.Calls()
+		var ops []string
+		for _, call := range calls {
+			ops = append(ops, call.Op)
+		}
+		t.Logf("%-44s %d calls: %s", what, len(calls), strings.Join(ops, ", "))
+		if g := c.rec.Count("GetItem"); g != gets || c.rec.Writes() != writes || len(calls) != gets+writes {
+			t.Errorf("%s: %d GetItem and %d writes of %d calls, want %d and %d", what, g, c.rec.Writes(), len(calls), gets, writes)
+		}
+		for _, call := range calls {
+			if call.Op == "GetItem" && !call.ConsistentRead {
+				t.Errorf("%s: an eventually consistent GetItem", what)
+			}
+		}
+	}
+	measure("authenticated GET /account", 2, 0, func() { expect(t, u.get(c.a, "/account"), 200, "account") })
+	var page response
+	measure("GET /transfers/new (issues a nonce)", 2, 0, func() { page = u.get(c.a, "/transfers/new") })
+	form := url.Values{"to": {"bob"}, "amount": {"1"}, "nonce": {nonceFor(t, page.body, "/transfers")}}
+	// nonce PutItem + transfer UpdateItem + the session's commit (it holds the flash message)
+	measure("POST /transfers (form)", 2, 3, func() { expectRedirect(t, u.post(c.a, "/transfers", form), "/transfers", "transfer") })
+	// + the transfers GetItem; showing the flash message changes the session: 1 commit
+	measure("GET /transfers (pops the flash message)", 3, 1, func() { expect(t, u.get(c.a, "/transfers"), 200, "transfers") })
+	measure("GET /transfers", 3, 0, func() { expect(t, u.get(c.a, "/transfers"), 200, "transfers") })
+	measure("replayed POST /transfers (refused)", 2, 1, func() { expect(t, u.post(c.a, "/transfers", form), 409, "replay") })
+	body := `{"to":"carol","amount":500}`
+	// idempotency claim PutItem + transfer UpdateItem + completion UpdateItem
+	measure("POST /api/transfers", 2, 3, func() { expect(t, u.api(c.a, http.MethodPost, "k-calls", body), 201, "api") })
+	measure("POST /api/transfers, replay (cached)", 2, 0, func() { expect(t, u.api(c.a, http.MethodPost, "k-calls", body), 201, "replay") })
+	// the other instance has no cached copy: the claim attempt fails and returns the stored record
+	measure("POST /api/transfers, replay (other instance)", 2, 1, func() { expect(t, u.api(c.b, http.MethodPost, "k-calls", body), 201, "replay") })
 }

@@ -70,7 +70,14 @@ func run(log *slog.Logger, addr, table, baseURL string, dev bool) error {
 	if err != nil {
 		return fmt.Errorf("load AWS configuration: %w", err)
 	}
-	tbl := dynaguard.NewTable(dynamodb.NewFromConfig(cfg), table)
+	var ddbOpts []func(*dynamodb.Options)
+	if dev {
+		// DynamoDB Local sends error responses (a failed condition — an
+		// already used nonce, say) without the CRC32 header that AWS sends,
+		// and the SDK warns about each one.
+		ddbOpts = append(ddbOpts, func(o *dynamodb.Options) { o.DisableValidateResponseChecksum = true })
+	}
+	tbl := dynaguard.NewTable(dynamodb.NewFromConfig(cfg, ddbOpts...), table)
 	if err := tbl.Ensure(setupCtx); err != nil {
 		return fmt.Errorf("table %s: %w", table, err)
 	}

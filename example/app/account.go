@@ -56,6 +56,7 @@ func (a *App) passwordGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) passwordPage(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title = "Change your password"
+	v.Narrow = true
 	v.cache = formCache
 	a.render(w, "password", v)
 }
@@ -94,6 +95,7 @@ func (a *App) emailGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) emailPage(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title = "Change your email address"
+	v.Narrow = true
 	v.cache = formCache
 	a.render(w, "email", v)
 }

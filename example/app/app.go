@@ -244,7 +244,15 @@ func (a *App) handler() (http.Handler, error) {
 	// Static assets are served outside the stack: they need no session,
 	// so they cost no DynamoDB read.
 	root := http.NewServeMux()
-	root.Handle("GET /static/", middleware.SecurityHeaders(headers)(staticHandler()))
+	static := staticHandler()
+	root.Handle("GET /static/", middleware.SecurityHeaders(headers)(static))
+	// Browsers ask for /favicon.ico on pages without an icon link (the
+	// shared error page).
+	root.Handle("GET /favicon.ico", middleware.SecurityHeaders(headers)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/static/favicon.svg"
+		static.ServeHTTP(w, r2)
+	})))
 	root.Handle("/", stack.Handler(mux))
 	return root, nil
 }

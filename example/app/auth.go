@@ -26,6 +26,7 @@ func (a *App) registerGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) registerPage(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title = "Create an account"
+	v.Narrow = true
 	v.cache = formCache
 	a.render(w, "register", v)
 }
@@ -98,6 +99,7 @@ func (a *App) loginGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) loginPage(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title = "Log in"
+	v.Narrow = true
 	v.cache = formCache
 	a.render(w, "login", v)
 }
@@ -154,6 +156,7 @@ func (a *App) loginTOTPGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) loginTOTPPage(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title = "Two-step verification"
+	v.Narrow = true
 	a.render(w, "login_totp", v)
 }
 
@@ -190,6 +193,7 @@ func (a *App) logoutGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) logoutPage(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title = "Log out"
+	v.Narrow = true
 	a.render(w, "logout", v)
 }
 
@@ -213,6 +217,7 @@ func (a *App) resetGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) resetPage(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title = "Reset your password"
+	v.Narrow = true
 	v.cache = formCache
 	a.render(w, "reset", v)
 }
@@ -242,6 +247,7 @@ func (a *App) resetConfirmGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) resetConfirmPage(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title = "Choose a new password"
+	v.Narrow = true
 	// The page holds the token: never cache it.
 	a.render(w, "reset_confirm", v)
 }
@@ -279,6 +285,7 @@ func (a *App) verifyGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) verifyPage(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title = "Confirm your email address"
+	v.Narrow = true
 	a.render(w, "verify", v)
 }
 

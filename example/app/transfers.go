@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -56,6 +57,7 @@ func (a *App) transferNewGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) transferNewPage(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title = "New transfer"
+	v.Narrow = true
 	// Cacheable, so that Back shows the submitted form itself (with its
 	// spent nonce): sending it again is then refused as a duplicate.
 	v.cache = formCache
@@ -83,7 +85,7 @@ func (a *App) transferPost(w http.ResponseWriter, r *http.Request) {
 		a.transferNewPage(w, r, v)
 		return
 	}
-	t := Transfer{ID: newID(), To: to, Amount: amount, Created: a.clock.Now().UTC()}
+	t := Transfer{ID: newID(), To: to, Amount: amount, Created: a.clock.Now().UTC().Truncate(time.Millisecond)}
 	if _, _, err := a.transfers.add(ctx, u.ID, t); err != nil {
 		if errors.Is(err, errTransfersFull) {
 			v.status = http.StatusConflict
@@ -201,7 +203,7 @@ func (a *App) apiTransfersCreate(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, r, http.StatusBadRequest, "transfer-invalid", "The transfer is not valid", "Send an Idempotency-Key header.")
 		return
 	}
-	t := Transfer{ID: transferID(u.ID, key), To: req.to, Amount: req.amount, Created: a.clock.Now().UTC()}
+	t := Transfer{ID: transferID(u.ID, key), To: req.to, Amount: req.amount, Created: a.clock.Now().UTC().Truncate(time.Millisecond)}
 	stored, existed, err := a.transfers.add(ctx, u.ID, t)
 	switch {
 	case errors.Is(err, errTransfersFull):

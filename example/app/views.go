@@ -27,7 +27,7 @@ func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
 		"when":   func(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04 UTC") },
 		"amount": formatAmount,
-		"short":  func(s string) string { return s[:min(len(s), 10)] },
+		"device": device,
 	}
 	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
 	if err != nil {
@@ -83,7 +83,8 @@ type view struct {
 	Form   url.Values        // the user's input, to fill the form in again
 	Errors map[string]string // per-field messages
 	Dev    bool
-	Data   any // page-specific
+	Narrow bool // a single small form: the page is a narrow column
+	Data   any  // page-specific
 
 	status int
 	cache  string // Cache-Control; default no-store
@@ -174,3 +175,36 @@ func (a *App) render(w http.ResponseWriter, page string, v *view) {
 // its spent nonce — and submitting it again is refused as a duplicate rather
 // than silently sent with a fresh token.
 const formCache = "private, no-cache"
+
+// device names a browser and system from a User-Agent for the sessions page
+// ("Chrome on Linux"); the full string is shown on hover. It is a display
+// aid only: a User-Agent proves nothing.
+func device(ua string) string {
+	if ua == "" {
+		return "Unknown device"
+	}
+	browser := "Browser"
+	for _, b := range []struct{ token, name string }{
+		{"Edg/", "Edge"}, {"OPR/", "Opera"}, {"Firefox/", "Firefox"}, {"HeadlessChrome/", "Headless Chrome"},
+		{"Chrome/", "Chrome"}, {"Safari/", "Safari"}, {"curl/", "curl"}, {"Go-http-client", "Go client"},
+	} {
+		if strings.Contains(ua, b.token) {
+			browser = b.name
+			break
+		}
+	}
+	system := ""
+	for _, s := range []struct{ token, name string }{
+		{"Android", "Android"}, {"iPhone", "iPhone"}, {"iPad", "iPad"}, {"Windows", "Windows"},
+		{"Mac OS X", "macOS"}, {"CrOS", "ChromeOS"}, {"Linux", "Linux"},
+	} {
+		if strings.Contains(ua, s.token) {
+			system = s.name
+			break
+		}
+	}
+	if system == "" {
+		return browser
+	}
+	return browser + " on " + system
+}
