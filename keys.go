@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 )
 
 // MinSecretLen is the shortest secret a [Keyring] accepts, in bytes.
@@ -42,6 +44,10 @@ var ErrSecretTooShort = errors.New("dynaguard: secret must be at least 32 bytes"
 // a previous one is still accepted until that secret is dropped.
 type Keyring struct {
 	secrets [][]byte
+	// derived caches Keys per purpose: components look keys up at request
+	// time (users checks a session's auth hash on every request), and HKDF
+	// twice per secret each time was a measurable share of a request.
+	derived sync.Map // Purpose → []DerivedKey
 }
 
 // NewKeyring returns a Keyring for the current secret and any previous ones.
@@ -81,18 +87,28 @@ type DerivedKey struct {
 	Secret []byte
 }
 
-// Keys returns the keys for purpose, the current one first.
+// Keys returns the keys for purpose, the current one first. Each purpose's
+// keys are derived once and then shared: the returned slice is the
+// caller's, but the key bytes (DerivedKey.Secret) must not be modified.
 func (k *Keyring) Keys(purpose Purpose) []DerivedKey {
+	return slices.Clone(k.keys(purpose))
+}
+
+// Key returns the current key for purpose (see Keys).
+func (k *Keyring) Key(purpose Purpose) DerivedKey {
+	return k.keys(purpose)[0]
+}
+
+func (k *Keyring) keys(purpose Purpose) []DerivedKey {
+	if v, ok := k.derived.Load(purpose); ok {
+		return v.([]DerivedKey)
+	}
 	out := make([]DerivedKey, len(k.secrets))
 	for i, s := range k.secrets {
 		out[i] = derive(s, purpose)
 	}
-	return out
-}
-
-// Key returns the current key for purpose.
-func (k *Keyring) Key(purpose Purpose) DerivedKey {
-	return derive(k.secrets[0], purpose)
+	v, _ := k.derived.LoadOrStore(purpose, out)
+	return v.([]DerivedKey)
 }
 
 var keyringSalt = []byte("dynaguard keyring v1")

@@ -70,3 +70,30 @@ func TestParseKeyring(t *testing.T) {
 		t.Fatalf("16 bytes: got %v", err)
 	}
 }
+
+// Keys are derived once per purpose and shared; each caller gets its own
+// slice, and concurrent first uses agree.
+func TestKeyringCachesDerivedKeys(t *testing.T) {
+	k, err := dynaguard.NewKeyring(bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []dynaguard.DerivedKey)
+	for range 8 {
+		go func() { done <- k.Keys(dynaguard.PurposeThrottleKey) }()
+	}
+	first := <-done
+	for range 7 {
+		if got := <-done; got[0].ID != first[0].ID || got[1].ID != first[1].ID {
+			t.Fatal("concurrent derivations disagree")
+		}
+	}
+	a := k.Keys(dynaguard.PurposeThrottleKey)
+	a[0] = dynaguard.DerivedKey{}
+	if b := k.Keys(dynaguard.PurposeThrottleKey); b[0].ID != first[0].ID || k.Key(dynaguard.PurposeThrottleKey).ID != first[0].ID {
+		t.Fatal("changing a returned slice changed the keyring")
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = k.Key(dynaguard.PurposeThrottleKey) }); n != 0 {
+		t.Errorf("Key allocates %v times after the first derivation", n)
+	}
+}
