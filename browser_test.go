@@ -25,6 +25,8 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/dynaguard/dynaguard/internal/totp"
 )
 
 // findChromium returns the browser to drive: $DYNAGUARD_CHROMIUM, or the
@@ -369,6 +371,29 @@ func TestBrowserFlows(t *testing.T) {
 		t.Fatal("the QR code image did not load")
 	}
 	tb.shot("totp-setup")
+
+	// Turn it on with a code from the key shown, keep the recovery codes,
+	// then log in again through the code step.
+	secret, p := parseOTPAuth(t, tb.text("#totp-uri"))
+	step := totp.Step(time.Now(), p)
+	tb.fill("#code", totp.Code(secret, step, p))
+	tb.submit(`form[action="/account/totp"] button[type=submit]`, "/account/totp")
+	tb.expectStatus(200)
+	if n := tb.eval(`String(document.querySelectorAll(".recovery-code").length)`); n == "0" {
+		t.Fatal("no recovery codes shown after turning TOTP on")
+	}
+	tb.shot("totp-recovery-codes")
+	tb.open("/account/totp")
+	tb.shot("totp-on")
+	tb.submit("header form button[type=submit]", "/")
+	tb.open("/login")
+	tb.fill("#login", acct.username, "#password", acct.password)
+	tb.submit("main form button[type=submit]", "/login/totp")
+	tb.shot("login-code-step")
+	tb.fill("#code", totp.Code(secret, step+1, p)) // the enrolment used this step's code; codes are single use
+	tb.submit("main form button[type=submit]", "/account")
+	tb.expectStatus(200)
+
 	tb.open("/dev/mail")
 	tb.shot("dev-outbox")
 	tb.submit("header form button[type=submit]", "/")
