@@ -52,7 +52,7 @@ func (h *countingHasher) Verify(password []byte, encoded string) (bool, error) {
 
 // cluster is two instances of the app on one table.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	tbl    *dynaguard.Table
 	outbox *app.Outbox
 	hasher *countingHasher
@@ -67,7 +67,7 @@ type clusterOpts struct {
 	record bool // both instances call DynamoDB through c.rec
 }
 
-func newCluster(t *testing.T, o clusterOpts) *cluster {
+func newCluster(t testing.TB, o clusterOpts) *cluster {
 	t.Helper()
 	var secret [32]byte
 	_, _ = rand.Read(secret[:])
@@ -114,7 +114,10 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 
 // testLogger sends the app's log to t.Log (shown for failing tests and with
 // -v), and drops what is logged after the test ended.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
+	if _, bench := t.(*testing.B); bench {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	w := &testWriter{t: t}
 	t.Cleanup(func() {
 		w.mu.Lock()
@@ -126,7 +129,7 @@ func testLogger(t *testing.T) *slog.Logger {
 
 type testWriter struct {
 	mu   sync.Mutex
-	t    *testing.T
+	t    testing.TB
 	done bool
 }
 
@@ -143,7 +146,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 // ignore ports, so both replicas see the same cookies, as behind a load
 // balancer). It does not follow redirects: tests check every 303.
 type browser struct {
-	t   *testing.T
+	t   testing.TB
 	c   *cluster
 	jar *cookiejar.Jar
 	hc  *http.Client
@@ -218,7 +221,7 @@ var (
 )
 
 // nonceFor returns the nonce of the form in body that posts to action.
-func nonceFor(t *testing.T, body, action string) string {
+func nonceFor(t testing.TB, body, action string) string {
 	t.Helper()
 	for _, m := range formRe.FindAllStringSubmatch(body, -1) {
 		if html.UnescapeString(m[1]) == action {
@@ -259,14 +262,14 @@ func (c *cluster) sessionCookie() string {
 	return "session"
 }
 
-func expect(t *testing.T, r response, status int, what string) {
+func expect(t testing.TB, r response, status int, what string) {
 	t.Helper()
 	if r.StatusCode != status {
 		t.Fatalf("%s: status %d, want %d\n%s", what, r.StatusCode, status, r.body)
 	}
 }
 
-func expectRedirect(t *testing.T, r response, to, what string) {
+func expectRedirect(t testing.TB, r response, to, what string) {
 	t.Helper()
 	expect(t, r, http.StatusSeeOther, what)
 	if loc := r.Header.Get("Location"); loc != to && !strings.HasPrefix(loc, to+"?") {
@@ -276,7 +279,7 @@ func expectRedirect(t *testing.T, r response, to, what string) {
 
 // expectRefused checks an API request was refused as unauthenticated: 401
 // from the route, or 403 from the idempotency guard in front of it.
-func expectRefused(t *testing.T, r response, what string) {
+func expectRefused(t testing.TB, r response, what string) {
 	t.Helper()
 	if (r.StatusCode != http.StatusUnauthorized && r.StatusCode != http.StatusForbidden) ||
 		!strings.HasPrefix(r.Header.Get("Content-Type"), "application/problem+json") {
@@ -791,7 +794,7 @@ func (b *browser) enrolTOTP(srv *httptest.Server, now time.Time) ([]byte, totp.P
 	return secret, p, codes
 }
 
-func parseOTPAuth(t *testing.T, uri string) ([]byte, totp.Params) {
+func parseOTPAuth(t testing.TB, uri string) ([]byte, totp.Params) {
 	t.Helper()
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme != "otpauth" {
@@ -1096,4 +1099,48 @@ func TestIntegrationEmailChangeNeedsRecentLogin(t *testing.T) {
 	// The address the account no longer has cannot be used to log in.
 	expect(t, c.browser().login(c.a, c.a, acct.email, acct.password), http.StatusUnauthorized, "old address")
 	expectRedirect(t, c.browser().login(c.a, c.a, newEmail, acct.password), "/account", "new address")
+}
+
+// End-to-end cost of the example app's hot paths over HTTP against DynamoDB
+// Local (one instance, TLS, cheap argon2id): an authenticated page and an API
+// POST with a fresh Idempotency-Key. Run with make bench.
+func BenchmarkIntegrationAuthenticatedPage(b *testing.B) {
+	if ddbtest.Endpoint() == "" {
+		b.Skip("DYNAMODB_ENDPOINT is not set")
+	}
+	c := newCluster(b, clusterOpts{})
+	u := c.browser()
+	u.register(c.a, newAccount())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if r := u.get(c.a, "/account"); r.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", r.StatusCode)
+		}
+	}
+}
+
+func BenchmarkIntegrationAPIPost(b *testing.B) {
+	if ddbtest.Endpoint() == "" {
+		b.Skip("DYNAMODB_ENDPOINT is not set")
+	}
+	c := newCluster(b, clusterOpts{})
+	u := c.browser()
+	u.register(c.a, newAccount())
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		i++
+		// A new user every MaxTransfers posts: the demo keeps a bounded list.
+		if i%app.MaxTransfers == 0 {
+			b.StopTimer()
+			u = c.browser()
+			u.register(c.a, newAccount())
+			b.StartTimer()
+		}
+		if r := u.api(c.a, http.MethodPost, fmt.Sprintf("bench-%d", i), `{"to":"bob","amount":1}`); r.StatusCode != http.StatusCreated {
+			b.Fatalf("status %d: %s", r.StatusCode, r.body)
+		}
+	}
 }
