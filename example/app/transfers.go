@@ -148,7 +148,9 @@ func checkRecipient(s string) (string, string) {
 // ---- JSON API ----
 
 // requireAPIUser answers 401 problem+json to requests without a logged-in
-// session (an API client is never redirected to a login page).
+// session (an API client is never redirected to a login page). The stack
+// already refuses them before the idempotency guard; this keeps the routes
+// safe if they are ever mounted with middleware.Config.PublicAPI.
 func (a *App) requireAPIUser(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := users.FromContext(r.Context()); !ok {
