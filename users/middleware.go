@@ -31,8 +31,11 @@ func FromContext(ctx context.Context) (*User, bool) {
 	return l.u, true
 }
 
-// AuthTime returns when the logged-in user last entered their password in
-// this session (zero when nobody is logged in).
+// AuthTime returns when the logged-in user last authenticated in this
+// session — the password, and for an account with TOTP the code too (zero
+// when nobody is logged in). Only a checked credential moves it: a login
+// (Login, CompleteLogin), or ChangePassword for an account without TOTP.
+// LogoutOthers and the other token renewals keep it.
 func AuthTime(ctx context.Context) time.Time {
 	l, ok := ctx.Value(ctxKey{}).(*loaded)
 	if !ok || l.u == nil {
@@ -131,7 +134,8 @@ func (s *Users) RequireUser(sm *scs.SessionManager) func(http.Handler) http.Hand
 // must be logged in and have entered their password within maxAge in this
 // session. Others are answered like RequireUser's, with "reauth=1" in the
 // login URL, or a 401 problem "reauthentication-required". After the user
-// re-enters their password (Authenticate), Login refreshes the time.
+// re-enters their password (Authenticate), Login refreshes the time (with
+// TOTP, CompleteLogin does, once the code is entered too).
 func (s *Users) RequireRecentAuth(sm *scs.SessionManager, maxAge time.Duration) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
+	"hash"
 	"net/netip"
 	"strconv"
+	"sync"
 
 	"github.com/alexedwards/scs/v2"
 
@@ -53,20 +56,66 @@ func (c Client) info() sessionstore.ClientInfo {
 // rehash-on-login upgrade is deliberately not part of it: upgrading the
 // hash does not change the password and must not end sessions.
 func authHash(key dynaguard.DerivedKey, u *User) string {
-	m := hmac.New(sha256.New, key.Secret)
-	m.Write([]byte("dynaguard session auth v1\x00" + u.ID + "\x00" +
-		strconv.FormatInt(u.credVersion, 10) + "\x00" + strconv.FormatInt(u.epoch, 10)))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	sum := authSum(key, u)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// authMACs pools keyed HMAC states per session-auth key: the hash is checked
+// on every authenticated request, and a fresh hmac.New there cost its key
+// setup (two SHA-256 blocks) and most of LoadUser's allocations. Keys never
+// change for the life of a process's keyring, so the map stays small.
+var authMACs sync.Map // string(key.Secret) → *sync.Pool of *authState
+
+type authState struct {
+	mac hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
+}
+
+// authSum is the binary auth hash of u's session under key:
+// HMAC-SHA256(key, "dynaguard session auth v1" 0x00 ID 0x00 cv 0x00 epoch).
+func authSum(key dynaguard.DerivedKey, u *User) [sha256.Size]byte {
+	p, ok := authMACs.Load(string(key.Secret))
+	if !ok {
+		secret := key.Secret
+		p, _ = authMACs.LoadOrStore(string(secret), &sync.Pool{New: func() any {
+			return &authState{mac: hmac.New(sha256.New, secret), buf: make([]byte, 0, 128)}
+		}})
+	}
+	pool := p.(*sync.Pool)
+	st := pool.Get().(*authState)
+	st.buf = append(st.buf[:0], "dynaguard session auth v1\x00"...)
+	st.buf = append(st.buf, u.ID...)
+	st.buf = append(st.buf, 0)
+	st.buf = strconv.AppendInt(st.buf, u.credVersion, 10)
+	st.buf = append(st.buf, 0)
+	st.buf = strconv.AppendInt(st.buf, u.epoch, 10)
+	st.mac.Reset()
+	st.mac.Write(st.buf)
+	st.mac.Sum(st.sum[:0])
+	sum := st.sum
+	if cap(st.buf) <= 4096 {
+		pool.Put(st)
+	}
+	return sum
 }
 
 // authHashValid checks a session's auth hash against every key of the
-// keyring, so rotating the secret does not log everyone out.
+// keyring, so rotating the secret does not log everyone out. The
+// comparison is constant-time and allocates nothing.
 func (s *Users) authHashValid(u *User, got string) bool {
-	if got == "" {
+	if len(got) != base64.RawURLEncoding.EncodedLen(sha256.Size) {
 		return false
 	}
+	var want [43]byte
 	for _, k := range s.keys.Keys(dynaguard.PurposeSessionAuth) {
-		if hmac.Equal([]byte(authHash(k, u)), []byte(got)) {
+		sum := authSum(k, u)
+		base64.RawURLEncoding.Encode(want[:], sum[:])
+		var diff byte
+		for i := range want {
+			diff |= want[i] ^ got[i]
+		}
+		if subtle.ConstantTimeByteEq(diff, 0) == 1 {
 			return true
 		}
 	}
@@ -102,7 +151,7 @@ func (s *Users) login(ctx context.Context, sm *scs.SessionManager, u *User, c Cl
 	if err := sm.RenewToken(ctx); err != nil {
 		return unavailable("renew session token", err)
 	}
-	if err := s.bind(ctx, sm, u, c); err != nil {
+	if err := s.bind(ctx, sm, u, c, s.now().Unix()); err != nil {
 		return err
 	}
 	s.log.InfoContext(ctx, "users: logged in", "user", u.ID)
@@ -110,11 +159,17 @@ func (s *Users) login(ctx context.Context, sm *scs.SessionManager, u *User, c Cl
 }
 
 // bind records u in the (already renewed) session and binds it; a pending
-// two-step login ends.
-func (s *Users) bind(ctx context.Context, sm *scs.SessionManager, u *User, c Client) error {
+// two-step login ends. authAt (Unix seconds) is when the user last proved
+// every factor of the account in this session — what Recent and
+// RequireRecentAuth measure. It is the caller's to say, because only the
+// caller knows whether a credential was checked: a login passes now, while
+// a token renewal that checked nothing (LogoutOthers) passes the time the
+// session already had, so that renewing a stolen session never makes its
+// login look recent.
+func (s *Users) bind(ctx context.Context, sm *scs.SessionManager, u *User, c Client, authAt int64) error {
 	s.clearPending(ctx, sm)
 	sm.Put(ctx, sessionUserID, u.ID)
-	sm.Put(ctx, sessionAuthAt, s.now().Unix())
+	sm.Put(ctx, sessionAuthAt, authAt)
 	sm.Put(ctx, sessionAuthHash, authHash(s.keys.Key(dynaguard.PurposeSessionAuth), u))
 	if err := s.sessions.Bind(ctx, sm.Token(ctx), u.ID, c.info()); err != nil {
 		sm.Remove(ctx, sessionUserID)
@@ -143,6 +198,14 @@ func (s *Users) Logout(ctx context.Context, sm *scs.SessionManager) error {
 // store ends them too; the current session stays logged in with a new token.
 // The Mailer gets a MessagePasswordChanged.
 //
+// The password just checked refreshes the session's authentication time
+// (AuthTime, Recent) — unless the account has TOTP: a password alone is not
+// a full login for it, so the time stays that of the last login with the
+// code, and someone who knows the password but not the code cannot turn a
+// stolen session into a "recent login" that may disable TOTP. A session
+// that is not u's own login is never logged in by it: the password changes,
+// every session of u ends, and the request's session is left as it was.
+//
 // The write is conditioned on the credential version the current password
 // was verified against: of two concurrent changes, one wins and the other
 // gets ErrConflict.
@@ -164,16 +227,27 @@ func (s *Users) ChangePassword(ctx context.Context, sm *scs.SessionManager, u *U
 	}
 	s.log.InfoContext(ctx, "users: password changed", "user", u.ID)
 	s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID, IP: c.IP})
-	return s.keepCurrent(ctx, sm, updated, c)
+	authAt := sm.GetInt64(ctx, sessionAuthAt)
+	if !updated.TOTPEnabled {
+		authAt = s.now().Unix()
+	}
+	return s.keepCurrent(ctx, sm, updated, c, authAt)
 }
 
-// keepCurrent moves the request's session to a new token bound to u's new
-// credential version or epoch, and ends every other session of u.
-func (s *Users) keepCurrent(ctx context.Context, sm *scs.SessionManager, u *User, c Client) error {
+// keepCurrent moves the request's session, when it is u's login, to a new
+// token bound to u's new credential version or epoch, with authAt as its
+// authentication time, and ends every other session of u. A session that
+// is not logged in as u is left alone — never logged in as u — and every
+// session of u ends.
+func (s *Users) keepCurrent(ctx context.Context, sm *scs.SessionManager, u *User, c Client, authAt int64) error {
+	if sm == nil || sm.GetString(ctx, sessionUserID) != u.ID {
+		s.revokeAll(ctx, u.ID, "")
+		return nil
+	}
 	if err := sm.RenewToken(ctx); err != nil {
 		return unavailable("renew session token", err)
 	}
-	if err := s.bind(ctx, sm, u, c); err != nil {
+	if err := s.bind(ctx, sm, u, c, authAt); err != nil {
 		return err
 	}
 	s.revokeAll(ctx, u.ID, s.sessions.ID(sm.Token(ctx)))
@@ -197,11 +271,19 @@ func (s *Users) LogoutEverywhere(ctx context.Context, sm *scs.SessionManager, u 
 
 // LogoutOthers ends every session of u except the current one ("sign out
 // of all other devices"): the epoch goes up, and the current session moves
-// to a new token bound to the new epoch.
+// to a new token bound to the new epoch. No credential is checked, so the
+// session keeps its authentication time: signing out other devices does
+// not make an old login "recent" (RequireRecentAuth, Recent). If the
+// request's session is not u's login, every session of u ends and the
+// request's session is left as it was.
 func (s *Users) LogoutOthers(ctx context.Context, sm *scs.SessionManager, u *User, c Client) error {
 	updated, err := s.st.bumpEpoch(ctx, u.ID)
 	if err != nil {
 		return err
 	}
-	return s.keepCurrent(ctx, sm, updated, c)
+	var authAt int64
+	if sm != nil {
+		authAt = sm.GetInt64(ctx, sessionAuthAt)
+	}
+	return s.keepCurrent(ctx, sm, updated, c, authAt)
 }

@@ -184,6 +184,104 @@ func TestLogoutEverywhereAndOthers(t *testing.T) {
 	}
 }
 
+// Only a checked credential makes a login recent. "Sign out other
+// sessions" renews the token but checks nothing, so a session whose login
+// is old stays old — otherwise one POST would turn a stolen session into a
+// fresh login for RequireRecentAuth, TOTP set-up and email changes. A
+// password change checks the password and refreshes the time — except for
+// an account with TOTP, where the password alone is not a full login.
+func TestOnlyACheckedCredentialRefreshesAuthTime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := newApp(e)
+	e.create("gil@example.com", "gil")
+	b1, b2 := a.browser("192.0.2.1"), a.browser("192.0.2.2")
+	for _, b := range []*browser{b1, b2} {
+		if code := b.login("gil", goodPassword); code != http.StatusNoContent {
+			t.Fatalf("login: %d", code)
+		}
+	}
+	e.clock.Advance(11 * time.Minute)
+	if code, _ := b1.get("/sensitive"); code != http.StatusUnauthorized {
+		t.Fatalf("an 11-minute-old login is recent: %d", code)
+	}
+	if code := b1.post("/logout-others", nil); code != http.StatusNoContent {
+		t.Fatalf("logout-others: %d", code)
+	}
+	if code, _ := b1.get("/me"); code != 200 {
+		t.Fatalf("the session that signed the others out: %d", code)
+	}
+	if code, _ := b2.get("/me"); code != http.StatusUnauthorized {
+		t.Fatalf("the other session survived: %d", code)
+	}
+	if code, _ := b1.get("/sensitive"); code != http.StatusUnauthorized {
+		t.Fatalf("logout-others made an old login recent: %d", code)
+	}
+	if code := b1.post("/password", url.Values{"current": {goodPassword}, "new": {"violet elephant trampoline"}}); code != http.StatusNoContent {
+		t.Fatalf("change password: %d", code)
+	}
+	if code, _ := b1.get("/sensitive"); code != 200 {
+		t.Fatalf("a password just checked did not make the login recent: %d", code)
+	}
+
+	// The same, call by call, with the session's recorded time.
+	gus := e.create("gus@example.com", "gus")
+	sm := newSM(e.store)
+	sctx, _ := sm.Load(ctx, "")
+	c := Client{IP: ip("192.0.2.3")}
+	if err := e.users.Login(sctx, sm, gus, c); err != nil {
+		t.Fatal(err)
+	}
+	loggedIn := sm.GetInt64(sctx, sessionAuthAt)
+	if loggedIn != e.clock.Now().Unix() {
+		t.Fatalf("login time %d, want %d", loggedIn, e.clock.Now().Unix())
+	}
+	e.clock.Advance(time.Hour)
+	if err := e.users.LogoutOthers(sctx, sm, mustGet(t, e, gus.ID), c); err != nil {
+		t.Fatal(err)
+	}
+	if got := sm.GetInt64(sctx, sessionAuthAt); got != loggedIn || sm.GetString(sctx, sessionUserID) != gus.ID {
+		t.Fatalf("after LogoutOthers: auth time %d (want %d), user %q", got, loggedIn, sm.GetString(sctx, sessionUserID))
+	}
+	if err := e.users.ChangePassword(sctx, sm, mustGet(t, e, gus.ID), goodPassword, "violet elephant trampoline", c); err != nil {
+		t.Fatal(err)
+	}
+	if got := sm.GetInt64(sctx, sessionAuthAt); got != e.clock.Now().Unix() {
+		t.Fatalf("after ChangePassword: auth time %d, want now (%d)", got, e.clock.Now().Unix())
+	}
+
+	// With TOTP, the password alone keeps the time of the last full login.
+	hal := e.create("hal@example.com", "hal")
+	secret, _ := e.enable(hal)
+	tctx := e.pending(e.users, sm, hal)
+	if _, err := e.users.CompleteLogin(tctx, sm, e.code(secret, 0), c); err != nil {
+		t.Fatal(err)
+	}
+	full := sm.GetInt64(tctx, sessionAuthAt)
+	e.clock.Advance(time.Hour)
+	if err := e.users.ChangePassword(tctx, sm, mustGet(t, e, hal.ID), goodPassword, "violet elephant trampoline", c); err != nil {
+		t.Fatal(err)
+	}
+	if got := sm.GetInt64(tctx, sessionAuthAt); got != full || sm.GetString(tctx, sessionUserID) != hal.ID {
+		t.Fatalf("TOTP account after ChangePassword: auth time %d (want %d), user %q", got, full, sm.GetString(tctx, sessionUserID))
+	}
+
+	// A session that is not the account's login is never logged in as it.
+	anon, _ := sm.Load(ctx, "")
+	if err := e.users.LogoutOthers(anon, sm, mustGet(t, e, gus.ID), c); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.users.ChangePassword(anon, sm, mustGet(t, e, hal.ID), "violet elephant trampoline", goodPassword, c); err != nil {
+		t.Fatal(err)
+	}
+	if uid := sm.GetString(anon, sessionUserID); uid != "" {
+		t.Fatalf("an anonymous session was logged in as %s", uid)
+	}
+	if left, err := e.store.List(ctx, gus.ID); err != nil || len(left) != 0 {
+		t.Fatalf("gus's sessions after LogoutOthers from another session: %d %v", len(left), err)
+	}
+}
+
 func TestDisableEndsSessions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
