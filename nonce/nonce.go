@@ -300,7 +300,7 @@ func (m *Manager) Consume(w http.ResponseWriter, r *http.Request, purpose string
 		return m.refuse(r, purpose, ErrWrongBrowser, err)
 	}
 	ks := &m.keys[key] // the key that signed the token also keyed its bindings
-	if b := binding(ks.bind, labelBrowser, secret[:]); !hmac.Equal(b[:], c.browser[:]) {
+	if b := ks.bind.bytes(labelBrowser, secret[:]); !hmac.Equal(b[:], c.browser[:]) {
 		return m.refuse(r, purpose, ErrWrongBrowser, nil)
 	}
 	// A token issued without a session is bound to the browser only and is
@@ -311,7 +311,7 @@ func (m *Manager) Consume(w http.ResponseWriter, r *http.Request, purpose string
 		if sid == "" {
 			return m.refuse(r, purpose, ErrWrongSession, errNoSession)
 		}
-		if b := binding(ks.bind, labelSession, []byte(sid)); !hmac.Equal(b[:], c.session[:]) {
+		if b := ks.bind.string(labelSession, sid); !hmac.Equal(b[:], c.session[:]) {
 			return m.refuse(r, purpose, ErrWrongSession, nil)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"hash"
+	"sync"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -51,7 +53,7 @@ const (
 type keyset struct {
 	token  *securecookie.SecureCookie // signs tokens
 	cookie *securecookie.SecureCookie // signs and encrypts the browser cookie
-	bind   []byte                     // keys the browser and session binding hashes
+	bind   *binder                    // keys the browser and session binding hashes
 }
 
 func newKeysets(keys *dynaguard.Keyring) []keyset {
@@ -63,7 +65,7 @@ func newKeysets(keys *dynaguard.Keyring) []keyset {
 		out[i] = keyset{
 			token:  codec(subkey(h, "token-mac"), nil),
 			cookie: codec(subkey(h, "browser-cookie-mac"), blockKeys[i].Secret),
-			bind:   subkey(h, "binding"),
+			bind:   newBinder(subkey(h, "binding")),
 		}
 	}
 	return out
@@ -156,15 +158,46 @@ func parseClaims(b []byte) (*claims, error) {
 	return c, nil
 }
 
-// binding is the truncated HMAC that ties a token to a browser secret or a
-// session ID. The label keeps the two kinds apart.
-func binding(key []byte, label byte, value []byte) (out [bindLen]byte) {
-	h := hmac.New(sha256.New, key)
-	h.Write([]byte{label})
-	h.Write(value)
-	var sum [sha256.Size]byte
-	copy(out[:], h.Sum(sum[:0]))
+// binder computes the truncated HMAC that ties a token to a browser secret
+// or a session ID, under one key; the label keeps the two kinds apart. The
+// keyed HMAC state is pooled, so a request's bindings cost neither the
+// HMAC key setup nor an allocation.
+type binder struct{ pool sync.Pool }
+
+type bindState struct {
+	mac hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
+}
+
+func newBinder(key []byte) *binder {
+	b := &binder{}
+	b.pool.New = func() any { return &bindState{mac: hmac.New(sha256.New, key), buf: make([]byte, 0, 64)} }
+	return b
+}
+
+func (b *binder) finish(st *bindState) (out [bindLen]byte) {
+	st.mac.Reset()
+	st.mac.Write(st.buf)
+	copy(out[:], st.mac.Sum(st.sum[:0]))
+	if cap(st.buf) <= 1024 {
+		b.pool.Put(st)
+	}
 	return out
+}
+
+// bytes returns the binding of value under label.
+func (b *binder) bytes(label byte, value []byte) [bindLen]byte {
+	st := b.pool.Get().(*bindState)
+	st.buf = append(append(st.buf[:0], label), value...)
+	return b.finish(st)
+}
+
+// string is bytes for a string value.
+func (b *binder) string(label byte, value string) [bindLen]byte {
+	st := b.pool.Get().(*bindState)
+	st.buf = append(append(st.buf[:0], label), value...)
+	return b.finish(st)
 }
 
 const (
@@ -180,10 +213,10 @@ func (m *Manager) issue(secret *[secretLen]byte, session, purpose string, now ti
 	ks := &m.keys[0]
 	c := claims{expires: now.Add(m.ttl).Unix(), purpose: purpose}
 	_, _ = rand.Read(c.id[:]) // crypto/rand.Read never fails (it crashes the program instead)
-	c.browser = binding(ks.bind, labelBrowser, secret[:])
+	c.browser = ks.bind.bytes(labelBrowser, secret[:])
 	if session != "" {
 		c.hasSession = true
-		c.session = binding(ks.bind, labelSession, []byte(session))
+		c.session = ks.bind.string(labelSession, session)
 	}
 	return ks.token.Encode(tokenName, c.marshal())
 }
