@@ -1,0 +1,425 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/example/app"
+)
+
+// Section 3: throughput on DynamoDB Local. A Go load generator drives the
+// example app (every dynaguard component, the ready-made stack, its
+// templates) and rawApp (the same DynamoDB calls on the bare SDK) over
+// loopback HTTP with keep-alive connections, one flow and one target at a
+// time, alternating which target goes first in each round, so that both
+// see the same machine.
+
+// loadConfig bounds the section.
+type loadConfig struct {
+	Conc   int           // concurrent connections
+	Dur    time.Duration // per flow, target and round
+	Warm   time.Duration // per flow and target, before the first round
+	Rounds int
+}
+
+// counting counts DynamoDB calls, for calls per request during a run.
+type counting struct {
+	dynaguard.API
+	n atomic.Int64
+}
+
+func (c *counting) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	c.n.Add(1)
+	return c.API.GetItem(ctx, in, opts...)
+}
+func (c *counting) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	c.n.Add(1)
+	return c.API.BatchGetItem(ctx, in, opts...)
+}
+func (c *counting) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	c.n.Add(1)
+	return c.API.PutItem(ctx, in, opts...)
+}
+func (c *counting) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	c.n.Add(1)
+	return c.API.UpdateItem(ctx, in, opts...)
+}
+func (c *counting) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	c.n.Add(1)
+	return c.API.DeleteItem(ctx, in, opts...)
+}
+func (c *counting) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	c.n.Add(1)
+	return c.API.TransactWriteItems(ctx, in, opts...)
+}
+func (c *counting) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	c.n.Add(1)
+	return c.API.Query(ctx, in, opts...)
+}
+
+// loadTarget is one server under load.
+type loadTarget struct {
+	Name   string
+	base   string
+	hc     *http.Client
+	calls  *counting
+	cookie []string // per pool user: the Cookie header of its logged-in session
+	replay []string // per worker: an Idempotency-Key whose transfer is done
+	next   atomic.Int64
+	stop   func()
+}
+
+// freshUser hands out pool users for new transfers (the example keeps at
+// most 50 per user); -1 when the pool is used up.
+func (t *loadTarget) freshUser(conc int) int {
+	i := int(t.next.Add(1)) - 1 + conc
+	if i >= len(t.cookie) {
+		return -1
+	}
+	return i
+}
+
+// perUserTransfers is how many fresh transfers a worker makes per pool
+// user, below the example's limit of 50 (the replay key holds one more).
+const perUserTransfers = 45
+
+// loadFlow is one request shape.
+type loadFlow struct {
+	Name, Method, Path string
+	Desc               string
+	Want               int
+}
+
+var loadFlows = []loadFlow{
+	{"GET /account", "GET", "/account", "authenticated page (session + account read, template)", 200},
+	{"GET /api/transfers", "GET", "/api/transfers", "authenticated JSON list (+ the transfers read)", 200},
+	{"POST /api/transfers", "POST", "/api/transfers", "new transfer, fresh Idempotency-Key (claim, transfer write, completion)", 201},
+	{"POST /api/transfers replay", "POST", "/api/transfers", "the same key again: replay from the instance's cache", 201},
+}
+
+// loadRun is one measurement of a flow on a target.
+type loadRun struct {
+	Requests int
+	Errors   int
+	Elapsed  time.Duration
+	LatMS    []float64
+	Calls    int64 // DynamoDB calls during the run
+	Short    bool  // the user pool ran out
+	FirstErr string
+}
+
+func (r loadRun) rate() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
+
+// drive runs flow f on t with conc workers for d.
+func drive(ctx context.Context, t *loadTarget, f loadFlow, conc int, d time.Duration, tag string) loadRun {
+	var mu sync.Mutex
+	var run loadRun
+	var wg sync.WaitGroup
+	calls0 := t.calls.n.Load()
+	deadline := time.Now().Add(d)
+	t0 := time.Now()
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]float64, 0, 1024)
+			errs, short := 0, false
+			first := ""
+			user, made := w, 0
+			if f.Want == 201 && !strings.HasSuffix(f.Name, "replay") {
+				user = t.freshUser(conc)
+			}
+			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+				var body io.Reader
+				hdr := http.Header{}
+				switch {
+				case f.Method == "GET":
+					hdr.Set("Cookie", t.cookie[user])
+				case strings.HasSuffix(f.Name, "replay"):
+					hdr.Set("Cookie", t.cookie[user])
+					hdr.Set("Idempotency-Key", `"`+t.replay[w]+`"`)
+				default:
+					if made == perUserTransfers {
+						user, made = t.freshUser(conc), 0
+					}
+					if user < 0 {
+						short = true
+						break
+					}
+					made++
+					hdr.Set("Cookie", t.cookie[user])
+					hdr.Set("Idempotency-Key", fmt.Sprintf(`"%s-w%d-%d"`, tag, w, i))
+				}
+				if user < 0 {
+					break
+				}
+				if f.Method == "POST" {
+					hdr.Set("Content-Type", "application/json")
+					body = strings.NewReader(`{"to":"bob","amount":1250}`)
+				}
+				req, _ := http.NewRequestWithContext(ctx, f.Method, t.base+f.Path, body)
+				req.Header = hdr
+				s := time.Now()
+				resp, err := t.hc.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				ms := float64(time.Since(s).Microseconds()) / 1000
+				if err != nil || resp.StatusCode != f.Want {
+					errs++
+					if first == "" {
+						if err != nil {
+							first = err.Error()
+						} else {
+							first = resp.Status
+						}
+					}
+					continue
+				}
+				lat = append(lat, ms)
+			}
+			mu.Lock()
+			run.LatMS = append(run.LatMS, lat...)
+			run.Requests += len(lat)
+			run.Errors += errs
+			run.Short = run.Short || short
+			if run.FirstErr == "" {
+				run.FirstErr = first
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	run.Elapsed = time.Since(t0)
+	run.Calls = t.calls.n.Load() - calls0
+	return run
+}
+
+// loadResult is the outcome of section 3.
+type loadResult struct {
+	Config  loadConfig
+	Targets []string
+	Flows   []loadFlow
+	Runs    map[string]map[string][]loadRun // flow → target → rounds
+}
+
+var formNonce = regexp.MustCompile(`name="nonce" value="([^"]+)"`)
+
+// newExampleTarget starts the example app on loopback with a pool of
+// registered, logged-in users.
+func newExampleTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc int) (*loadTarget, error) {
+	keys, err := newKeyring()
+	if err != nil {
+		return nil, err
+	}
+	cnt := &counting{API: tbl.Client}
+	h, err := app.New(app.Config{Table: dynaguard.NewTable(cnt, tbl.Name), Keys: keys, Dev: true, Hasher: cheapHasher, Logger: quiet})
+	if err != nil {
+		return nil, err
+	}
+	srv := httptest.NewServer(h)
+	t := &loadTarget{Name: "example app", base: srv.URL, hc: loadClient(conc), calls: cnt, stop: srv.Close}
+	setup := loadClient(4)
+	setup.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	errc := make(chan error, pool)
+	cookies := make([]string, pool)
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i := range pool {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c, err := registerExample(ctx, setup, srv.URL, i)
+			cookies[i] = c
+			errc <- err
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			srv.Close()
+			return nil, err
+		}
+	}
+	t.cookie = cookies
+	return t, nil
+}
+
+// registerExample signs up user i through the app's forms; sign-up logs
+// the new user in. It returns the session's Cookie header.
+func registerExample(ctx context.Context, hc *http.Client, base string, i int) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/register", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := formNonce.FindSubmatch(page)
+	if m == nil {
+		return "", fmt.Errorf("GET /register: no nonce (%s)", resp.Status)
+	}
+	jar := map[string]string{}
+	keep := func(resp *http.Response) {
+		for _, c := range resp.Cookies() {
+			jar[c.Name] = c.Value
+		}
+	}
+	keep(resp)
+	form := url.Values{"email": {fmt.Sprintf("load%04d@example.com", i)}, "username": {fmt.Sprintf("load%04d", i)},
+		"password": {benchPassword}, "nonce": {string(m[1])}}
+	req, _ = http.NewRequestWithContext(ctx, "POST", base+"/register", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Cookie", cookieHeader(jar))
+	resp, err = hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/account" {
+		return "", fmt.Errorf("POST /register: %s %s", resp.Status, firstLine(body))
+	}
+	keep(resp)
+	if jar["session"] == "" {
+		return "", errors.New("POST /register: no session cookie")
+	}
+	return "session=" + jar["session"], nil
+}
+
+func cookieHeader(jar map[string]string) string {
+	var parts []string
+	for k, v := range jar {
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func firstLine(b []byte) string {
+	s := string(b)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// newRawTarget starts rawApp on loopback with a pool of users.
+func newRawTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc int) (*loadTarget, error) {
+	cnt := &counting{API: tbl.Client}
+	ra := &rawApp{api: cnt, table: tbl.Name}
+	srv := httptest.NewServer(ra.handler())
+	t := &loadTarget{Name: "raw SDK handler", base: srv.URL, hc: loadClient(conc), calls: cnt, stop: srv.Close}
+	t.cookie = make([]string, pool)
+	for i := range pool {
+		tok, err := ra.addUser(ctx, fmt.Sprintf("rawuser%04d", i), fmt.Sprintf("load%04d@example.com", i))
+		if err != nil {
+			srv.Close()
+			return nil, err
+		}
+		t.cookie[i] = rawCookie + "=" + tok
+	}
+	return t, nil
+}
+
+func loadClient(conc int) *http.Client {
+	tr := &http.Transport{MaxIdleConns: 2 * conc, MaxIdleConnsPerHost: 2 * conc, IdleConnTimeout: time.Minute, DisableCompression: true}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// prepareReplays completes one transfer per worker (on the worker's own
+// user) for the replay flow.
+func prepareReplays(ctx context.Context, t *loadTarget, conc int) error {
+	t.replay = make([]string, conc)
+	for w := range conc {
+		key := fmt.Sprintf("replay-%d", w)
+		req, _ := http.NewRequestWithContext(ctx, "POST", t.base+"/api/transfers", strings.NewReader(`{"to":"bob","amount":1250}`))
+		req.Header.Set("Cookie", t.cookie[w])
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", `"`+key+`"`)
+		resp, err := t.hc.Do(req)
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 201 {
+			return fmt.Errorf("%s: first transfer: %s %s", t.Name, resp.Status, firstLine(body))
+		}
+		t.replay[w] = key
+	}
+	return nil
+}
+
+// loadSection runs section 3.
+func loadSection(ctx context.Context, ts *tables, cfg loadConfig, logf func(string, ...any)) (*loadResult, error) {
+	tbl, err := ts.create(ctx, "load")
+	if err != nil {
+		return nil, err
+	}
+	// Enough users that no worker reaches the example's 50 transfers.
+	pool := cfg.Conc + 2*cfg.Conc*int((cfg.Warm+time.Duration(cfg.Rounds)*cfg.Dur+time.Second-1)/time.Second)
+	ex, err := newExampleTarget(ctx, tbl, pool, cfg.Conc)
+	if err != nil {
+		return nil, fmt.Errorf("example app: %w", err)
+	}
+	defer ex.stop()
+	raw, err := newRawTarget(ctx, tbl, pool, cfg.Conc)
+	if err != nil {
+		return nil, fmt.Errorf("raw handler: %w", err)
+	}
+	defer raw.stop()
+	targets := []*loadTarget{ex, raw}
+	for _, t := range targets {
+		if err := prepareReplays(ctx, t, cfg.Conc); err != nil {
+			return nil, err
+		}
+	}
+	logf("load: %d users per target, %d connections", pool, cfg.Conc)
+	res := &loadResult{Config: cfg, Flows: loadFlows, Runs: map[string]map[string][]loadRun{}}
+	for _, t := range targets {
+		res.Targets = append(res.Targets, t.Name)
+	}
+	// Warm the JVM (and both servers) on every flow.
+	for _, f := range loadFlows {
+		res.Runs[f.Name] = map[string][]loadRun{}
+		for _, t := range targets {
+			r := drive(ctx, t, f, cfg.Conc, cfg.Warm, "warm")
+			if r.Errors > 0 && r.Requests == 0 {
+				return nil, fmt.Errorf("%s %s: every request failed: %s", t.Name, f.Name, r.FirstErr)
+			}
+		}
+	}
+	for round := range cfg.Rounds {
+		for _, f := range loadFlows {
+			order := targets
+			if round%2 == 1 {
+				order = []*loadTarget{targets[1], targets[0]}
+			}
+			for _, t := range order {
+				r := drive(ctx, t, f, cfg.Conc, cfg.Dur, fmt.Sprintf("r%d", round))
+				res.Runs[f.Name][t.Name] = append(res.Runs[f.Name][t.Name], r)
+				logf("load round %d %-27s %-16s %6.0f req/s p50 %.2f ms, %d errors", round+1, f.Name, t.Name, r.rate(), percentile(r.LatMS, 50), r.Errors)
+			}
+		}
+	}
+	return res, nil
+}
