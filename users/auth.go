@@ -34,10 +34,12 @@ type Credentials struct {
 //     attempt counter of (login name, client address) and the failure
 //     counter of the client address. A throttled attempt stops here, before
 //     any password work, with a *ThrottledError that says when to retry.
-//  2. one GetItem: the account the marker points at — or, for a login name
+//  2. a hashing slot (ErrBusy if none frees up within HashWait; nothing
+//     has been counted then). The slot is held through step 6's failure
+//     counts.
+//  3. one GetItem: the account the marker points at — or, for a login name
 //     with no account, that name's failure counter, so both cost the same.
 //     An account at Throttle.MaxFailures stops here (Locked).
-//  3. a hashing slot (ErrBusy if none frees up within HashWait).
 //  4. one conditional UpdateItem that counts the attempt before the
 //     password is checked: concurrent attempts cannot slip past the limit.
 //  5. exactly one password verification — against the account's hash, or
@@ -50,6 +52,13 @@ type Credentials struct {
 //     when the failure count must be reset or the hash upgraded (a hash of
 //     an older algorithm, parameters or pepper is replaced, on condition
 //     that it is still the stored one).
+//
+// Because the account's failure count is read (step 3) and a failure added
+// to it (step 6) inside one hashing slot, Throttle.MaxFailures is exceeded
+// by at most the verifications that run at the same moment: at most
+// MaxFailures + S - 1 passwords are verified against an account between
+// two successes, S being the hashing slots of every instance together (the
+// sum of their HashConcurrency). See Throttle.
 //
 // Unknown, wrong and disabled therefore make the same calls and the same
 // hash work. The one difference left is the verification itself when the
@@ -91,9 +100,7 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 	k := s.keysFor(t.account(), ip, now)
 	first := []string{k.pair, k.ip}
 	var marker string
-	if t.uid != "" {
-		first = append(first, userPK(t.uid))
-	} else {
+	if t.uid == "" {
 		marker = markerPK(t.kind, t.key)
 		first = append(first, marker)
 	}
@@ -113,26 +120,47 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 	if wait := max(s.throttle.PerAccount.wait(pair, now), s.throttle.PerIP.wait(ipc, now)); wait > 0 {
 		return nil, s.throttled(wait)
 	}
+	// The account (or, for a login name with no account, that name's
+	// failure count) — read only once a hashing slot is held.
+	pk, uid := k.unknownAccount, t.uid
+	if uid == "" {
+		uid, _ = dynaguard.Str(items[marker], attrUID)
+	}
+	if uid != "" {
+		pk = userPK(uid)
+	}
 
-	var acct item
-	if t.uid != "" {
-		acct = items[userPK(t.uid)]
-	} else {
-		pk := k.unknownAccount
-		uid, _ := dynaguard.Str(items[marker], attrUID)
-		if uid != "" {
-			pk = userPK(uid)
+	// From here to the failure count, the attempt holds a hashing slot:
+	// the account's failure count is read, checked against MaxFailures,
+	// and — after a wrong password — incremented, all while the slot is
+	// held. So an attempt that read a count under the cap and has not yet
+	// added its failure always holds a slot: when the MaxFailures-th
+	// failure is counted, at most (every instance's HashConcurrency, added
+	// up) - 1 verifications are still in flight to pass it. A login
+	// refused as busy was never counted.
+	release, err := s.limiter.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held := true
+	defer func() {
+		if held {
+			release()
 		}
-		if acct, err = s.st.get(ctx, pk); err != nil {
-			return nil, err
-		}
-		if uid != "" && acct == nil {
-			s.log.ErrorContext(ctx, "users: uniqueness marker points at a missing account", "user", uid)
-		}
+	}()
+	// The time of the attempt is taken again: waiting for the slot can
+	// take up to HashWait, and the counters record when attempts happen.
+	now = s.now()
+	acct, err := s.st.get(ctx, pk)
+	if err != nil {
+		return nil, err
+	}
+	if uid != "" && acct == nil && t.uid == "" {
+		s.log.ErrorContext(ctx, "users: uniqueness marker points at a missing account", "user", uid)
 	}
 	var u *User
 	var fails int64
-	if pk, _ := dynaguard.Str(acct, dynaguard.AttrPK); acct != nil && pk == k.unknownAccount {
+	if acctPK, _ := dynaguard.Str(acct, dynaguard.AttrPK); acct != nil && acctPK == k.unknownAccount {
 		if !dynaguard.Expired(acct, now) {
 			fails, _ = dynaguard.Int(acct, attrFails)
 		}
@@ -165,6 +193,8 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		}
 		return nil, ErrInvalidCredentials
 	}
+	held = false
+	release()
 	// An account with a second factor keeps its failure count until the
 	// code is accepted too (CompleteLogin).
 	resetFails := u.fails > 0 && !u.TOTPEnabled
@@ -191,16 +221,11 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 	return u, nil
 }
 
-// checkPassword is the part of an attempt that holds a hashing slot: the
-// attempt is counted (one conditional write) only once a slot is held, so a
-// login refused as busy costs the user nothing, and then exactly one
-// verification runs, plus the upgraded hash on a success that needs one.
+// checkPassword is the part of an attempt that does the password work,
+// with the caller holding a hashing slot: the attempt is counted (one
+// conditional write), then exactly one verification runs, plus the
+// upgraded hash on a success that needs one.
 func (s *Users) checkPassword(ctx context.Context, k throttleKeys, pair counter, pairExists bool, now time.Time, password string, u *User) (success bool, newHash, newPepper string, err error) {
-	release, err := s.limiter.acquire(ctx)
-	if err != nil {
-		return false, "", "", err
-	}
-	defer release()
 	ok, cur, err := s.st.reserve(ctx, k.pair, pair, pairExists, s.throttle.PerAccount, now, k.pairEnd)
 	if err != nil {
 		return false, "", "", err

@@ -340,6 +340,66 @@ func TestConcurrentAttemptsRespectTheLimit(t *testing.T) {
 	}
 }
 
+// MaxFailures under a burst of passwords: 200 concurrent wrong passwords
+// from 40 addresses (5 each, within the per-address limits) on two
+// instances with 2 hashing slots each verify at most MaxFailures + 3
+// passwords — the account's count is read and a failure added inside the
+// hashing slot, so only the 4 slots' attempts can pass the cap together —
+// and the count ends within the same bound.
+func TestPasswordCapUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	const maxFails, slots = 10, 2
+	e := newEnv(t, func(c *Config) {
+		c.Throttle.MaxFailures = maxFails
+		c.HashConcurrency = slots
+		c.HashWait = time.Minute
+	})
+	rex := e.create("rex@example.com", "rex")
+	other := e.instance()
+	e.hasher.reset()
+	const n = 200
+	var (
+		wg                           sync.WaitGroup
+		mu                           sync.Mutex
+		wrongs, locked, throttled, x int
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u := e.users
+			if i%2 == 1 {
+				u = other
+			}
+			_, err := u.Authenticate(ctx, Credentials{Login: "rex", Password: "not the password", IP: ip(fmt.Sprintf("198.51.100.%d", i%40))})
+			var te *ThrottledError
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.As(err, &te) && te.Locked:
+				locked++
+			case errors.As(err, &te):
+				throttled++
+			case err == ErrInvalidCredentials:
+				wrongs++
+			default:
+				x++
+				t.Errorf("attempt %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	bound := int64(maxFails + 2*slots - 1)
+	verified, fails := e.hasher.verifies.Load(), mustGet(t, e, rex.ID).fails
+	t.Logf("%d concurrent wrong passwords: %d verified, %d wrong, %d locked, %d throttled; fails = %d (bound %d)", n, verified, wrongs, locked, throttled, fails, bound)
+	if verified > bound || fails > bound || fails < maxFails {
+		t.Fatalf("%d passwords verified, fails = %d; the bound is %d", verified, fails, bound)
+	}
+	if _, err := e.auth("rex", goodPassword, "203.0.113.9"); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("the right password after the cap: %v", err)
+	}
+}
+
 func setHash(t *testing.T, e *env, uid, hash string) {
 	t.Helper()
 	_, err := ddbtest.Client(t).UpdateItem(ctx, &dynamodb.UpdateItemInput{

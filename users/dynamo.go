@@ -930,12 +930,27 @@ const (
 	factorReplayed               // the step was accepted already (by a concurrent request)
 	factorRejected               // the recovery code is not (or no longer) in the set
 	factorStale                  // the account changed: password, sessions, TOTP, disabled, or gone
+	factorLocked                 // the account's failure count is at Throttle.MaxFailures
 )
 
 // secondFactorCond holds while the account is the one the pending login
 // was verified against: same credential version and session epoch (no
 // password change, no "log out everywhere"), not disabled, TOTP enabled.
 const secondFactorCond = "attribute_exists(#pk) AND #cv = :cv AND #se = :se AND attribute_not_exists(#dis) AND #mfa = :t"
+
+// The failure-count bounds of the second factor. underCap lets an attempt
+// be counted: the count is below the cap before this attempt adds itself,
+// so an attempt counted under it is at most the MaxFailures-th.
+// withinCap guards the single-use write that accepts a code: after the
+// attempt counted itself the count is at most the cap — exactly the cap
+// when this attempt was the last one allowed, which must still succeed
+// with the right code. More than the cap means other failures (a burst of
+// passwords, which are counted after their check) locked the account
+// meanwhile, and the code is not accepted.
+const (
+	underCap  = "(attribute_not_exists(#f) OR #f < :max)"
+	withinCap = "(attribute_not_exists(#f) OR #f <= :max)"
+)
 
 func secondFactorNames(extra ...string) map[string]string {
 	m := map[string]string{"#pk": dynaguard.AttrPK, "#cv": attrCred, "#se": attrEpoch, "#dis": attrDisabled, "#mfa": attrMFA, "#f": attrFails}
@@ -945,8 +960,60 @@ func secondFactorNames(extra ...string) map[string]string {
 	return m
 }
 
-func secondFactorValues(u *User) item {
-	return item{":cv": dynaguard.N(u.credVersion), ":se": dynaguard.N(u.epoch), ":t": dynaguard.Bool(true), ":zero": dynaguard.N(0)}
+func secondFactorValues(u *User, maxFails int64) item {
+	return item{":cv": dynaguard.N(u.credVersion), ":se": dynaguard.N(u.epoch), ":t": dynaguard.Bool(true), ":max": dynaguard.N(maxFails)}
+}
+
+// factorRefused tells why a second-factor write's condition failed, from
+// the account as it was (old, nil when it is gone): stale when it is no
+// longer the account the pending login was verified against (or, with
+// secret set, its TOTP secret changed), locked when its failure count is
+// over limit, and otherwise other — the reason the caller's own condition
+// names (a replayed step, a recovery code not in the set).
+func factorRefused(old item, u *User, secret []byte, limit int64, other factorOutcome) factorOutcome {
+	now, err := decodeUser(old)
+	if err != nil || now.credVersion != u.credVersion || now.epoch != u.epoch || now.Disabled || !now.TOTPEnabled ||
+		(secret != nil && !bytesEqual(now.totpSealed, secret)) {
+		return factorStale
+	}
+	if now.fails > limit {
+		return factorLocked
+	}
+	return other
+}
+
+// countFactorAttempt counts a second-factor attempt on the account BEFORE
+// the code is checked: one conditional UpdateItem (ADD fails 1) that
+// succeeds only while the account is the pending login's (secondFactorCond)
+// and its failure count is under maxFails. Each code check therefore needs
+// its own successful write, and of any number of concurrent attempts, on
+// any number of instances, at most maxFails minus the count already there
+// are checked: the cap is exact, not a read that a burst races past. A
+// failed code needs no further write on the account (its failure is this
+// count); an accepted one resets the count in its single-use write.
+// Outcomes: factorAccepted (counted), factorLocked, factorStale.
+func (st *store) countFactorAttempt(ctx context.Context, u *User, maxFails int64) (factorOutcome, error) {
+	vals := secondFactorValues(u, maxFails)
+	vals[":one"] = dynaguard.N(1)
+	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           st.name(),
+		Key:                                 dynaguard.Key(userPK(u.ID)),
+		UpdateExpression:                    aws.String("ADD #f :one"),
+		ConditionExpression:                 aws.String(secondFactorCond + " AND " + underCap),
+		ExpressionAttributeNames:            secondFactorNames(),
+		ExpressionAttributeValues:           vals,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	if err == nil {
+		return factorAccepted, nil
+	}
+	var cf *dynaguard.ConditionFailedError
+	if !errors.As(dynaguard.Classify(err), &cf) {
+		return 0, unavailable("UpdateItem", err)
+	}
+	// Not stale, so the count was at the cap: locked (a failure above it
+	// comes out as locked too; limit maxFails-1 makes "at" count).
+	return factorRefused(cf.Item, u, nil, maxFails-1, factorStale), nil
 }
 
 // acceptStep records step as the account's last accepted TOTP step, in one
@@ -955,12 +1022,13 @@ func secondFactorValues(u *User) item {
 // against. This write — not the check before it — is what makes a code
 // single-use: of any number of concurrent requests with the same code, on
 // any number of instances, exactly one writes; the others find tstep ≥ step
-// and are replays. The failure count is reset with it; resealed, when set,
-// replaces the stored secret (sealed under the current key after a
-// rotation).
-func (st *store) acceptStep(ctx context.Context, u *User, step int64, resealed []byte) (factorOutcome, error) {
+// and are replays. The failure count is reset with it, on condition that
+// it is within the cap (withinCap); resealed, when set, replaces the
+// stored secret (sealed under the current key after a rotation).
+func (st *store) acceptStep(ctx context.Context, u *User, step int64, resealed []byte, maxFails int64) (factorOutcome, error) {
 	expr := "SET #ts = :step, #f = :zero"
-	vals := secondFactorValues(u)
+	vals := secondFactorValues(u, maxFails)
+	vals[":zero"] = dynaguard.N(0)
 	vals[":step"] = dynaguard.N(step)
 	vals[":secret"] = dynaguard.B(u.totpSealed)
 	if resealed != nil {
@@ -971,7 +1039,7 @@ func (st *store) acceptStep(ctx context.Context, u *User, step int64, resealed [
 		TableName:                           st.name(),
 		Key:                                 dynaguard.Key(userPK(u.ID)),
 		UpdateExpression:                    aws.String(expr),
-		ConditionExpression:                 aws.String(secondFactorCond + " AND #totp = :secret AND (attribute_not_exists(#ts) OR #ts < :step)"),
+		ConditionExpression:                 aws.String(secondFactorCond + " AND #totp = :secret AND (attribute_not_exists(#ts) OR #ts < :step) AND " + withinCap),
 		ExpressionAttributeNames:            secondFactorNames("#ts", attrTOTPStep, "#totp", attrTOTP),
 		ExpressionAttributeValues:           vals,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
@@ -983,30 +1051,26 @@ func (st *store) acceptStep(ctx context.Context, u *User, step int64, resealed [
 	if !errors.As(dynaguard.Classify(err), &cf) {
 		return 0, unavailable("UpdateItem", err)
 	}
-	now, derr := decodeUser(cf.Item)
-	if derr != nil || now.credVersion != u.credVersion || now.epoch != u.epoch || now.Disabled || !now.TOTPEnabled ||
-		!bytesEqual(now.totpSealed, u.totpSealed) {
-		return factorStale, nil
-	}
-	return factorReplayed, nil
+	return factorRefused(cf.Item, u, u.totpSealed, maxFails, factorReplayed), nil
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 
 // useRecoveryCode consumes a recovery code in one conditional UpdateItem:
-// DELETE its hash from the set, on condition that the set contains it. Of
-// concurrent uses of one code exactly one succeeds. hashes are the code's
-// possible hashes (one per accepted form); remaining is the number of codes
-// left after a success.
-func (st *store) useRecoveryCode(ctx context.Context, u *User, hash string) (outcome factorOutcome, remaining int, err error) {
-	vals := secondFactorValues(u)
+// DELETE its hash from the set, on condition that the set contains it (and
+// that the failure count is within the cap, which the write resets). Of
+// concurrent uses of one code exactly one succeeds. remaining is the number
+// of codes left after a success.
+func (st *store) useRecoveryCode(ctx context.Context, u *User, hash string, maxFails int64) (outcome factorOutcome, remaining int, err error) {
+	vals := secondFactorValues(u, maxFails)
+	vals[":zero"] = dynaguard.N(0)
 	vals[":h"] = dynaguard.S(hash)
 	vals[":set"] = &types.AttributeValueMemberSS{Value: []string{hash}}
 	out, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           st.name(),
 		Key:                                 dynaguard.Key(userPK(u.ID)),
 		UpdateExpression:                    aws.String("SET #f = :zero DELETE #rc :set"),
-		ConditionExpression:                 aws.String(secondFactorCond + " AND contains(#rc, :h)"),
+		ConditionExpression:                 aws.String(secondFactorCond + " AND contains(#rc, :h) AND " + withinCap),
 		ExpressionAttributeNames:            secondFactorNames("#rc", attrRecovery),
 		ExpressionAttributeValues:           vals,
 		ReturnValues:                        types.ReturnValueUpdatedNew,
@@ -1022,9 +1086,5 @@ func (st *store) useRecoveryCode(ctx context.Context, u *User, hash string) (out
 	if !errors.As(dynaguard.Classify(err), &cf) {
 		return 0, 0, unavailable("UpdateItem", err)
 	}
-	now, derr := decodeUser(cf.Item)
-	if derr != nil || now.credVersion != u.credVersion || now.epoch != u.epoch || now.Disabled || !now.TOTPEnabled {
-		return factorStale, 0, nil
-	}
-	return factorRejected, 0, nil
+	return factorRefused(cf.Item, u, nil, maxFails, factorRejected), 0, nil
 }

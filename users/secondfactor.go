@@ -99,12 +99,16 @@ func (s *Users) clearPending(ctx context.Context, sm *scs.SessionManager) {
 // session is logged in exactly as by Login (token renewed, user recorded,
 // session bound) and the account is returned.
 //
-// A code is checked like a password: the attempt is counted before the
-// check (Throttle.PerAccount per account and client address, PerIP per
-// address — the same counters and limits as passwords), every failure adds
-// to the account's consecutive failures (Throttle.MaxFailures locks it;
-// a correct password alone does not reset the count for an account with
-// TOTP), and a throttled attempt gets a *ThrottledError before any check.
+// A code is checked like a password, with the same limits: a throttled
+// attempt gets a *ThrottledError before any check (Throttle.PerAccount per
+// account and client address, PerIP per address), and every attempt is
+// counted before its code is checked — on the (account, address) counter,
+// and on the account's consecutive failures, which an accepted code resets
+// (a correct password alone does not, for an account with TOTP). Both
+// counts are conditional writes, so Throttle.MaxFailures is exact here: of
+// any burst of concurrent guesses, from any number of addresses and
+// instances, at most MaxFailures codes are checked, and once the count is
+// there even the right code is refused (Locked) until a reset or Unlock.
 //
 // A TOTP code is accepted for the current time step or one either side,
 // and each step only once: the step is recorded with one conditional write
@@ -115,11 +119,12 @@ func (s *Users) clearPending(ctx context.Context, sm *scs.SessionManager) {
 // write; the Mailer gets a MessageRecoveryCodeUsed.
 //
 // What it costs (strongly consistent reads): one BatchGetItem (the two
-// counters and the account), one conditional UpdateItem (count the
-// attempt), the check in memory, then on success one conditional
-// UpdateItem (the step, or the recovery code) and one DeleteItem (the
-// attempt counter), and the session token's renewal; on failure two
-// UpdateItems (the account's and the address's failure counts).
+// counters and the account), two conditional UpdateItems (count the
+// attempt on the (account, address) counter and on the account), the check
+// in memory, then on success one conditional UpdateItem (the step, or the
+// recovery code, resetting the account's count) and one DeleteItem (the
+// attempt counter), and the session token's renewal; on failure one
+// UpdateItem (the address's failure count).
 //
 // Errors: ErrInvalidCode, *ThrottledError, ErrNoPendingLogin (none,
 // expired, or the account changed since the password step: password
@@ -146,6 +151,20 @@ func (s *Users) CompleteLogin(ctx context.Context, sm *scs.SessionManager, code 
 
 // secondFactor is the throttled check of a second-factor code for account
 // uid, whose password step produced the session auth hash pendingHash.
+//
+// Every code check is paid for first, with two conditional writes: the
+// attempt counter of (account, client address) — reserve, as for passwords
+// — and the account's failure count, which must be under MaxFailures
+// (countFactorAttempt). Neither is a read that a burst can race past: each
+// check needs its own successful write, so concurrent guesses from any
+// number of addresses and instances check at most MaxFailures codes. The
+// client address's counter is the one part counted after the check (a
+// success must not count against a shared address, and refunding it would
+// cost every login a write); it is read before the attempt, so a burst from
+// one address can pass PerIP by the attempts in flight — each of which
+// still needed a pending login (the account's password), its own
+// per-(account, address) reservation and its own place under the account's
+// cap.
 func (s *Users) secondFactor(ctx context.Context, uid, pendingHash, code string, ip netip.Addr) (*User, error) {
 	now := s.now()
 	k := s.keysFor("mfa\x00"+uid, ip, now)
@@ -153,16 +172,8 @@ func (s *Users) secondFactor(ctx context.Context, uid, pendingHash, code string,
 	if err != nil {
 		return nil, err
 	}
-	pairItem := items[k.pair]
-	pairExists := pairItem != nil && !dynaguard.Expired(pairItem, now)
-	var pair, ipc counter
-	if pairExists {
-		pair = decodeCounter(pairItem)
-	}
-	if it := items[k.ip]; it != nil && !dynaguard.Expired(it, now) {
-		ipc = decodeCounter(it)
-	}
-	if wait := max(s.throttle.PerAccount.wait(pair, now), s.throttle.PerIP.wait(ipc, now)); wait > 0 {
+	pair, pairExists, wait := s.factorCounters(items, k, now)
+	if wait > 0 {
 		return nil, s.throttled(wait)
 	}
 	it := items[userPK(uid)]
@@ -176,7 +187,8 @@ func (s *Users) secondFactor(ctx context.Context, uid, pendingHash, code string,
 	if u.Disabled || !u.TOTPEnabled || !s.authHashValid(u, pendingHash) {
 		return nil, ErrNoPendingLogin
 	}
-	if u.fails >= int64(s.throttle.MaxFailures) {
+	maxFails := int64(s.throttle.MaxFailures)
+	if u.fails >= maxFails {
 		return nil, &ThrottledError{Locked: true}
 	}
 	ok, cur, err := s.st.reserve(ctx, k.pair, pair, pairExists, s.throttle.PerAccount, now, k.pairEnd)
@@ -185,6 +197,14 @@ func (s *Users) secondFactor(ctx context.Context, uid, pendingHash, code string,
 	}
 	if !ok {
 		return nil, s.throttled(s.throttle.PerAccount.wait(cur, now))
+	}
+	switch out, err := s.st.countFactorAttempt(ctx, u, maxFails); {
+	case err != nil:
+		return nil, err
+	case out == factorStale:
+		return nil, ErrNoPendingLogin
+	case out == factorLocked:
+		return nil, &ThrottledError{Locked: true}
 	}
 	outcome, err := s.checkCode(ctx, u, code, now, ip)
 	if err != nil {
@@ -199,14 +219,30 @@ func (s *Users) secondFactor(ctx context.Context, uid, pendingHash, code string,
 		return u, nil
 	case factorStale:
 		return nil, ErrNoPendingLogin
+	case factorLocked:
+		return nil, &ThrottledError{Locked: true}
 	}
-	if err := s.st.countAccountFailure(ctx, u.ID); err != nil {
-		return nil, err
-	}
+	// The account's failure is already counted (countFactorAttempt).
 	if err := s.st.countIPFailure(ctx, k.ip, now, k.ipEnd); err != nil {
 		return nil, err
 	}
 	return nil, ErrInvalidCode
+}
+
+// factorCounters decodes the second-factor attempt counters read for k:
+// the (account, address) counter as read, whether it exists, and how long
+// an attempt must still wait for it or the address's counter.
+func (s *Users) factorCounters(items map[string]item, k throttleKeys, now time.Time) (pair counter, pairExists bool, wait time.Duration) {
+	pairItem := items[k.pair]
+	pairExists = pairItem != nil && !dynaguard.Expired(pairItem, now)
+	var ipc counter
+	if pairExists {
+		pair = decodeCounter(pairItem)
+	}
+	if it := items[k.ip]; it != nil && !dynaguard.Expired(it, now) {
+		ipc = decodeCounter(it)
+	}
+	return pair, pairExists, max(s.throttle.PerAccount.wait(pair, now), s.throttle.PerIP.wait(ipc, now))
 }
 
 // checkCode checks a TOTP or recovery code for u and, when it is good,
@@ -227,7 +263,7 @@ func (s *Users) checkCode(ctx context.Context, u *User, code string, now time.Ti
 					return 0, err
 				}
 			}
-			out, err := s.st.acceptStep(ctx, u, step, resealed)
+			out, err := s.st.acceptStep(ctx, u, step, resealed, int64(s.throttle.MaxFailures))
 			if err == nil && out == factorReplayed {
 				s.replayed(ctx, u, ip)
 			}
@@ -240,7 +276,7 @@ func (s *Users) checkCode(ctx context.Context, u *User, code string, now time.Ti
 		return factorRejected, nil
 	}
 	if c, ok := normalizeRecovery(code); ok {
-		out, remaining, err := s.st.useRecoveryCode(ctx, u, recoveryHash(u.ID, c))
+		out, remaining, err := s.st.useRecoveryCode(ctx, u, recoveryHash(u.ID, c), int64(s.throttle.MaxFailures))
 		if err == nil && out == factorAccepted {
 			u.RecoveryCodes = remaining
 			s.log.InfoContext(ctx, "users: recovery code used", "user", u.ID, "remaining", remaining)

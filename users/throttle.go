@@ -100,6 +100,33 @@ func (l Limit) window(now time.Time) (name string, end time.Time) {
 // four days for 100), and a successful login resets the account's count, so
 // an owner who logs in now and then never reaches it; an account that does
 // reach it is unlocked by a password reset (or Unlock), never by waiting.
+//
+// How exact each limit is under concurrency (many requests at once, on any
+// number of instances):
+//
+//   - PerAccount is exact: every password or code check is paid for first
+//     by a conditional write on its (login name, address) counter.
+//   - MaxFailures is exact for second-factor codes (CompleteLogin,
+//     ConfirmTOTP): each check first adds itself to the account's count,
+//     in a conditional write that requires the count to be under
+//     MaxFailures; at most MaxFailures codes are ever checked between two
+//     successes, and none once it is reached.
+//   - For passwords, MaxFailures holds to within the verifications running
+//     at once. Counting every attempt on the account before verifying it
+//     would cost every successful login two more writes (count, then
+//     reset), so the count is read, and a failure added after the
+//     verification, both while the attempt holds a hashing slot. When the
+//     MaxFailures-th failure is counted, only attempts holding a slot can
+//     still have read a lower count: at most MaxFailures + S - 1 passwords
+//     are verified, S being the hashing slots of all instances together
+//     (the sum of their HashConcurrency; by default, their CPUs).
+//   - PerIP is read before an attempt and a failure added after it, so a
+//     burst from one address can pass it by the attempts in flight (for
+//     passwords, those holding or waiting up to HashWait for a hashing
+//     slot). Each of those still needs its own PerAccount reservation, so
+//     the overshoot is at most PerAccount.Free attempts per login name
+//     tried, and for codes each also needs the account's password. PerIP
+//     brakes credential stuffing; it is not an exact count.
 type Throttle struct {
 	// PerAccount limits failed attempts on one login name from one client
 	// address. Default Free 5, Delay 30 s, MaxDelay 1 h, Window 24 h.

@@ -604,9 +604,11 @@ func TestDisableTOTP(t *testing.T) {
 }
 
 // A second-factor login costs: BatchGetItem (counters and account,
-// consistent), UpdateItem (count the attempt, conditional), UpdateItem
-// (the step, conditional), DeleteItem (the counter), and the session
-// store's tombstone of the pre-login token (RenewToken).
+// consistent), UpdateItem (count the attempt on the (account, address)
+// counter, conditional), UpdateItem (count it on the account, under the
+// cap), UpdateItem (the step, conditional), DeleteItem (the counter), and
+// the session store's tombstone of the pre-login token (RenewToken). A
+// wrong code: the same two counts, then the address's failure count.
 func TestCompleteLoginCalls(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -623,18 +625,184 @@ func TestCompleteLoginCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 		calls := e.rec.Calls()
-		if got := ops(calls); got != "BatchGetItem,UpdateItem,UpdateItem,DeleteItem,PutItem" {
+		if got := ops(calls); got != "BatchGetItem,UpdateItem,UpdateItem,UpdateItem,DeleteItem,PutItem" {
 			t.Fatalf("%s: calls %s", c.name, got)
 		}
-		if !calls[0].ConsistentRead || calls[1].Condition == "" || !strings.Contains(calls[2].Condition, c.cond) {
-			t.Fatalf("%s: %+v", c.name, calls[:3])
+		if !calls[0].ConsistentRead || calls[1].Condition == "" || !strings.Contains(calls[2].Condition, "#f < :max") ||
+			!strings.Contains(calls[3].Condition, c.cond) || !strings.Contains(calls[3].Condition, "#f <= :max") {
+			t.Fatalf("%s: %+v", c.name, calls[:4])
 		}
 		t.Logf("CompleteLogin (%s): %s", c.name, ops(calls))
 	}
 	sctx := e.pending(e.users, sm, wes)
 	e.rec.Reset()
-	_, _ = e.users.CompleteLogin(sctx, sm, "000001", Client{IP: ip("192.0.2.1")})
+	if _, err := e.users.CompleteLogin(sctx, sm, wrongCode(t, secret, e), Client{IP: ip("192.0.2.1")}); err != ErrInvalidCode {
+		t.Fatal(err)
+	}
+	if got := ops(e.rec.Calls()); got != "BatchGetItem,UpdateItem,UpdateItem,UpdateItem" {
+		t.Fatalf("wrong code: calls %s", got)
+	}
 	t.Logf("CompleteLogin (wrong code): %s", ops(e.rec.Calls()))
+}
+
+// wrongCode returns a six-digit code that is not the secret's for any step
+// CompleteLogin accepts now.
+func wrongCode(t *testing.T, secret []byte, e *env) string {
+	t.Helper()
+	for _, c := range []string{"000000", "000001", "123456"} {
+		if c != e.code(secret, -1) && c != e.code(secret, 0) && c != e.code(secret, 1) {
+			return c
+		}
+	}
+	t.Fatal("no wrong code")
+	return ""
+}
+
+// The account's cap is exact under a burst: 200 concurrent wrong codes
+// from 40 addresses (5 each, within the per-address limits) on two
+// instances check at most MaxFailures codes — each check needs its own
+// conditional write under the cap — and the count ends at the cap, not
+// past it. Then even the right code is refused as locked.
+func TestSecondFactorCapUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	const maxFails = 10
+	e := newEnv(t, func(c *Config) { c.Throttle.MaxFailures = maxFails })
+	yul := e.create("yul@example.com", "yul")
+	secret, _ := e.enable(yul)
+	other := e.instance()
+	sm := newSM(e.store)
+	const n = 200
+	sessions := make([]context.Context, n)
+	for i := range sessions {
+		sessions[i] = e.pending(e.users, sm, yul)
+	}
+	wrong := wrongCode(t, secret, e)
+	e.rec.Reset()
+	var (
+		wg                       sync.WaitGroup
+		mu                       sync.Mutex
+		checked, locked, unknown int
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u := e.users
+			if i%2 == 1 {
+				u = other
+			}
+			_, err := u.CompleteLogin(sessions[i], sm, wrong, Client{IP: ip(fmt.Sprintf("198.51.100.%d", i%40))})
+			var te *ThrottledError
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == ErrInvalidCode:
+				checked++
+			case errors.As(err, &te) && te.Locked:
+				locked++
+			default:
+				unknown++
+				t.Errorf("attempt %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	counted := 0
+	for _, c := range e.rec.Calls() {
+		if c.Op == "UpdateItem" && strings.Contains(c.Condition, "#f < :max") && c.Err == nil {
+			counted++
+		}
+	}
+	fails := mustGet(t, e, yul.ID).fails
+	t.Logf("%d concurrent wrong codes: %d checked, %d refused as locked; %d counted on the account; fails = %d", n, checked, locked, counted, fails)
+	if checked > maxFails || counted > maxFails || fails > maxFails {
+		t.Fatalf("%d codes checked, %d attempts counted, fails = %d; the cap is %d", checked, counted, fails, maxFails)
+	}
+	if checked+locked != n {
+		t.Fatalf("checked %d + locked %d != %d", checked, locked, n)
+	}
+	// The cap holds for the right code too, from a fresh address.
+	sctx := e.pending(e.users, sm, yul)
+	var te *ThrottledError
+	if _, err := e.users.CompleteLogin(sctx, sm, e.code(secret, 0), Client{IP: ip("203.0.113.77")}); !errors.As(err, &te) || !te.Locked {
+		t.Fatalf("right code after the cap: %v", err)
+	}
+	if uid := sm.GetString(sctx, sessionUserID); uid != "" {
+		t.Fatal("logged in past the cap")
+	}
+}
+
+// The bounds around the cap: an attempt that finds MaxFailures-1 failures
+// is the last one allowed, and with the right code it logs in (its own
+// count brings the account to exactly MaxFailures, which the single-use
+// write accepts and resets); at MaxFailures nothing is checked. The
+// single-use writes themselves refuse a count above the cap — failures
+// counted meanwhile by the password path — as locked, using nothing up.
+func TestSecondFactorCapBounds(t *testing.T) {
+	t.Parallel()
+	const maxFails = 5
+	e := newEnv(t, func(c *Config) { c.Throttle.MaxFailures = maxFails })
+	zed := e.create("zed@example.com", "zed")
+	secret, codes := e.enable(zed)
+	setFails := func(n int64) {
+		t.Helper()
+		_, err := e.base.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:                 aws.String(e.base.Name),
+			Key:                       dynaguard.Key(userPK(zed.ID)),
+			UpdateExpression:          aws.String("SET #f = :n"),
+			ExpressionAttributeNames:  map[string]string{"#f": attrFails},
+			ExpressionAttributeValues: item{":n": dynaguard.N(n)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	sm := newSM(e.store)
+	c := Client{IP: ip("192.0.2.1")}
+	setFails(maxFails - 1)
+	sctx := e.pending(e.users, sm, zed)
+	if _, err := e.users.CompleteLogin(sctx, sm, e.code(secret, 0), c); err != nil {
+		t.Fatalf("right code as the last attempt allowed: %v", err)
+	}
+	if got := mustGet(t, e, zed.ID).fails; got != 0 {
+		t.Fatalf("fails %d after the login", got)
+	}
+	setFails(maxFails)
+	e.clock.Advance(30 * time.Second)
+	sctx = e.pending(e.users, sm, zed)
+	e.rec.Reset()
+	var te *ThrottledError
+	if _, err := e.users.CompleteLogin(sctx, sm, e.code(secret, 0), c); !errors.As(err, &te) || !te.Locked {
+		t.Fatalf("at the cap: %v", err)
+	}
+	if e.rec.Writes() != 0 {
+		t.Fatalf("a locked attempt wrote: %s", ops(e.rec.Calls()))
+	}
+
+	u := mustGet(t, e, zed.ID)
+	step := totp.Step(e.clock.Now(), totpParams)
+	rc, _ := normalizeRecovery(codes[0])
+	setFails(maxFails + 1)
+	if out, err := e.users.st.acceptStep(ctx, u, step, nil, maxFails); err != nil || out != factorLocked {
+		t.Fatalf("acceptStep over the cap: %v %v", out, err)
+	}
+	if out, _, err := e.users.st.useRecoveryCode(ctx, u, recoveryHash(u.ID, rc), maxFails); err != nil || out != factorLocked {
+		t.Fatalf("useRecoveryCode over the cap: %v %v", out, err)
+	}
+	if got := mustGet(t, e, zed.ID); got.totpStep >= step || got.RecoveryCodes != len(codes) || got.fails != maxFails+1 {
+		t.Fatalf("a refused write changed the account: step %d, %d codes, fails %d", got.totpStep, got.RecoveryCodes, got.fails)
+	}
+	setFails(maxFails)
+	if out, err := e.users.st.acceptStep(ctx, u, step, nil, maxFails); err != nil || out != factorAccepted {
+		t.Fatalf("acceptStep at the cap: %v %v", out, err)
+	}
+	setFails(maxFails)
+	if out, left, err := e.users.st.useRecoveryCode(ctx, u, recoveryHash(u.ID, rc), maxFails); err != nil || out != factorAccepted || left != len(codes)-1 {
+		t.Fatalf("useRecoveryCode at the cap: %v %d %v", out, left, err)
+	}
+	if got := mustGet(t, e, zed.ID).fails; got != 0 {
+		t.Fatalf("fails %d after an accepted code", got)
+	}
 }
 
 // Storage faults at any call never complete a second-factor login.
@@ -647,7 +815,7 @@ func TestSecondFactorStorageFaultsNeverLogIn(t *testing.T) {
 	steps := []struct {
 		op string
 		n  int
-	}{{"BatchGetItem", 1}, {"UpdateItem", 1}, {"UpdateItem", 2}, {"DeleteItem", 1}, {"PutItem", 1}}
+	}{{"BatchGetItem", 1}, {"UpdateItem", 1}, {"UpdateItem", 2}, {"UpdateItem", 3}, {"DeleteItem", 1}, {"PutItem", 1}}
 	i := 0
 	for _, s := range steps {
 		for _, f := range ddbtest.StorageFaults {
