@@ -875,25 +875,85 @@ func (st *store) beginTOTP(ctx context.Context, uid string, sealed []byte, lapse
 	return err
 }
 
+// countEnrolAttempt counts a confirmation attempt of u's pending TOTP
+// enrolment on the account's failure count BEFORE the code is checked, like
+// countFactorAttempt: one conditional UpdateItem (ADD fails 1) on condition
+// that the enrolment is still the one read (pending secret unchanged, TOTP
+// not enabled) and the count is under maxFails. Errors: ErrTOTPEnabled,
+// ErrNoEnrollment (replaced or cancelled meanwhile), *ThrottledError
+// (Locked), ErrNotFound, ErrUnavailable.
+func (st *store) countEnrolAttempt(ctx context.Context, u *User, maxFails int64) error {
+	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           st.name(),
+		Key:                                 dynaguard.Key(userPK(u.ID)),
+		UpdateExpression:                    aws.String("ADD #f :one"),
+		ConditionExpression:                 aws.String("attribute_exists(#pk) AND attribute_not_exists(#mfa) AND #tn = :tn AND " + underCap),
+		ExpressionAttributeNames:            map[string]string{"#pk": dynaguard.AttrPK, "#mfa": attrMFA, "#tn": attrTOTPPending, "#f": attrFails},
+		ExpressionAttributeValues:           item{":one": dynaguard.N(1), ":tn": dynaguard.B(u.totpPending), ":max": dynaguard.N(maxFails)},
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	if err == nil {
+		return nil
+	}
+	var cf *dynaguard.ConditionFailedError
+	if !errors.As(dynaguard.Classify(err), &cf) {
+		return unavailable("UpdateItem", err)
+	}
+	return enrolRefused(cf.Item, u, maxFails-1)
+}
+
+// enrolRefused tells why a write on a pending enrolment failed its
+// condition, from the account as it was (old): gone, TOTP enabled, the
+// enrolment replaced or cancelled, or — the enrolment unchanged — the
+// failure count over limit.
+func enrolRefused(old item, u *User, limit int64) error {
+	if old == nil {
+		return ErrNotFound
+	}
+	now, err := decodeUser(old)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w (%s)", ErrUnavailable, err, u.ID)
+	case now.TOTPEnabled:
+		return ErrTOTPEnabled
+	case !bytesEqual(now.totpPending, u.totpPending):
+		return ErrNoEnrollment
+	case now.fails > limit:
+		return &ThrottledError{Locked: true}
+	}
+	return ErrNoEnrollment // lapsed
+}
+
 // confirmTOTP enables TOTP: the confirmed secret (sealed anew), the step of
 // the code that confirmed it (so that code cannot be used to log in) and
 // the recovery codes are written in one UpdateItem, on condition that the
 // enrolment is still the one whose secret the code was checked against and
 // has not lapsed. Of two concurrent confirmations one wins; the other gets
-// ErrNoEnrollment.
-func (st *store) confirmTOTP(ctx context.Context, uid string, pending, sealed []byte, step int64, codes []string, now time.Time) (*User, error) {
-	u, err := st.updateUser(ctx, uid,
-		"SET #totp = :totp, #ts = :ts, #mfa = :t, #rc = :rc, #ver = #ver + :one REMOVE #tn, #tnx",
-		"#tn = :tn AND #tnx > :now AND attribute_not_exists(#mfa)",
-		map[string]string{"#totp": attrTOTP, "#ts": attrTOTPStep, "#mfa": attrMFA, "#rc": attrRecovery,
-			"#ver": attrVersion, "#tn": attrTOTPPending, "#tnx": attrPendingExp},
-		item{":totp": dynaguard.B(sealed), ":ts": dynaguard.N(step), ":t": dynaguard.Bool(true),
-			":rc": &types.AttributeValueMemberSS{Value: codes}, ":one": dynaguard.N(1),
-			":tn": dynaguard.B(pending), ":now": dynaguard.N(now.Unix())})
-	if errors.Is(err, ErrConflict) {
-		return nil, ErrNoEnrollment
+// ErrNoEnrollment. Like an accepted login code it resets the failure count
+// that countEnrolAttempt raised, on condition that the count is within
+// maxFails (withinCap; *ThrottledError Locked otherwise).
+func (st *store) confirmTOTP(ctx context.Context, u *User, sealed []byte, step int64, codes []string, now time.Time, maxFails int64) error {
+	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:        st.name(),
+		Key:              dynaguard.Key(userPK(u.ID)),
+		UpdateExpression: aws.String("SET #totp = :totp, #ts = :ts, #mfa = :t, #rc = :rc, #f = :zero, #ver = #ver + :one REMOVE #tn, #tnx"),
+		ConditionExpression: aws.String("attribute_exists(#pk) AND #tn = :tn AND #tnx > :now AND attribute_not_exists(#mfa) AND " +
+			withinCap),
+		ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK, "#totp": attrTOTP, "#ts": attrTOTPStep, "#mfa": attrMFA,
+			"#rc": attrRecovery, "#f": attrFails, "#ver": attrVersion, "#tn": attrTOTPPending, "#tnx": attrPendingExp},
+		ExpressionAttributeValues: item{":totp": dynaguard.B(sealed), ":ts": dynaguard.N(step), ":t": dynaguard.Bool(true),
+			":rc": &types.AttributeValueMemberSS{Value: codes}, ":zero": dynaguard.N(0), ":one": dynaguard.N(1),
+			":tn": dynaguard.B(u.totpPending), ":now": dynaguard.N(now.Unix()), ":max": dynaguard.N(maxFails)},
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	if err == nil {
+		return nil
 	}
-	return u, err
+	var cf *dynaguard.ConditionFailedError
+	if !errors.As(dynaguard.Classify(err), &cf) {
+		return unavailable("UpdateItem", err)
+	}
+	return enrolRefused(cf.Item, u, maxFails)
 }
 
 // disableTOTP removes the secret, its last step, any unconfirmed enrolment

@@ -256,9 +256,11 @@ func ExampleUsers_BeginTOTP() {
 	})))
 	mux.Handle("POST /account/totp/confirm", accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := users.FromContext(r.Context())
-		codes, err := accounts.ConfirmTOTP(r.Context(), u, r.FormValue("code"))
+		codes, err := accounts.ConfirmTOTP(r.Context(), u, r.FormValue("code"), users.Client{IP: clientIP(r), UserAgent: r.UserAgent()})
 		if err != nil {
-			users.WriteError(w, r, err) // 401 second-factor-failed, 409 totp-enrollment-expired
+			// 401 second-factor-failed or reauthentication-required,
+			// 429 login-throttled, 409 totp-enrollment-expired
+			users.WriteError(w, r, err)
 			return
 		}
 		fmt.Fprintln(w, "Two-factor authentication is on. Keep these recovery codes; they are shown only once:")

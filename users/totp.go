@@ -259,18 +259,50 @@ func (s *Users) BeginTOTP(ctx context.Context, u *User) (*Enrollment, error) {
 // ConfirmTOTP completes the enrolment BeginTOTP started, with a code from
 // the authenticator app (proving it holds the secret): TOTP is enabled, and
 // the returned recovery codes — show them once; they are stored only as
-// hashes — replace any earlier set. One strongly consistent GetItem and one
-// UpdateItem, conditioned on the enrolment being the one the code was
-// checked against. The confirming code's time step counts as used.
+// hashes — replace any earlier set. The confirming code's time step counts
+// as used. c is the client, as for CompleteLogin.
 //
-// Errors: ErrInvalidCode, ErrNoEnrollment (none, lapsed, or replaced by a
-// newer BeginTOTP), ErrTOTPEnabled, ErrNotFound, ErrUnavailable.
-func (s *Users) ConfirmTOTP(ctx context.Context, u *User, code string) (recoveryCodes []string, err error) {
-	fresh, err := s.st.getUser(ctx, u.ID)
-	if err != nil {
+// Like BeginTOTP it needs a login within Config.ReauthAge in this session
+// (ErrReauthRequired). And a code is a code: confirmations are throttled
+// and counted exactly like CompleteLogin's attempts, on the same counters
+// (Throttle.PerAccount per account and client address, PerIP per
+// address), and each one is counted on the account's consecutive failures
+// before the code is checked, under Throttle.MaxFailures — so a session
+// cannot guess the six digits of an enrolment without limit. A throttled
+// attempt gets a *ThrottledError before any check; a confirmed enrolment,
+// like a completed login, clears the failure count.
+//
+// What it costs: one BatchGetItem (strongly consistent: the two counters
+// and the account), two conditional UpdateItems (count the attempt on the
+// (account, address) counter and on the account), then on success one
+// UpdateItem — conditioned on the enrolment being the one the code was
+// checked against — and one DeleteItem (the counter); on failure one
+// UpdateItem (the address's failure count).
+//
+// Errors: ErrInvalidCode, *ThrottledError, ErrReauthRequired,
+// ErrNoEnrollment (none, lapsed, or replaced by a newer BeginTOTP),
+// ErrTOTPEnabled, ErrNotFound, ErrUnavailable.
+func (s *Users) ConfirmTOTP(ctx context.Context, u *User, code string, c Client) (recoveryCodes []string, err error) {
+	if err := s.requireRecent(ctx, u); err != nil {
 		return nil, err
 	}
 	now := s.now()
+	k := s.keysFor("mfa\x00"+u.ID, c.IP, now)
+	items, err := s.st.batchGet(ctx, k.pair, k.ip, userPK(u.ID))
+	if err != nil {
+		return nil, err
+	}
+	pair, pairExists, wait := s.factorCounters(items, k, now)
+	if wait > 0 {
+		return nil, s.throttled(wait)
+	}
+	var fresh *User
+	if it := items[userPK(u.ID)]; it != nil {
+		if fresh, err = decodeUser(it); err != nil {
+			return nil, errors.Join(ErrUnavailable, err)
+		}
+	}
+	maxFails := int64(s.throttle.MaxFailures)
 	switch {
 	case fresh == nil:
 		return nil, ErrNotFound
@@ -278,6 +310,18 @@ func (s *Users) ConfirmTOTP(ctx context.Context, u *User, code string) (recovery
 		return nil, ErrTOTPEnabled
 	case fresh.totpPending == nil || now.Unix() >= fresh.pendingExp:
 		return nil, ErrNoEnrollment
+	case fresh.fails >= maxFails:
+		return nil, &ThrottledError{Locked: true}
+	}
+	ok, cur, err := s.st.reserve(ctx, k.pair, pair, pairExists, s.throttle.PerAccount, now, k.pairEnd)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, s.throttled(s.throttle.PerAccount.wait(cur, now))
+	}
+	if err := s.st.countEnrolAttempt(ctx, fresh, maxFails); err != nil {
+		return nil, err
 	}
 	secret, _, err := s.openSecret(u.ID, statePending, fresh.totpPending)
 	if err != nil {
@@ -286,6 +330,10 @@ func (s *Users) ConfirmTOTP(ctx context.Context, u *User, code string) (recovery
 	}
 	step, ok := totp.Match(secret, code, now, -1, totpParams)
 	if !ok {
+		// The account's failure is already counted (countEnrolAttempt).
+		if err := s.st.countIPFailure(ctx, k.ip, now, k.ipEnd); err != nil {
+			return nil, err
+		}
 		return nil, ErrInvalidCode
 	}
 	sealed, err := s.sealSecret(u.ID, stateActive, secret)
@@ -293,8 +341,13 @@ func (s *Users) ConfirmTOTP(ctx context.Context, u *User, code string) (recovery
 		return nil, err
 	}
 	codes, hashes := newRecoveryCodes(u.ID, s.totp.RecoveryCodes)
-	if _, err := s.st.confirmTOTP(ctx, u.ID, fresh.totpPending, sealed, step, hashes, now); err != nil {
+	if err := s.st.confirmTOTP(ctx, fresh, sealed, step, hashes, now, maxFails); err != nil {
 		return nil, err
+	}
+	if err := s.st.deleteItem(ctx, k.pair); err != nil {
+		// TOTP is on; only the counter was not cleared, and it expires
+		// with its window.
+		s.log.WarnContext(ctx, "users: second-factor attempt counter not cleared after TOTP was enabled", "user", u.ID, "err", err)
 	}
 	s.log.InfoContext(ctx, "users: TOTP enabled", "user", u.ID)
 	s.notify(ctx, Message{Kind: MessageTOTPEnabled, To: fresh.Email, UserID: u.ID})

@@ -39,7 +39,7 @@ func (e *env) enable(u *User) (secret []byte, codes []string) {
 	if secret, err = totp.DecodeSecret(en.Secret); err != nil {
 		e.t.Fatal(err)
 	}
-	if codes, err = e.users.ConfirmTOTP(ctx, u, e.code(secret, 0)); err != nil {
+	if codes, err = e.users.ConfirmTOTP(e.authed(u), u, e.code(secret, 0), Client{IP: ip("192.0.2.250")}); err != nil {
 		e.t.Fatalf("ConfirmTOTP: %v", err)
 	}
 	e.clock.Advance(30 * time.Second)
@@ -119,6 +119,7 @@ func TestTOTPRFC6238VectorsEndToEnd(t *testing.T) {
 func TestTOTPEnrolment(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.TOTP.Issuer = "Example Co" })
+	enrol := Client{IP: ip("192.0.2.20")}
 	ned := e.create("ned@example.com", "ned")
 	if _, err := e.users.BeginTOTP(ctx, ned); err != ErrReauthRequired {
 		t.Fatalf("without a login: %v", err)
@@ -153,14 +154,25 @@ func TestTOTPEnrolment(t *testing.T) {
 	if p, err := e.users.BeginLogin(sctx0, sm0, mustGet(t, e, ned.ID), Client{}); err != nil || p {
 		t.Fatalf("login before confirmation: pending %v %v", p, err)
 	}
-	if _, err := e.users.ConfirmTOTP(ctx, ned, e.code(secret, 5)); err != ErrInvalidCode {
+	// Confirming needs a recent login too, and another user's session
+	// cannot confirm it.
+	if _, err := e.users.ConfirmTOTP(ctx, ned, e.code(secret, 0), enrol); err != ErrReauthRequired {
+		t.Fatalf("confirm without a login: %v", err)
+	}
+	if _, err := e.users.ConfirmTOTP(old, ned, e.code(secret, 0), enrol); err != ErrReauthRequired {
+		t.Fatalf("confirm with an old login: %v", err)
+	}
+	if _, err := e.users.ConfirmTOTP(e.authed(other), ned, e.code(secret, 0), enrol); err != ErrReauthRequired {
+		t.Fatalf("confirm as another user: %v", err)
+	}
+	if _, err := e.users.ConfirmTOTP(e.authed(ned), ned, e.code(secret, 5), enrol); err != ErrInvalidCode {
 		t.Fatalf("wrong code: %v", err)
 	}
-	if _, err := e.users.ConfirmTOTP(ctx, ned, "12345"); err != ErrInvalidCode {
+	if _, err := e.users.ConfirmTOTP(e.authed(ned), ned, "12345", enrol); err != ErrInvalidCode {
 		t.Fatalf("malformed code: %v", err)
 	}
 	confirming := e.code(secret, 0)
-	codes, err := e.users.ConfirmTOTP(ctx, ned, confirming)
+	codes, err := e.users.ConfirmTOTP(e.authed(ned), ned, confirming, enrol)
 	if err != nil || len(codes) != 10 {
 		t.Fatalf("confirm: %d codes, %v", len(codes), err)
 	}
@@ -176,7 +188,7 @@ func TestTOTPEnrolment(t *testing.T) {
 	if !u.TOTPEnabled || u.RecoveryCodes != 10 || e.mail.count(MessageTOTPEnabled) != 1 {
 		t.Fatalf("after confirm: %+v", u)
 	}
-	if _, err := e.users.ConfirmTOTP(ctx, ned, confirming); err != ErrTOTPEnabled {
+	if _, err := e.users.ConfirmTOTP(e.authed(ned), ned, confirming, enrol); err != ErrTOTPEnabled {
 		t.Fatalf("confirm twice: %v", err)
 	}
 	if _, err := e.users.BeginTOTP(e.authed(u), u); err != ErrTOTPEnabled {
@@ -198,13 +210,105 @@ func TestTOTPEnrolment(t *testing.T) {
 	first, _ := e.users.BeginTOTP(e.authed(pat), pat)
 	second, _ := e.users.BeginTOTP(e.authed(pat), pat)
 	s1, _ := totp.DecodeSecret(first.Secret)
-	if _, err := e.users.ConfirmTOTP(ctx, pat, e.code(s1, 0)); err != ErrInvalidCode {
+	if _, err := e.users.ConfirmTOTP(e.authed(pat), pat, e.code(s1, 0), enrol); err != ErrInvalidCode {
 		t.Fatalf("code of a replaced enrolment: %v", err)
 	}
 	e.clock.Advance(10 * time.Minute)
 	s2, _ := totp.DecodeSecret(second.Secret)
-	if _, err := e.users.ConfirmTOTP(ctx, pat, e.code(s2, 0)); err != ErrNoEnrollment {
+	if _, err := e.users.ConfirmTOTP(e.authed(pat), pat, e.code(s2, 0), enrol); err != ErrNoEnrollment {
 		t.Fatalf("lapsed enrolment: %v", err)
+	}
+}
+
+// Confirming an enrolment is throttled like a login code, on the same
+// counters: 5 free attempts per account and address, then a wait — refused
+// before any check, so even the right code does not get through — while
+// another address is not slowed; every attempt counts towards MaxFailures
+// before its check, and at the cap the right code is refused as locked.
+func TestConfirmTOTPThrottled(t *testing.T) {
+	t.Parallel()
+	const maxFails = 8
+	e := newEnv(t, func(c *Config) { c.Throttle.MaxFailures = maxFails })
+	ora := e.create("ora@example.com", "ora")
+	en, err := e.users.BeginTOTP(e.authed(ora), ora)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := totp.DecodeSecret(en.Secret)
+	wrong := wrongCode(t, secret, e)
+	a, b, c := Client{IP: ip("192.0.2.1")}, Client{IP: ip("192.0.2.2")}, Client{IP: ip("192.0.2.3")}
+	for i := range 5 {
+		if _, err := e.users.ConfirmTOTP(e.authed(ora), ora, wrong, a); err != ErrInvalidCode {
+			t.Fatalf("wrong code %d: %v", i, err)
+		}
+	}
+	e.rec.Reset()
+	_, err = e.users.ConfirmTOTP(e.authed(ora), ora, e.code(secret, 0), a)
+	var te *ThrottledError
+	if !errors.As(err, &te) || te.Locked || te.RetryAfter != 30*time.Second {
+		t.Fatalf("sixth attempt from one address: %v", err)
+	}
+	if got := ops(e.rec.Calls()); got != "BatchGetItem" {
+		t.Fatalf("a throttled confirmation made %s", got)
+	}
+	if u := mustGet(t, e, ora.ID); u.TOTPEnabled || u.fails != 5 {
+		t.Fatalf("after the throttled attempt: enabled %v, fails %d", u.TOTPEnabled, u.fails)
+	}
+	// Another address is not slowed down, but counts towards the cap.
+	for i := range maxFails - 5 {
+		if _, err := e.users.ConfirmTOTP(e.authed(ora), ora, wrong, b); err != ErrInvalidCode {
+			t.Fatalf("wrong code %d from another address: %v", i, err)
+		}
+	}
+	if _, err := e.users.ConfirmTOTP(e.authed(ora), ora, e.code(secret, 0), c); !errors.As(err, &te) || !te.Locked {
+		t.Fatalf("right code at the cap: %v", err)
+	}
+	if err := e.users.Unlock(ctx, ora.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.rec.Reset()
+	codes, err := e.users.ConfirmTOTP(e.authed(ora), ora, e.code(secret, 0), c)
+	if err != nil || len(codes) == 0 {
+		t.Fatalf("after Unlock: %v", err)
+	}
+	if got := ops(e.rec.Calls()); got != "BatchGetItem,UpdateItem,UpdateItem,UpdateItem,DeleteItem" {
+		t.Fatalf("confirmation calls: %s", got)
+	}
+	t.Logf("ConfirmTOTP: %s", ops(e.rec.Calls()))
+	if u := mustGet(t, e, ora.ID); !u.TOTPEnabled || u.fails != 0 {
+		t.Fatalf("after confirmation: enabled %v, fails %d", u.TOTPEnabled, u.fails)
+	}
+}
+
+// A storage fault at any call of a confirmation leaves TOTP off
+// (ErrUnavailable), except after the enabling write itself: then TOTP is on
+// and the codes are returned — only the attempt counter was not cleared.
+func TestConfirmTOTPStorageFaults(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i, s := range []struct {
+		op string
+		n  int
+	}{{"BatchGetItem", 1}, {"UpdateItem", 1}, {"UpdateItem", 2}, {"UpdateItem", 3}, {"DeleteItem", 1}} {
+		u := e.create(fmt.Sprintf("f%d@example.com", i), fmt.Sprintf("f%d", i))
+		en, err := e.users.BeginTOTP(e.authed(u), u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret, _ := totp.DecodeSecret(en.Secret)
+		e.faults.FailNth(s.op, s.n, ddbtest.InternalError)
+		codes, err := e.users.ConfirmTOTP(e.authed(u), u, e.code(secret, 0), Client{IP: ip("192.0.2.1")})
+		e.faults.Clear()
+		enabled := mustGet(t, e, u.ID).TOTPEnabled
+		if s.op == "DeleteItem" {
+			if err != nil || len(codes) == 0 || !enabled {
+				t.Fatalf("fault at the counter's deletion: %v, enabled %v", err, enabled)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrUnavailable) || enabled {
+			t.Fatalf("%s #%d: %v, enabled %v", s.op, s.n, err, enabled)
+		}
 	}
 }
 

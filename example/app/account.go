@@ -267,8 +267,11 @@ func (a *App) totpSetup(w http.ResponseWriter, r *http.Request) {
 func (a *App) totpPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u, _ := users.FromContext(ctx)
-	codes, err := a.users.ConfirmTOTP(ctx, u, r.PostFormValue("code"))
+	codes, err := a.users.ConfirmTOTP(ctx, u, r.PostFormValue("code"), middleware.Client(r))
 	switch {
+	case errors.Is(err, users.ErrReauthRequired):
+		reauth(w, r, "/account/totp")
+		return
 	case errors.Is(err, users.ErrNoEnrollment):
 		a.sm.Remove(ctx, sessTOTPPending)
 		a.setFlash(r, "info", "The setup expired. Start it again.")

@@ -331,7 +331,7 @@ func (a *routes) totpConfirm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	codes, err := a.in.users.ConfirmTOTP(r.Context(), u, r.PostFormValue("code"))
+	codes, err := a.in.users.ConfirmTOTP(r.Context(), u, r.PostFormValue("code"), middleware.Client(r))
 	if err != nil {
 		users.WriteError(w, r, err)
 		return
