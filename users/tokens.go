@@ -246,7 +246,8 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) e
 //     any hashing.
 //  2. the policy check and the new hash (in a hashing slot: ErrBusy).
 //  3. one DeleteItem that consumes the token (condition: it exists, is
-//     live and is a reset token; the deleted item comes back). Of any
+//     live at the time of this write — taken after the hashing, not
+//     before — and is a reset token; the deleted item comes back). Of any
 //     number of concurrent uses of one token, exactly one gets past here.
 //  4. one UpdateItem that stores the hash on condition that the account's
 //     credential version and email address are still the token's: a
@@ -288,6 +289,10 @@ func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (*
 	if err != nil {
 		return nil, err
 	}
+	// The time is taken again for the consume: waiting for a hashing slot
+	// (up to HashWait) and the hash itself take seconds under load, and a
+	// token must not be usable that long after it expired.
+	now = s.now()
 	if rec, err = s.st.consumeToken(ctx, pk, purposeReset, now); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,6 +87,44 @@ func TestResetPassword(t *testing.T) {
 	}
 	if _, err := e.users.ResetPassword(ctx, token, newPassword+" again"); err != ErrInvalidToken {
 		t.Fatalf("second use: %v", err)
+	}
+}
+
+// clockHasher moves the fake clock forward while it hashes, as a wait for
+// a hashing slot and a slow hash do in production.
+type clockHasher struct {
+	Hasher
+	clock   *ddbtest.Clock
+	advance atomic.Int64 // nanoseconds per Hash; 0: none
+}
+
+func (h *clockHasher) Hash(p []byte) (string, error) {
+	h.clock.Advance(time.Duration(h.advance.Load()))
+	return h.Hasher.Hash(p)
+}
+
+// A token that expires while the new password is being hashed is not
+// used: expiry is checked at the consume, with the time of the consume.
+func TestResetTokenExpiresDuringHashing(t *testing.T) {
+	t.Parallel()
+	var h *clockHasher
+	e := newEnv(t, func(c *Config) {
+		h = &clockHasher{Hasher: c.Hasher, clock: c.Clock.(*ddbtest.Clock)}
+		c.Hasher = h
+	})
+	bo := e.create("bo@example.com", "bo")
+	token := e.resetToken("bo@example.com")
+	e.clock.Advance(15*time.Minute - time.Second) // one second left when the reset starts
+	h.advance.Store(int64(3 * time.Second))       // the hashing takes three
+	if _, err := e.users.ResetPassword(ctx, token, newPassword); err != ErrInvalidToken {
+		t.Fatalf("token expired during hashing: %v", err)
+	}
+	h.advance.Store(0)
+	if _, err := e.auth("bo", goodPassword, "192.0.2.1"); err != nil {
+		t.Fatalf("the password changed: %v", err)
+	}
+	if u := mustGet(t, e, bo.ID); u.credVersion != bo.credVersion {
+		t.Fatal("the account changed")
 	}
 }
 
