@@ -25,12 +25,17 @@
 //     account (a decoy token nobody holds).
 //   - Missing authentication for a critical function (CWE-306).
 //     RequireUser guards pages; RequireRecentAuth asks for the password
-//     again before sensitive actions.
+//     again before sensitive actions. Only a checked credential makes a
+//     login recent: "sign out other sessions" renews the token but keeps
+//     the session's authentication time.
 //   - Brute force and credential stuffing (CWE-307). Attempts are counted
 //     with atomic, conditional DynamoDB writes before any password work, per
 //     login name and client address (5 free, then 30 s doubling to 1 h),
 //     per client address over all accounts (50 free, then the same), and
-//     per account: 100 consecutive failures lock it until a password reset.
+//     per account: 100 consecutive failures lock it until a password reset
+//     (exact for second-factor codes, which are counted on the account
+//     before their check; for passwords within the hashing slots in use
+//     at once — see Throttle).
 //     An attacker's failures slow down the attacker's address only, so one
 //     address cannot keep the owner out (see Throttle). A limiter bounds
 //     concurrent hashing, so a login flood gets 503s instead of exhausting
@@ -62,9 +67,10 @@
 //     logins, even two concurrent ones on two instances. A replayed code is
 //     logged and reported to the Mailer. Between the password and the code
 //     the session holds a short-lived pending state that is not a login;
-//     codes are throttled and counted like passwords; recovery codes (80
-//     bits, hashed, single use by one conditional write) replace lost
-//     devices. Turning TOTP off needs a recent login.
+//     codes — at login and when confirming an enrolment — are throttled
+//     and counted like passwords; recovery codes (80 bits, hashed, single
+//     use by one conditional write) replace lost devices. Setting TOTP up
+//     or turning it off needs a recent login.
 //   - Insufficient session expiration (CWE-613). Logout destroys the
 //     session on the server. Each session carries an HMAC of the account's
 //     credential version and session epoch; a password change, "log out
@@ -106,10 +112,13 @@
 // TransactWriteItems (the same for an address without an account). A reset:
 // two GetItems, one DeleteItem (the consume), one UpdateItem, and the
 // session store's RevokeAll. A verification: one DeleteItem and one
-// UpdateItem. A second-factor code: one BatchGetItem, one conditional
-// UpdateItem counting the attempt, one conditional UpdateItem using the
-// step (or recovery code) and one DeleteItem, plus the session token's
-// renewal. Every DynamoDB call of the package is in dynamo.go.
+// UpdateItem. A second-factor code: one BatchGetItem, two conditional
+// UpdateItems counting the attempt (per account and address, and on the
+// account under the cap), one conditional UpdateItem using the step (or
+// recovery code) and one DeleteItem, plus the session token's renewal; a
+// wrong code: the same reads and counts, then one UpdateItem. Confirming a
+// TOTP enrolment costs the same as a code, without the session renewal.
+// Every DynamoDB call of the package is in dynamo.go.
 //
 // Every error is typed (see the Err* variables and the *Error types), and
 // WriteError turns each into an RFC 9457 problem (docs/PROBLEMS.md).

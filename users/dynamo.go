@@ -25,7 +25,7 @@ package users
 //	thr#login#<h(login, source)>#<window>   n, la, ttl: attempts on one login name from one address
 //	thr#ip#<h(source)>#<window>             n, la, ttl: failures from one address
 //	thr#acct#<h(login)>                     fails, ttl: failures on a login name with no account
-//	thr#login#<h("mfa", uid, source)>#<window>  n, la, ttl: second-factor attempts on one account from one address
+//	thr#login#<h("mfa", uid, source)>#<window>  n, la, ttl: second-factor attempts (login codes and enrolment confirmations) on one account from one address
 //	thr#tok#<purpose>#ip#<h(source)>#<window>   n, ttl: links of one purpose requested from one address
 //	thr#tok#<purpose>#acct#<h(id)>#<window>     n, ttl: links requested for one address/account
 //	tok#<base64url(sha256(token))>  uid, purp, cv, em, iat, ttl: a one-time token

@@ -82,8 +82,9 @@ type Config struct {
 	// TOTP configures the TOTP second factor.
 	TOTP TOTPConfig
 	// ReauthAge is how recently the user must have logged in (password and,
-	// when enabled, second factor) in this session to start a TOTP
-	// enrolment, disable TOTP or replace the recovery codes. Default 10 min.
+	// when enabled, second factor) in this session to start or confirm a
+	// TOTP enrolment, disable TOTP or replace the recovery codes. Only a
+	// checked credential counts (see AuthTime). Default 10 min.
 	ReauthAge time.Duration
 
 	// LoginURL is where RequireUser sends browsers that are not logged in
