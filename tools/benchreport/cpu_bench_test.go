@@ -384,3 +384,46 @@ func BenchmarkPeers(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPages is the server-side CPU of one GET /account of the example
+// app (the whole stack, its templates) and of the raw handler of the
+// throughput section (same calls, same page bytes), both on the stub API:
+// what the throughput ratio of that flow is made of.
+func BenchmarkPages(b *testing.B) {
+	if ddbtest.Endpoint() == "" {
+		b.Skip(ddbtest.EnvEndpoint + " is not set")
+	}
+	ctx := context.Background()
+	base := ddbtest.NewTable(b)
+	sw := &switchable{live: newCapture(base.Client)}
+	tbl := dynaguard.NewTable(sw, base.Name)
+	ex, err := newExampleTarget(ctx, tbl, 1, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ex.stop()
+	page, err := capturePage(ctx, ex) // also captures the items it read
+	if err != nil {
+		b.Fatal(err)
+	}
+	exHandler := ex.handler
+	ra := &rawApp{api: sw, table: base.Name, page: page}
+	rawCookie, err := ra.addUser(ctx, "rawuser0000", "load0000@example.com")
+	if err != nil {
+		b.Fatal(err)
+	}
+	rawReq := reqSpec{method: "GET", target: "/account", remote: "127.0.0.1:40000", header: http.Header{"Cookie": {rawCookieName + "=" + rawCookie}}}
+	if w := httptest.NewRecorder(); true {
+		ra.handler().ServeHTTP(w, rawReq.build()) // capture the raw items
+		if w.Code != 200 {
+			b.Fatalf("raw GET /account: %d", w.Code)
+		}
+	}
+	sw.use()
+	b.Run("example-app", func(b *testing.B) {
+		loop(b, exHandler, reqSpec{method: "GET", target: "/account", remote: "127.0.0.1:40000", header: http.Header{"Cookie": {ex.cookie[0]}}}, nil, 200)
+	})
+	b.Run("raw-handler", func(b *testing.B) {
+		loop(b, ra.handler(), rawReq, nil, 200)
+	})
+}

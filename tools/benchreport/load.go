@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -72,14 +73,15 @@ func (c *counting) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...f
 
 // loadTarget is one server under load.
 type loadTarget struct {
-	Name   string
-	base   string
-	hc     *http.Client
-	calls  *counting
-	cookie []string // per pool user: the Cookie header of its logged-in session
-	replay []string // per worker: an Idempotency-Key whose transfer is done
-	next   atomic.Int64
-	stop   func()
+	Name    string
+	base    string
+	hc      *http.Client
+	calls   *counting
+	handler http.Handler // the server's handler, for in-process benchmarks
+	cookie  []string     // per pool user: the Cookie header of its logged-in session
+	replay  []string     // per worker: an Idempotency-Key whose transfer is done
+	next    atomic.Int64
+	stop    func()
 }
 
 // freshUser hands out pool users for new transfers (the example keeps at
@@ -215,6 +217,9 @@ type loadResult struct {
 	Targets []string
 	Flows   []loadFlow
 	Runs    map[string]map[string][]loadRun // flow → target → rounds
+	// The raw handler's items are padded to these sizes (bytes), those of
+	// the example app's logged-in session and account items.
+	SessionBytes, UserBytes int
 }
 
 var formNonce = regexp.MustCompile(`name="nonce" value="([^"]+)"`)
@@ -232,7 +237,7 @@ func newExampleTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc int)
 		return nil, err
 	}
 	srv := httptest.NewServer(h)
-	t := &loadTarget{Name: "example app", base: srv.URL, hc: loadClient(conc), calls: cnt, stop: srv.Close}
+	t := &loadTarget{Name: "example app", base: srv.URL, hc: loadClient(conc), calls: cnt, stop: srv.Close, handler: h}
 	setup := loadClient(4)
 	setup.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	errc := make(chan error, pool)
@@ -300,7 +305,9 @@ func registerExample(ctx context.Context, hc *http.Client, base string, i int) (
 	if jar["session"] == "" {
 		return "", errors.New("POST /register: no session cookie")
 	}
-	return "session=" + jar["session"], nil
+	// Both cookies, as a browser sends them: the session and the nonce
+	// package's browser cookie (without it every page would set a new one).
+	return cookieHeader(jar), nil
 }
 
 func cookieHeader(jar map[string]string) string {
@@ -322,10 +329,63 @@ func firstLine(b []byte) string {
 	return s
 }
 
+// exampleItemSizes returns the size of a logged-in session item and of an
+// account item the example app wrote (the largest of each).
+func exampleItemSizes(ctx context.Context, tbl *dynaguard.Table) (session, user int, err error) {
+	c, ok := tbl.Client.(*dynamodb.Client)
+	if !ok {
+		return 0, 0, errors.New("not a DynamoDB client")
+	}
+	p := dynamodb.NewScanPaginator(c, &dynamodb.ScanInput{TableName: &tbl.Name})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, it := range page.Items {
+			pk := pkOf(it)
+			switch {
+			case strings.HasPrefix(pk, dynaguard.PrefixSession) && it[dynaguard.AttrGSI1PK] != nil:
+				session = max(session, itemSize(it))
+			case strings.HasPrefix(pk, dynaguard.PrefixUser):
+				user = max(user, itemSize(it))
+			}
+		}
+	}
+	if session == 0 || user == 0 {
+		return 0, 0, errors.New("no session or account item of the example app found")
+	}
+	return session, user, nil
+}
+
+// capturePage fetches the example app's account page of pool user 0 and
+// makes the raw handler's template of it. The page is loaded twice: the
+// first view after sign-up also shows (and removes) a welcome message.
+func capturePage(ctx context.Context, ex *loadTarget) (*template.Template, error) {
+	var body []byte
+	for range 2 {
+		req, _ := http.NewRequestWithContext(ctx, "GET", ex.base+"/account", nil)
+		req.Header.Set("Cookie", ex.cookie[0])
+		resp, err := ex.hc.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return nil, fmt.Errorf("GET /account: %s", resp.Status)
+		}
+		if len(resp.Header.Values("Set-Cookie")) > 0 && strings.Contains(strings.Join(resp.Header.Values("Set-Cookie"), ";"), "nonce") {
+			return nil, errors.New("GET /account set a new nonce cookie: the pool's cookies are incomplete")
+		}
+	}
+	return pageFrom(body, fmt.Sprintf("load%04d@example.com", 0))
+}
+
 // newRawTarget starts rawApp on loopback with a pool of users.
-func newRawTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc int) (*loadTarget, error) {
+func newRawTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc, sessionSize, userSize int, page *template.Template) (*loadTarget, error) {
 	cnt := &counting{API: tbl.Client}
-	ra := &rawApp{api: cnt, table: tbl.Name}
+	ra := &rawApp{api: cnt, table: tbl.Name, sessionPad: sessionSize, userPad: userSize, page: page}
 	srv := httptest.NewServer(ra.handler())
 	t := &loadTarget{Name: "raw SDK handler", base: srv.URL, hc: loadClient(conc), calls: cnt, stop: srv.Close}
 	t.cookie = make([]string, pool)
@@ -335,7 +395,7 @@ func newRawTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc int) (*l
 			srv.Close()
 			return nil, err
 		}
-		t.cookie[i] = rawCookie + "=" + tok
+		t.cookie[i] = rawCookieName + "=" + tok
 	}
 	return t, nil
 }
@@ -382,7 +442,17 @@ func loadSection(ctx context.Context, ts *tables, cfg loadConfig, logf func(stri
 		return nil, fmt.Errorf("example app: %w", err)
 	}
 	defer ex.stop()
-	raw, err := newRawTarget(ctx, tbl, pool, cfg.Conc)
+	res := &loadResult{Config: cfg, Flows: loadFlows, Runs: map[string]map[string][]loadRun{}}
+	sessSize, userSize, err := exampleItemSizes(ctx, tbl)
+	if err != nil {
+		return nil, err
+	}
+	res.SessionBytes, res.UserBytes = sessSize, userSize
+	page, err := capturePage(ctx, ex)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := newRawTarget(ctx, tbl, pool, cfg.Conc, sessSize, userSize, page)
 	if err != nil {
 		return nil, fmt.Errorf("raw handler: %w", err)
 	}
@@ -393,8 +463,7 @@ func loadSection(ctx context.Context, ts *tables, cfg loadConfig, logf func(stri
 			return nil, err
 		}
 	}
-	logf("load: %d users per target, %d connections", pool, cfg.Conc)
-	res := &loadResult{Config: cfg, Flows: loadFlows, Runs: map[string]map[string][]loadRun{}}
+	logf("load: %d users per target, %d connections; items padded to %d B (session) and %d B (account)", pool, cfg.Conc, sessSize, userSize)
 	for _, t := range targets {
 		res.Targets = append(res.Targets, t.Name)
 	}

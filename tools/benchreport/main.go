@@ -32,6 +32,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/dynaguard/dynaguard/users"
@@ -76,13 +78,32 @@ func main() {
 		floodN    = flag.Int("flood", 500, "concurrent logins in the flood")
 		floodRuns = flag.Int("flood-runs", 3, "runs of each flood variant")
 		paced     = flag.Duration("paced", time.Second, "interval of the paced read-only series (100 requests)")
+		cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the whole run (for working on the harness)")
+		sections  = flag.String("sections", "calls,peers,load,flood", "sections to run (for working on the harness; the report needs all)")
 	)
 	flag.Parse()
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchreport:", err)
+			os.Exit(1)
+		}
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	only = map[string]bool{}
+	for _, s := range strings.Split(*sections, ",") {
+		only[strings.TrimSpace(s)] = true
+	}
 	if err := run(*out, *charts, *rawDir, *gobench, *quick, *conc, *dur, *warm, *rounds, *floodN, *floodRuns, *paced); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
 }
+
+// only holds the sections to run.
+var only map[string]bool
 
 func run(out, charts, rawDir, gobench string, quick bool, conc int, dur, warm time.Duration, rounds, floodN, floodRuns int, paced time.Duration) error {
 	if quick {
@@ -119,33 +140,42 @@ func run(out, charts, rawDir, gobench string, quick bool, conc int, dur, warm ti
 	// it runs beside the other sections.
 	pacedDone := make(chan error, 1)
 	var pacedRun idleRun
-	go func() {
-		var err error
-		pacedRun, err = pacedReadOnly(ctx, ts, 100, paced)
-		pacedDone <- err
-	}()
-
-	logf("1/5 calls and capacity per flow")
-	if res.Calls, err = measureFlows(ctx, ts); err != nil {
-		return fmt.Errorf("calls: %w", err)
+	if only["calls"] {
+		go func() {
+			var err error
+			pacedRun, err = pacedReadOnly(ctx, ts, 100, paced)
+			pacedDone <- err
+		}()
+		logf("1/5 calls and capacity per flow")
+		if res.Calls, err = measureFlows(ctx, ts); err != nil {
+			return fmt.Errorf("calls: %w", err)
+		}
 	}
-	logf("5/5 peers: the seed-style nonce")
-	if res.Nonces, err = peerNonces(ctx, ts, map[bool]int{false: 400, true: 100}[quick], map[bool]int{false: 200, true: 50}[quick]); err != nil {
-		return fmt.Errorf("peers: %w", err)
+	if only["peers"] {
+		logf("5/5 peers: the seed-style nonce")
+		if res.Nonces, err = peerNonces(ctx, ts, map[bool]int{false: 400, true: 100}[quick], map[bool]int{false: 200, true: 50}[quick]); err != nil {
+			return fmt.Errorf("peers: %w", err)
+		}
 	}
-	logf("3/5 throughput on DynamoDB Local")
-	if res.Load, err = loadSection(ctx, ts, loadConfig{Conc: conc, Dur: dur, Warm: warm, Rounds: rounds}, logf); err != nil {
-		return fmt.Errorf("load: %w", err)
+	if only["load"] {
+		logf("3/5 throughput on DynamoDB Local")
+		if res.Load, err = loadSection(ctx, ts, loadConfig{Conc: conc, Dur: dur, Warm: warm, Rounds: rounds}, logf); err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
 	}
-	logf("4/5 login flood (%d concurrent logins, %d runs per variant)", floodN, floodRuns)
-	if res.Flood, err = floodSection(ctx, ts, ep, floodN, floodRuns, logf); err != nil {
-		return fmt.Errorf("flood: %w", err)
+	if only["flood"] {
+		logf("4/5 login flood (%d concurrent logins, %d runs per variant)", floodN, floodRuns)
+		if res.Flood, err = floodSection(ctx, ts, ep, floodN, floodRuns, logf); err != nil {
+			return fmt.Errorf("flood: %w", err)
+		}
 	}
-	logf("waiting for the paced read-only series")
-	if err := <-pacedDone; err != nil {
-		return fmt.Errorf("paced series: %w", err)
+	if only["calls"] {
+		logf("waiting for the paced read-only series")
+		if err := <-pacedDone; err != nil {
+			return fmt.Errorf("paced series: %w", err)
+		}
+		res.Calls.Paced = pacedRun
 	}
-	res.Calls.Paced = pacedRun
 	res.Machine.LoadAfter = loadavg()
 	res.Elapsed = time.Since(start)
 

@@ -37,15 +37,31 @@ type rawApp struct {
 	api   dynaguard.API
 	table string
 	cache sync.Map // uid + "\x00" + key → completed response body
+	// Pad sizes: the raw items are padded to the sizes of the example
+	// app's own session and account items, so that both targets move the
+	// same bytes through the SDK and DynamoDB Local.
+	sessionPad, userPad int
+	// page renders GET /account: the example app's own account page,
+	// captured once, with the user's email filled in (the same bytes to the
+	// client, without dynaguard's work in it: no nonce in its logout form).
+	page *template.Template
+}
+
+// pageFrom turns a captured account page of email into a template of it.
+func pageFrom(html []byte, email string) (*template.Template, error) {
+	src := strings.ReplaceAll(string(html), "{{", `{{"{{"}}`)
+	src = formNonce.ReplaceAllString(src, `name="nonce" value=""`)
+	src = strings.ReplaceAll(src, template.HTMLEscapeString(email), "{{.}}")
+	return template.New("account").Parse(src)
 }
 
 // Raw items use their own prefixes in the shared table.
 const (
-	rawSession  = "raw#sess#"
-	rawUser     = "raw#user#"
-	rawIdem     = "raw#idem#"
-	rawTransfer = "raw#xfer#"
-	rawCookie   = "rawsess"
+	rawSession    = "raw#sess#"
+	rawUser       = "raw#user#"
+	rawIdem       = "raw#idem#"
+	rawTransfer   = "raw#xfer#"
+	rawCookieName = "rawsess"
 )
 
 // rawTransferEntry matches the example app's JSON of a transfer.
@@ -62,16 +78,25 @@ func (a *rawApp) addUser(ctx context.Context, uid, email string) (string, error)
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	token := base64.RawURLEncoding.EncodeToString(b[:])
-	if _, err := a.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(a.table), Item: item{
-		dynaguard.AttrPK: dynaguard.S(rawUser + uid), "email": dynaguard.S(email),
-	}}); err != nil {
+	user := item{dynaguard.AttrPK: dynaguard.S(rawUser + uid), "email": dynaguard.S(email)}
+	pad(user, "profile", a.userPad)
+	if _, err := a.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(a.table), Item: user}); err != nil {
 		return "", err
 	}
-	_, err := a.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(a.table), Item: item{
+	sess := item{
 		dynaguard.AttrPK: dynaguard.S(rawSession + hashHex(token)), "uid": dynaguard.S(uid),
 		dynaguard.AttrTTL: dynaguard.TTLValue(time.Now().Add(12 * time.Hour)),
-	}})
+	}
+	pad(sess, "data", a.sessionPad)
+	_, err := a.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(a.table), Item: sess})
 	return token, err
+}
+
+// pad adds attribute name with bytes so that it reaches size bytes.
+func pad(it item, name string, size int) {
+	if n := size - itemSize(it) - len(name); n > 0 {
+		it[name] = dynaguard.B(make([]byte, n))
+	}
 }
 
 func hashHex(s string) string {
@@ -94,7 +119,7 @@ func (a *rawApp) get(ctx context.Context, pk string, projection ...string) (item
 
 // user reads the session and the account: the two reads of every request.
 func (a *rawApp) user(r *http.Request) (uid, email string, status int) {
-	c, err := r.Cookie(rawCookie)
+	c, err := r.Cookie(rawCookieName)
 	if err != nil {
 		return "", "", http.StatusUnauthorized
 	}
@@ -125,11 +150,6 @@ func (a *rawApp) handler() http.Handler {
 	return m
 }
 
-var rawAccountPage = template.Must(template.New("account").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Your account</title></head>
-<body><h1>Your account</h1><p>You are logged in as <strong>{{.}}</strong>.</p>
-<p><a href="/transfers">Transfers</a></p></body></html>`))
-
 func (a *rawApp) account(w http.ResponseWriter, r *http.Request) {
 	_, email, status := a.user(r)
 	if status != 0 {
@@ -137,7 +157,7 @@ func (a *rawApp) account(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b bytes.Buffer
-	if err := rawAccountPage.Execute(&b, email); err != nil {
+	if err := a.page.Execute(&b, email); err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
@@ -201,15 +221,23 @@ func (a *rawApp) create(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	idem := dynaguard.Key(rawIdem + uid + "#" + key)
+	fp := sha256.Sum256(body) // a retry with another body must not get this response
+	var owner [16]byte
+	_, _ = rand.Read(owner[:])
 	_, err = a.api.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                           aws.String(a.table),
-		Item:                                item{dynaguard.AttrPK: idem[dynaguard.AttrPK], "state": dynaguard.S("running"), dynaguard.AttrTTL: dynaguard.TTLValue(time.Now().Add(24 * time.Hour))},
+		TableName: aws.String(a.table),
+		Item: item{dynaguard.AttrPK: idem[dynaguard.AttrPK], "state": dynaguard.S("running"),
+			"fp": dynaguard.B(fp[:]), "owner": dynaguard.B(owner[:]), dynaguard.AttrTTL: dynaguard.TTLValue(time.Now().Add(24 * time.Hour))},
 		ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	if err != nil {
 		var ccf *types.ConditionalCheckFailedException
 		if errors.As(err, &ccf) {
+			if old, _ := dynaguard.Bytes(ccf.Item, "fp"); !bytes.Equal(old, fp[:]) {
+				http.Error(w, "key reused with another body", http.StatusUnprocessableEntity)
+				return
+			}
 			if b, ok := dynaguard.Bytes(ccf.Item, "resp"); ok {
 				a.cache.Store(ck, b)
 				rawReplay(w, b)

@@ -380,24 +380,44 @@ func cpuSection(m *md, res *results, chart func(string, string) (string, error))
 	}
 	m.p("![CPU per request, bare vs. stack](%s)", link)
 	m.p("")
-	m.p("%s", cpuNarrative)
+	fb, _ := b.get(selfPkg, "Stack/form-post/bare", "ns/op")
+	fs, _ := b.get(selfPkg, "Stack/form-post/stack", "ns/op")
+	fba, _ := b.get(selfPkg, "Stack/form-post/bare", "allocs/op")
+	fsa, _ := b.get(selfPkg, "Stack/form-post/stack", "allocs/op")
+	m.p("%s", cpuNarrative(fsa, fs-fb, fsa-fba))
 	m.p("")
 	return nil
 }
 
 // cpuNarrative explains the goal's outcome; it is kept beside the code
-// that measures it and updated with it.
-var cpuNarrative = strings.TrimSpace(`
+// that measures it and updated with it. now is the measured allocations
+// of the form post through the stack.
+func cpuNarrative(now float64, overNs, overAllocs float64) string {
+	met := overNs <= goalOverheadNs && overAllocs <= goalOverheadAllocs
+	verdict := fmt.Sprintf("The form post now costs %s and %s allocations over the bare handler.", fmtNs(overNs), fmtNum(overAllocs))
+	if !met {
+		var miss []string
+		if overNs > goalOverheadNs {
+			miss = append(miss, fmt.Sprintf("the time goal by %s (%.0f%%)", fmtNs(overNs-goalOverheadNs), 100*(overNs-goalOverheadNs)/goalOverheadNs))
+		}
+		if overAllocs > goalOverheadAllocs {
+			miss = append(miss, fmt.Sprintf("the allocation goal by %s (%.1f×)", fmtNum(overAllocs-goalOverheadAllocs), overAllocs/goalOverheadAllocs))
+		}
+		verdict += " That misses " + strings.Join(miss, " and ") + "."
+	}
+	return strings.TrimSpace(`
 ### What the overhead is made of, and what was fixed
 
-Profiling the form post (` + "`go test -bench 'Stack/form-post/stack' -cpuprofile -memprofile ./tools/benchreport`" + `, ` + "`go tool pprof -top`" + `) found two costs of dynaguard's own that dominated, both fixed:
+Profiling the form post (` + "`go test -bench 'Stack/form-post/stack' -cpuprofile cpu.out -memprofile mem.out ./tools/benchreport`" + `, then ` + "`go tool pprof -top`" + `) found costs of dynaguard's own in the hot path; these were fixed:
 
-- **sessionstore.Codec decoded sessions with gob**, which rebuilds its type descriptors for every stream: about 211 allocations and a third of the CPU of the whole request, plus 31 allocations to encode it again for the skip-write comparison. Codec now writes the common scalar types (string, []byte, bool, int, int32, int64, float64, time.Time) in a compact, deterministic binary form — 7 allocations to decode, 2 to encode — and falls back to gob only for sessions holding other types; old sessions still decode.
-- **dynaguard.Keyring derived keys on every call** (HKDF twice per secret), and users checks the session's auth hash with the keyring on every authenticated request: 33 allocations per request. Keys are now derived once per purpose and cached.
+- **sessionstore.Codec decoded every session with gob**, which rebuilds its type descriptors for each stream: about 211 allocations and a third of the CPU of the whole request, plus 31 allocations to encode the session again for the skip-write comparison. Codec now writes the common scalar types (string, []byte, bool, int, int32, int64, float64, time.Time) in a compact, deterministic binary form — 7 allocations to decode, 2 to encode — and falls back to gob only for sessions holding other types; sessions already stored still decode.
+- **dynaguard.Keyring derived keys on every call** (HKDF twice per secret), and users looks up the session-auth key on every authenticated request: 33 allocations per request. Keys are now derived once per purpose and cached.
+- **Per-request HMAC key setup**: the nonce's two binding hashes and users' session auth hash each built a new HMAC (two SHA-256 blocks of key setup, and strings around them). Their keyed HMAC states are now pooled, as sessionstore already did for token hashing; the values are unchanged, so existing tokens and sessions stay valid.
 
-Together they took the form post from about 450 to about 177 allocations per request and cut its CPU by more than half.
+Together these took the form post through the stack from about 450 to ` + fmtNum(now) + ` allocations per request and cut its CPU by more than half. ` + verdict + `
 
-What remains is spread thin, and most of it is the price of what the stack guarantees: seven HMAC-SHA256 computations (the session token's key, the AEAD subkey of the sealed session, the session's auth hash, the nonce token's MAC, the browser cookie's MAC and two binding hashes), one AES-GCM open and one AES-CTR decryption, three DynamoDB requests built as SDK input structs, and the context values and headers each layer adds. About 35 allocations are scs's own (its context lookups box the key on every access, and it writes the cookie on every request under an idle timeout), and about 23 are gorilla/securecookie's (base64 and HMAC per decode, twice). Meeting 60 allocations would mean replacing scs's request handling and the nonce's securecookie wire format; that is a compatibility change for every deployed cookie and token, not a tuning, so it is left as it is. The time goal is judged on the median above; on this shared two-core machine with DynamoDB Local beside it, each microsecond is noisy, and the allocation count is the steadier figure.`)
+What remains is spread thin, and most of it is the price of what the stack guarantees: HMAC-SHA256 for the session token's key, the sealed session's subkey, the session's auth hash, the nonce token's MAC, the browser cookie's MAC and two binding hashes; one AES-GCM open (under a per-write subkey, by design, so its cipher cannot be cached) and one AES-CTR decryption; three DynamoDB requests built as SDK input structs; and the context values and headers each layer adds. About 30 allocations are scs's own (its context lookups box the key on every access, and under an idle timeout it formats the cookie on every request), and about 23 are gorilla/securecookie's (base64, splitting and a fresh HMAC per decode, for the nonce token and the browser cookie). Meeting 60 allocations would take replacing scs's request handling and the nonce package's securecookie wire format — a compatibility break for every cookie and token in the field, not a tuning — so they are left as they are. On this shared two-core machine each microsecond is noisy; the allocation count is the steadier figure.`)
+}
 
 // ratio returns the median and range of the per-round req/s ratios of the
 // example app over the raw handler for a flow.
@@ -426,12 +446,15 @@ func loadReport(m *md, res *results, chart func(string, string) (string, error))
 	m.p("")
 	m.p("A Go load generator (%d keep-alive connections over loopback) drives the **example app** (`example/app`: every component, the ready-made stack, "+
 		"server-rendered templates, its own transfer item) and a **hand-written handler on the raw SDK** (`tools/benchreport/rawapp.go`) that makes the same "+
-		"DynamoDB calls with none of dynaguard's work — no sealing, no keyed hashes, no auth-hash check, no throttling, no nonce, no headers. "+
-		"Both run in this process on the same table; DynamoDB Local's JVM was warmed first (%s per flow and target). Then %d rounds of %s per flow "+
-		"and target, the two targets alternating who goes first; req/s is the median over rounds, the ratio the median of the per-round ratios (range in brackets), "+
-		"latency percentiles pool every request of every round. The example app runs in development mode (cookies without `Secure`, for plain HTTP) "+
-		"and with cheap argon2 parameters, which only its sign-ups in the set-up use.",
-		l.Config.Conc, l.Config.Warm, l.Config.Rounds, l.Config.Dur)
+		"DynamoDB calls with none of dynaguard's work — no sealing, no keyed hashes, no auth-hash check, no throttling, no nonce, no security headers. "+
+		"To compare like with like, the raw handler's session and account items are padded to the sizes of the example app's (%d and %d bytes, measured in the run), "+
+		"its idempotency record holds a body fingerprint and an owner token as any correct implementation must, and its account page is the example app's own page, "+
+		"captured once and filled in with html/template — the same bytes to the client. Both run in this process on the same table. "+
+		"DynamoDB Local's JVM was warmed first (%s per flow and target); then %d rounds of %s per flow and target, the two targets alternating who goes first. "+
+		"req/s is the median over rounds, the ratio the median of the per-round ratios (range in brackets), latency percentiles pool every request of every round. "+
+		"The example app runs in development mode (cookies without `Secure`, for plain HTTP) with cheap argon2 parameters, which only its sign-ups in the set-up use; "+
+		"each connection sends the cookies a browser would (session and the nonce package's browser cookie).",
+		l.Config.Conc, l.SessionBytes, l.UserBytes, l.Config.Warm, l.Config.Rounds, l.Config.Dur)
 	m.p("")
 	m.head("flow", "DynamoDB calls per request (app / raw)", "example app req/s", "raw SDK req/s", "ratio", "app p50 / p99", "raw p50 / p99", "errors")
 	var rows []distribution
@@ -466,10 +489,26 @@ func loadReport(m *md, res *results, chart func(string, string) (string, error))
 	}
 	m.p("![Latency distribution per flow](%s)", link)
 	m.p("")
-	m.p("The calls per request are measured during the runs; both targets make the same number, so the ratio is the price of dynaguard's CPU work " +
-		"and of the example app's own (templates, JSON, validation) on a machine where DynamoDB Local competes for the same two cores. " +
+	m.p("The calls per request are measured during the runs: both targets make the same number. On this machine DynamoDB Local's JVM, the load generator " +
+		"and both servers share two cores, so every microsecond of CPU a server spends per request shows up in its throughput. " +
 		"A replay on the instance that completed the request is served from its cache (0 idempotency calls); the raw handler keeps the same cache.")
 	m.p("")
+	if b := res.Bench; b != nil {
+		ex, _ := b.get(selfPkg, "Pages/example-app", "ns/op")
+		exA, _ := b.get(selfPkg, "Pages/example-app", "allocs/op")
+		raw, _ := b.get(selfPkg, "Pages/raw-handler", "ns/op")
+		rawA, _ := b.get(selfPkg, "Pages/raw-handler", "allocs/op")
+		sn, _ := b.get(selfPkg, "Stack/account-get/stack", "ns/op")
+		bn, _ := b.get(selfPkg, "Stack/account-get/bare", "ns/op")
+		if !math.IsNaN(ex) && !math.IsNaN(raw) {
+			m.p("Where the server CPU of `GET /account` goes (`BenchmarkPages` and `BenchmarkStack/account-get`, stub API, medians): the example app takes %s "+
+				"and %s allocations per page, the raw handler %s and %s. Of the %s difference, the whole dynaguard stack accounts for %s (section 2); "+
+				"the rest is the example app's own page — its html/template layout executed per request (the raw handler writes the same page from a "+
+				"captured copy) and the single-use nonce of the logout form in its navigation bar.",
+				fmtNs(ex), fmtNum(exA), fmtNs(raw), fmtNum(rawA), fmtNs(ex-raw), fmtNs(sn-bn))
+			m.p("")
+		}
+	}
 	return nil
 }
 
