@@ -407,7 +407,11 @@ func BenchmarkPages(b *testing.B) {
 		b.Fatal(err)
 	}
 	exHandler := ex.handler
-	ra := &rawApp{api: sw, table: base.Name, page: page}
+	sessShape, userShape, err := exampleItems(ctx, base)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ra := &rawApp{api: sw, table: base.Name, page: page, sessionShape: sessShape, userShape: userShape}
 	rawCookie, err := ra.addUser(ctx, "rawuser0000", "load0000@example.com")
 	if err != nil {
 		b.Fatal(err)

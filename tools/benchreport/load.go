@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,6 +123,9 @@ type loadRun struct {
 	Calls    int64 // DynamoDB calls during the run
 	Short    bool  // the user pool ran out
 	FirstErr string
+	// CPU time used during the run (seconds): this process (servers and
+	// load generator) and DynamoDB Local's JVM (when found).
+	SelfCPU, JVMCPU float64
 }
 
 func (r loadRun) rate() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
@@ -131,6 +136,7 @@ func drive(ctx context.Context, t *loadTarget, f loadFlow, conc int, d time.Dura
 	var run loadRun
 	var wg sync.WaitGroup
 	calls0 := t.calls.n.Load()
+	self0, jvm0 := cpuSeconds(os.Getpid()), cpuSeconds(jvmPID)
 	deadline := time.Now().Add(d)
 	t0 := time.Now()
 	for w := range conc {
@@ -208,6 +214,10 @@ func drive(ctx context.Context, t *loadTarget, f loadFlow, conc int, d time.Dura
 	wg.Wait()
 	run.Elapsed = time.Since(t0)
 	run.Calls = t.calls.n.Load() - calls0
+	run.SelfCPU = cpuSeconds(os.Getpid()) - self0
+	if jvmPID > 0 {
+		run.JVMCPU = cpuSeconds(jvmPID) - jvm0
+	}
 	return run
 }
 
@@ -220,6 +230,7 @@ type loadResult struct {
 	// The raw handler's items are padded to these sizes (bytes), those of
 	// the example app's logged-in session and account items.
 	SessionBytes, UserBytes int
+	SessionAttrs, UserAttrs int
 }
 
 var formNonce = regexp.MustCompile(`name="nonce" value="([^"]+)"`)
@@ -329,31 +340,31 @@ func firstLine(b []byte) string {
 	return s
 }
 
-// exampleItemSizes returns the size of a logged-in session item and of an
-// account item the example app wrote (the largest of each).
-func exampleItemSizes(ctx context.Context, tbl *dynaguard.Table) (session, user int, err error) {
+// exampleItems returns the largest logged-in session item and account item
+// the example app wrote.
+func exampleItems(ctx context.Context, tbl *dynaguard.Table) (session, user item, err error) {
 	c, ok := tbl.Client.(*dynamodb.Client)
 	if !ok {
-		return 0, 0, errors.New("not a DynamoDB client")
+		return nil, nil, errors.New("not a DynamoDB client")
 	}
 	p := dynamodb.NewScanPaginator(c, &dynamodb.ScanInput{TableName: &tbl.Name})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return 0, 0, err
+			return nil, nil, err
 		}
 		for _, it := range page.Items {
 			pk := pkOf(it)
 			switch {
-			case strings.HasPrefix(pk, dynaguard.PrefixSession) && it[dynaguard.AttrGSI1PK] != nil:
-				session = max(session, itemSize(it))
-			case strings.HasPrefix(pk, dynaguard.PrefixUser):
-				user = max(user, itemSize(it))
+			case strings.HasPrefix(pk, dynaguard.PrefixSession) && it[dynaguard.AttrGSI1PK] != nil && itemSize(it) > itemSize(session):
+				session = it
+			case strings.HasPrefix(pk, dynaguard.PrefixUser) && itemSize(it) > itemSize(user):
+				user = it
 			}
 		}
 	}
-	if session == 0 || user == 0 {
-		return 0, 0, errors.New("no session or account item of the example app found")
+	if session == nil || user == nil {
+		return nil, nil, errors.New("no session or account item of the example app found")
 	}
 	return session, user, nil
 }
@@ -383,9 +394,9 @@ func capturePage(ctx context.Context, ex *loadTarget) (*template.Template, error
 }
 
 // newRawTarget starts rawApp on loopback with a pool of users.
-func newRawTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc, sessionSize, userSize int, page *template.Template) (*loadTarget, error) {
+func newRawTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc int, sessionShape, userShape item, page *template.Template) (*loadTarget, error) {
 	cnt := &counting{API: tbl.Client}
-	ra := &rawApp{api: cnt, table: tbl.Name, sessionPad: sessionSize, userPad: userSize, page: page}
+	ra := &rawApp{api: cnt, table: tbl.Name, sessionShape: sessionShape, userShape: userShape, page: page}
 	srv := httptest.NewServer(ra.handler())
 	t := &loadTarget{Name: "raw SDK handler", base: srv.URL, hc: loadClient(conc), calls: cnt, stop: srv.Close}
 	t.cookie = make([]string, pool)
@@ -429,6 +440,62 @@ func prepareReplays(ctx context.Context, t *loadTarget, conc int) error {
 	return nil
 }
 
+// jvmPID is DynamoDB Local's process, when it runs on this machine.
+var jvmPID int
+
+// findJVM returns the pid of the DynamoDB Local serving endpoint's port,
+// by reading /proc (0 if none is found).
+func findJVM(endpoint string) int {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Port() == "" {
+		return 0
+	}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		jar, port := false, false
+		for i, a := range args {
+			jar = jar || strings.HasSuffix(a, "DynamoDBLocal.jar")
+			port = port || (a == "-port" && i+1 < len(args) && args[i+1] == u.Port())
+		}
+		if jar && port {
+			return pid
+		}
+	}
+	return 0
+}
+
+// cpuSeconds returns the user+system CPU time of pid in seconds (0 if
+// unknown).
+func cpuSeconds(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
 // loadSection runs section 3.
 func loadSection(ctx context.Context, ts *tables, cfg loadConfig, logf func(string, ...any)) (*loadResult, error) {
 	tbl, err := ts.create(ctx, "load")
@@ -443,16 +510,17 @@ func loadSection(ctx context.Context, ts *tables, cfg loadConfig, logf func(stri
 	}
 	defer ex.stop()
 	res := &loadResult{Config: cfg, Flows: loadFlows, Runs: map[string]map[string][]loadRun{}}
-	sessSize, userSize, err := exampleItemSizes(ctx, tbl)
+	sessShape, userShape, err := exampleItems(ctx, tbl)
 	if err != nil {
 		return nil, err
 	}
-	res.SessionBytes, res.UserBytes = sessSize, userSize
+	res.SessionBytes, res.UserBytes = itemSize(sessShape), itemSize(userShape)
+	res.SessionAttrs, res.UserAttrs = len(sessShape), len(userShape)
 	page, err := capturePage(ctx, ex)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := newRawTarget(ctx, tbl, pool, cfg.Conc, sessSize, userSize, page)
+	raw, err := newRawTarget(ctx, tbl, pool, cfg.Conc, sessShape, userShape, page)
 	if err != nil {
 		return nil, fmt.Errorf("raw handler: %w", err)
 	}
@@ -463,7 +531,7 @@ func loadSection(ctx context.Context, ts *tables, cfg loadConfig, logf func(stri
 			return nil, err
 		}
 	}
-	logf("load: %d users per target, %d connections; items padded to %d B (session) and %d B (account)", pool, cfg.Conc, sessSize, userSize)
+	logf("load: %d users per target, %d connections; raw items shaped like the app's: session %d B, account %d B", pool, cfg.Conc, res.SessionBytes, res.UserBytes)
 	for _, t := range targets {
 		res.Targets = append(res.Targets, t.Name)
 	}
@@ -486,7 +554,8 @@ func loadSection(ctx context.Context, ts *tables, cfg loadConfig, logf func(stri
 			for _, t := range order {
 				r := drive(ctx, t, f, cfg.Conc, cfg.Dur, fmt.Sprintf("r%d", round))
 				res.Runs[f.Name][t.Name] = append(res.Runs[f.Name][t.Name], r)
-				logf("load round %d %-27s %-16s %6.0f req/s p50 %.2f ms, %d errors", round+1, f.Name, t.Name, r.rate(), percentile(r.LatMS, 50), r.Errors)
+				logf("load round %d %-27s %-16s %6.0f req/s p50 %.2f ms, %d errors; CPU per request: this process %.0f µs, DynamoDB Local %.0f µs",
+					round+1, f.Name, t.Name, r.rate(), percentile(r.LatMS, 50), r.Errors, 1e6*r.SelfCPU/float64(max(r.Requests, 1)), 1e6*r.JVMCPU/float64(max(r.Requests, 1)))
 			}
 		}
 	}

@@ -158,6 +158,7 @@ func run(out, charts, rawDir, gobench string, quick bool, conc int, dur, warm ti
 		}
 	}
 	if only["load"] {
+		jvmPID = findJVM(ep)
 		logf("3/5 throughput on DynamoDB Local")
 		if res.Load, err = loadSection(ctx, ts, loadConfig{Conc: conc, Dur: dur, Warm: warm, Rounds: rounds}, logf); err != nil {
 			return fmt.Errorf("load: %w", err)

@@ -37,10 +37,11 @@ type rawApp struct {
 	api   dynaguard.API
 	table string
 	cache sync.Map // uid + "\x00" + key → completed response body
-	// Pad sizes: the raw items are padded to the sizes of the example
-	// app's own session and account items, so that both targets move the
-	// same bytes through the SDK and DynamoDB Local.
-	sessionPad, userPad int
+	// Shapes: the raw session and account items copy every attribute of
+	// an example app session and account (the handler reads only its own),
+	// so that both targets move the same attributes and bytes through the
+	// SDK and DynamoDB Local.
+	sessionShape, userShape item
 	// page renders GET /account: the example app's own account page,
 	// captured once, with the user's email filled in (the same bytes to the
 	// client, without dynaguard's work in it: no nonce in its logout form).
@@ -78,25 +79,32 @@ func (a *rawApp) addUser(ctx context.Context, uid, email string) (string, error)
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	token := base64.RawURLEncoding.EncodeToString(b[:])
-	user := item{dynaguard.AttrPK: dynaguard.S(rawUser + uid), "email": dynaguard.S(email)}
-	pad(user, "profile", a.userPad)
+	user := shaped(a.userShape)
+	user[dynaguard.AttrPK], user["email"] = dynaguard.S(rawUser+uid), dynaguard.S(email)
 	if _, err := a.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(a.table), Item: user}); err != nil {
 		return "", err
 	}
-	sess := item{
-		dynaguard.AttrPK: dynaguard.S(rawSession + hashHex(token)), "uid": dynaguard.S(uid),
-		dynaguard.AttrTTL: dynaguard.TTLValue(time.Now().Add(12 * time.Hour)),
-	}
-	pad(sess, "data", a.sessionPad)
+	sess := shaped(a.sessionShape)
+	sess[dynaguard.AttrPK], sess["uid"] = dynaguard.S(rawSession+hashHex(token)), dynaguard.S(uid)
+	sess[dynaguard.AttrTTL] = dynaguard.TTLValue(time.Now().Add(12 * time.Hour))
 	_, err := a.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(a.table), Item: sess})
 	return token, err
 }
 
-// pad adds attribute name with bytes so that it reaches size bytes.
-func pad(it item, name string, size int) {
-	if n := size - itemSize(it) - len(name); n > 0 {
-		it[name] = dynaguard.B(make([]byte, n))
+// shaped copies an item's attributes; index keys are renamed, so that the
+// copy has the same size without joining the index.
+func shaped(shape item) item {
+	it := make(item, len(shape)+2)
+	for k, v := range shape {
+		switch k {
+		case dynaguard.AttrGSI1PK:
+			k = "x1"
+		case dynaguard.AttrGSI1SK:
+			k = "x2"
+		}
+		it[k] = v
 	}
+	return it
 }
 
 func hashHex(s string) string {
