@@ -119,6 +119,10 @@ func writeReport(res *results, out, chartDir string) error {
 	m.p("This is a small shared machine: the load generator, the servers and DynamoDB Local's JVM share two cores, and other work may run beside them. " +
 		"So every timing is a median of several runs, every comparison is made side by side in the same run (targets alternating), " +
 		"and the call and capacity counts — which do not depend on the machine — carry the claims.")
+	if busy(mc.LoadBefore) || busy(mc.LoadAfter) {
+		m.p("")
+		m.p("Other work was running on the machine during this run (see the load averages): expect the timings, though not the counts, to move by several per cent between runs.")
+	}
 	m.p("")
 
 	goals := goalRows(res)
@@ -591,6 +595,18 @@ func floodReport(m *md, res *results, chart func(string, string) (string, error)
 	return nil
 }
 
+// busy reports whether a load average line shows other work (1-minute
+// load above one core's worth).
+func busy(load string) bool {
+	f := strings.Fields(load)
+	if len(f) == 0 {
+		return false
+	}
+	var v float64
+	_, err := fmt.Sscan(f[0], &v)
+	return err == nil && v > 1
+}
+
 func plural(n int, word string) string {
 	if n == 1 {
 		return "1 " + word
@@ -690,14 +706,19 @@ func appendix(m *md, res *results) {
 	m.p("## Appendix: every Go benchmark")
 	m.p("")
 	m.p("Medians over the runs of `go test -run '^$' -bench . -benchmem` for every package (raw output: `%s`, not committed). "+
-		"Benchmarks named *DynamoDB* or *Dynamo* run against DynamoDB Local; the others use each package's stub API.", res.BenchFile)
+		"Benchmarks named *DynamoDB*, *Dynamo* or *Integration* run against DynamoDB Local; the others use each package's stub API. "+
+		"users' `BenchmarkPeakRSS500Logins` is skipped here: section 4 measures the same flood, through the whole stack and with latencies.", res.BenchFile)
 	m.p("")
 	for _, pkg := range b.packages() {
 		names := b.names(pkg)
 		if len(names) == 0 {
 			continue
 		}
-		m.p("### `%s`", strings.TrimPrefix(pkg, "github.com/dynaguard/dynaguard/"))
+		name := strings.TrimPrefix(pkg, "github.com/dynaguard/dynaguard/")
+		if pkg == "github.com/dynaguard/dynaguard" {
+			name = "dynaguard (root: integration benchmarks)"
+		}
+		m.p("### `%s`", name)
 		m.p("")
 		extra := map[string]bool{}
 		for _, n := range names {
