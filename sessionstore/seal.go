@@ -7,7 +7,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"hash"
 	"strconv"
+	"sync"
 
 	"github.com/dynaguard/dynaguard"
 )
@@ -45,22 +47,36 @@ var errOpen = errors.New("sessionstore: session data failed authentication")
 type sealKey struct {
 	id  string
 	key []byte
+	// macs pools the keyed HMAC that derives per-write subkeys, so reading
+	// a session costs no HMAC key setup (every session load opens one).
+	macs *sync.Pool
+}
+
+type subkeyMAC struct {
+	mac hash.Hash
+	sum [sha256.Size]byte
 }
 
 func sealKeys(keys []dynaguard.DerivedKey) []sealKey {
 	out := make([]sealKey, len(keys))
 	for i, k := range keys {
-		out[i] = sealKey{id: k.ID, key: k.Secret}
+		secret := k.Secret
+		out[i] = sealKey{id: k.ID, key: secret, macs: &sync.Pool{New: func() any {
+			return &subkeyMAC{mac: hmac.New(sha256.New, secret)}
+		}}}
 	}
 	return out
 }
 
 func (k sealKey) gcm(nonce []byte) (cipher.AEAD, error) {
-	m := hmac.New(sha256.New, k.key)
-	m.Write(subkeyLabel)
-	m.Write(nonce[:12])
+	m := k.macs.Get().(*subkeyMAC)
+	m.mac.Reset()
+	m.mac.Write(subkeyLabel)
+	m.mac.Write(nonce[:12])
 	var sub [sha256.Size]byte
-	block, err := aes.NewCipher(m.Sum(sub[:0]))
+	copy(sub[:], m.mac.Sum(m.sum[:0]))
+	k.macs.Put(m)
+	block, err := aes.NewCipher(sub[:])
 	if err != nil {
 		return nil, err
 	}
