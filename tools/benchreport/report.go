@@ -417,7 +417,7 @@ Profiling the form post (` + "`go test -bench 'Stack/form-post/stack' -cpuprofil
 
 - **sessionstore.Codec decoded every session with gob**, which rebuilds its type descriptors for each stream: about 211 allocations and a third of the CPU of the whole request, plus 31 allocations to encode the session again for the skip-write comparison. Codec now writes the common scalar types (string, []byte, bool, int, int32, int64, float64, time.Time) in a compact, deterministic binary form — 7 allocations to decode, 2 to encode — and falls back to gob only for sessions holding other types; sessions already stored still decode.
 - **dynaguard.Keyring derived keys on every call** (HKDF twice per secret), and users looks up the session-auth key on every authenticated request: 33 allocations per request. Keys are now derived once per purpose and cached.
-- **Per-request HMAC key setup**: the nonce's two binding hashes and users' session auth hash each built a new HMAC (two SHA-256 blocks of key setup, and strings around them). Their keyed HMAC states are now pooled, as sessionstore already did for token hashing; the values are unchanged, so existing tokens and sessions stay valid.
+- **Per-request HMAC key setup**: the nonce's two binding hashes, users' session auth hash and sessionstore's per-write subkey of sealed data each built a new HMAC (two SHA-256 blocks of key setup, and strings around them). Their keyed HMAC states are now pooled, as sessionstore already did for token hashing; the values are unchanged, so existing tokens and sessions stay valid.
 
 Together these took the form post through the stack from about 450 to ` + fmtNum(now) + ` allocations per request and cut its CPU by more than half. ` + verdict + `
 
