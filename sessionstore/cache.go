@@ -61,7 +61,9 @@ func (c *seenCache) put(v seenEntry) {
 		delete(c.m, last.Value.(*seenEntry).id)
 		c.l.Remove(last)
 	}
-	c.m[v.id] = c.l.PushFront(&v)
+	e := new(seenEntry) // only here: a v that escaped would cost every put an allocation
+	*e = v
+	c.m[v.id] = c.l.PushFront(e)
 }
 
 func (c *seenCache) remove(id string) {

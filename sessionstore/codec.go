@@ -73,7 +73,8 @@ const (
 
 // Encode writes deadline and values, the values sorted by key.
 func (Codec) Encode(deadline time.Time, values map[string]any) ([]byte, error) {
-	keys := make([]string, 0, len(values))
+	var small [16]string
+	keys := small[:0] // on the stack for sessions of up to 16 values
 	size, binaryForm := 32, true
 	for k, v := range values {
 		keys = append(keys, k)
@@ -165,7 +166,7 @@ func appendTime(b []byte, t time.Time) ([]byte, error) {
 }
 
 func encodeGob(deadline time.Time, keys []string, values map[string]any) ([]byte, error) {
-	rec := codecRecord{Deadline: deadline, Keys: keys, Vals: make([]any, len(keys))}
+	rec := codecRecord{Deadline: deadline, Keys: slices.Clone(keys), Vals: make([]any, len(keys))}
 	for i, k := range keys {
 		rec.Vals[i] = values[k]
 	}

@@ -65,9 +65,17 @@ const (
 // commitExpr holds the four UpdateItem variants: sealed or plaintext data,
 // with or without a pending owner binding.
 type commitExpr struct {
-	update string
+	update *string
 	names  map[string]string
 }
+
+// Request parts that never change are built once and shared by every
+// request: the SDK reads its input and never modifies it.
+var (
+	commitCondExpr = aws.String(commitCond)
+	attrZero       = dynaguard.N(0)
+	attrOne        = dynaguard.N(1)
+)
 
 var commitExprs = func() (v [2][2]commitExpr) {
 	for enc := 0; enc < 2; enc++ {
@@ -85,7 +93,7 @@ var commitExprs = func() (v [2][2]commitExpr) {
 			if enc == 0 {
 				u += commitRemEnc
 			}
-			v[enc][own] = commitExpr{update: u, names: exprNames(names...)}
+			v[enc][own] = commitExpr{update: aws.String(u), names: exprNames(names...)}
 		}
 	}
 	return v
@@ -113,8 +121,8 @@ func (s *Store) writeSession(ctx context.Context, w sessionWrite) (movedTo strin
 		":ttl":  dynaguard.TTLValue(w.exp),
 		":now":  dynaguard.N(w.now.UnixNano()),
 		":nows": dynaguard.NowValue(w.now),
-		":zero": dynaguard.N(0),
-		":one":  dynaguard.N(1),
+		":zero": attrZero,
+		":one":  attrOne,
 	}
 	if w.enc != "" {
 		enc = 1
@@ -129,10 +137,10 @@ func (s *Store) writeSession(ctx context.Context, w sessionWrite) (movedTo strin
 	}
 	e := commitExprs[enc][own]
 	_, err = s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                           aws.String(s.tbl.Name),
+		TableName:                           s.tableName,
 		Key:                                 dynaguard.Key(w.pk),
-		UpdateExpression:                    aws.String(e.update),
-		ConditionExpression:                 aws.String(commitCond),
+		UpdateExpression:                    e.update,
+		ConditionExpression:                 commitCondExpr,
 		ExpressionAttributeNames:            e.names,
 		ExpressionAttributeValues:           vals,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
@@ -155,9 +163,9 @@ func movedFrom(err error) (string, error) {
 // configured otherwise. A missing item is (nil, nil).
 func (s *Store) getItem(ctx context.Context, pk string) (map[string]types.AttributeValue, error) {
 	out, err := s.tbl.Client.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      aws.String(s.tbl.Name),
+		TableName:      s.tableName,
 		Key:            dynaguard.Key(pk),
-		ConsistentRead: aws.Bool(s.consistent),
+		ConsistentRead: s.consistent,
 	})
 	if err != nil {
 		return nil, dynaguard.Classify(err)
@@ -186,7 +194,7 @@ func (s *Store) tombstone(pk string, now time.Time, movedTo string) map[string]t
 func (s *Store) putTombstones(ctx context.Context, pks []string, now time.Time) error {
 	if len(pks) == 1 {
 		_, err := s.tbl.Client.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: aws.String(s.tbl.Name),
+			TableName: s.tableName,
 			Item:      s.tombstone(pks[0], now, ""),
 		})
 		return dynaguard.Classify(err)
@@ -232,13 +240,13 @@ func (s *Store) move(ctx context.Context, oldPK string, ver int64, newItem map[s
 	_, err := s.tbl.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
 		TransactItems: []types.TransactWriteItem{
 			{Put: &types.Put{
-				TableName:                aws.String(s.tbl.Name),
+				TableName:                s.tableName,
 				Item:                     newItem,
 				ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 				ExpressionAttributeNames: moveNewNames,
 			}},
 			{Put: &types.Put{
-				TableName:                 aws.String(s.tbl.Name),
+				TableName:                 s.tableName,
 				Item:                      s.tombstone(oldPK, now, newPK),
 				ConditionExpression:       aws.String("#ver = :ver AND attribute_not_exists(#tomb)"),
 				ExpressionAttributeNames:  moveOldNames,
@@ -256,7 +264,7 @@ var revokeNames = exprNames(dynaguard.AttrGSI1PK, attrTomb, dynaguard.AttrTTL)
 // it reports the pk the session moved to, if the old item says so.
 func (s *Store) revokeItem(ctx context.Context, pk, owner string, now time.Time) (revoked bool, movedTo string, err error) {
 	_, err = s.tbl.Client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                           aws.String(s.tbl.Name),
+		TableName:                           s.tableName,
 		Item:                                s.tombstone(pk, now, ""),
 		ConditionExpression:                 aws.String("#gsi1pk = :owner AND attribute_not_exists(#tomb) AND #ttl > :nows"),
 		ExpressionAttributeNames:            revokeNames,
@@ -281,7 +289,7 @@ var ownerQueryNames = exprNames(dynaguard.AttrGSI1PK)
 func (s *Store) ownerKeys(ctx context.Context, owner string) ([]string, error) {
 	var pks []string
 	in := &dynamodb.QueryInput{
-		TableName:                 aws.String(s.tbl.Name),
+		TableName:                 s.tableName,
 		IndexName:                 aws.String(dynaguard.IndexGSI1),
 		KeyConditionExpression:    aws.String("#gsi1pk = :owner"),
 		ExpressionAttributeNames:  ownerQueryNames,

@@ -55,6 +55,7 @@ type sealKey struct {
 type subkeyMAC struct {
 	mac hash.Hash
 	sum [sha256.Size]byte
+	ad  []byte // the associated data, built here rather than in a fresh slice
 }
 
 func sealKeys(keys []dynaguard.DerivedKey) []sealKey {
@@ -68,30 +69,46 @@ func sealKeys(keys []dynaguard.DerivedKey) []sealKey {
 	return out
 }
 
-func (k sealKey) gcm(nonce []byte) (cipher.AEAD, error) {
+// prepare takes a pooled state and returns the AEAD under the subkey of
+// nonce, with the state's ad set for the item pk expiring at exp. The caller
+// returns the state with done.
+func (k sealKey) prepare(nonce []byte, pk string, exp int64) (cipher.AEAD, *subkeyMAC, error) {
 	m := k.macs.Get().(*subkeyMAC)
 	m.mac.Reset()
 	m.mac.Write(subkeyLabel)
 	m.mac.Write(nonce[:12])
 	var sub [sha256.Size]byte
 	copy(sub[:], m.mac.Sum(m.sum[:0]))
-	k.macs.Put(m)
+	m.ad = sealAD(m.ad[:0], pk, exp)
 	block, err := aes.NewCipher(sub[:])
 	if err != nil {
-		return nil, err
+		k.done(m)
+		return nil, nil, err
 	}
-	return cipher.NewGCM(block)
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		k.done(m)
+		return nil, nil, err
+	}
+	return aead, m, nil
+}
+
+func (k sealKey) done(m *subkeyMAC) {
+	if cap(m.ad) <= 1024 {
+		k.macs.Put(m)
+	}
 }
 
 // seal encrypts plaintext for the item pk expiring at exp (Unix ns).
 func (k sealKey) seal(pk string, exp int64, plaintext []byte) ([]byte, error) {
 	out := make([]byte, nonceLen, nonceLen+len(plaintext)+16)
 	rand.Read(out) // never fails (crypto/rand panics instead)
-	aead, err := k.gcm(out)
+	aead, m, err := k.prepare(out, pk, exp)
 	if err != nil {
 		return nil, err
 	}
-	return aead.Seal(out, out[12:nonceLen], plaintext, sealAD(pk, exp)), nil
+	defer k.done(m)
+	return aead.Seal(out, out[12:nonceLen], plaintext, m.ad), nil
 }
 
 // open decrypts data sealed by seal for the same pk and exp.
@@ -99,19 +116,20 @@ func (k sealKey) open(pk string, exp int64, data []byte) ([]byte, error) {
 	if len(data) < sealOverhead {
 		return nil, errOpen
 	}
-	aead, err := k.gcm(data)
+	aead, m, err := k.prepare(data, pk, exp)
 	if err != nil {
 		return nil, err
 	}
-	out, err := aead.Open(nil, data[12:nonceLen], data[nonceLen:], sealAD(pk, exp))
+	defer k.done(m)
+	out, err := aead.Open(nil, data[12:nonceLen], data[nonceLen:], m.ad)
 	if err != nil {
 		return nil, errOpen
 	}
 	return out, nil
 }
 
-func sealAD(pk string, exp int64) []byte {
-	ad := make([]byte, 0, len(adLabel)+len(pk)+21)
+// sealAD appends the associated data for the item pk expiring at exp to ad.
+func sealAD(ad []byte, pk string, exp int64) []byte {
 	ad = append(ad, adLabel...)
 	ad = append(ad, pk...)
 	ad = append(ad, 0)

@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -33,7 +34,8 @@ func TestSealSubkeyMatchesFormat(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		return aead.Open(nil, data[12:nonceLen], data[nonceLen:], sealAD(pk, exp))
+		ad := []byte("dynaguard/session/v1\x00" + pk + "\x00" + strconv.FormatInt(exp, 10))
+		return aead.Open(nil, data[12:nonceLen], data[nonceLen:], ad)
 	}
 	var wg sync.WaitGroup
 	for i := range 8 {

@@ -10,10 +10,12 @@ import (
 	"hash"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
@@ -146,10 +148,11 @@ type Config struct {
 // scs.CtxStore, and is safe for concurrent use.
 type Store struct {
 	tbl        *dynaguard.Table
+	tableName  *string      // the table's name for request inputs, shared: the SDK never modifies its input
+	consistent *bool        // ConsistentRead of every read, shared likewise
 	ids        []*sync.Pool // HMAC-SHA256 per PurposeSessionID key, current first
 	seal       []sealKey    // PurposeSessionEncryption keys, current first
 	encrypt    bool
-	consistent bool
 	touch      time.Duration
 	tombTTL    time.Duration
 	clock      dynaguard.Clock
@@ -175,7 +178,8 @@ func New(cfg Config) (*Store, error) {
 	s := &Store{
 		tbl:        cfg.Table,
 		encrypt:    !cfg.Plaintext,
-		consistent: !cfg.EventuallyConsistent,
+		tableName:  aws.String(cfg.Table.Name),
+		consistent: aws.Bool(!cfg.EventuallyConsistent),
 		touch:      cfg.TouchInterval,
 		tombTTL:    cfg.TombstoneTTL,
 		clock:      dynaguard.ClockOrSystem(cfg.Clock),
@@ -213,7 +217,7 @@ func (s *Store) ID(token string) string {
 	if token == "" {
 		return ""
 	}
-	return s.idWith(0, token)
+	return idOf(s.pkWith(0, token))
 }
 
 // idHasher is a pooled HMAC with its buffers, so hashing a token allocates
@@ -222,26 +226,40 @@ type idHasher struct {
 	mac hash.Hash
 	in  []byte
 	sum [sha256.Size]byte
-	out [43]byte
+	out [len(dynaguard.PrefixSession) + idLen]byte
 }
 
-func (s *Store) idWith(i int, token string) string {
+// idLen is the length of an ID: unpadded base64url of 32 bytes.
+const idLen = 43
+
+// pkWith returns the table key of token under secret i: PrefixSession and
+// the token's ID, built in one allocation (idOf takes the ID back out of it
+// without another).
+func (s *Store) pkWith(i int, token string) string {
 	h := s.ids[i].Get().(*idHasher)
 	h.mac.Reset()
 	h.in = append(h.in[:0], token...)
 	h.mac.Write(h.in)
 	h.mac.Sum(h.sum[:0])
-	base64.RawURLEncoding.Encode(h.out[:], h.sum[:])
-	id := string(h.out[:])
+	n := copy(h.out[:], dynaguard.PrefixSession)
+	base64.RawURLEncoding.Encode(h.out[n:], h.sum[:])
+	pk := string(h.out[:])
 	if cap(h.in) <= maxTokenLen {
 		s.ids[i].Put(h)
 	}
-	return id
+	return pk
+}
+
+// isPKOf reports whether pk is PrefixSession+id, without building that
+// string.
+func isPKOf(pk, id string) bool {
+	return len(pk) == len(dynaguard.PrefixSession)+len(id) &&
+		strings.HasPrefix(pk, dynaguard.PrefixSession) && pk[len(dynaguard.PrefixSession):] == id
 }
 
 // validID reports whether id has the form ID returns.
 func validID(id string) bool {
-	if len(id) != 43 {
+	if len(id) != idLen {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
@@ -285,8 +303,8 @@ func (s *Store) FindCtx(ctx context.Context, token string) ([]byte, bool, error)
 }
 
 func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry bool, err error) {
-	id := s.ID(token)
-	pk := dynaguard.PrefixSession + id
+	pk := s.pkWith(0, token)
+	id := idOf(pk)
 	item, err := s.getItem(ctx, pk)
 	if err != nil {
 		return nil, false, false, fmt.Errorf("sessionstore: find session %s: %w", id, err)
@@ -307,7 +325,7 @@ func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry 
 		return b, found, false, nil
 	}
 	for i := 1; i < len(s.ids); i++ {
-		oldPK := dynaguard.PrefixSession + s.idWith(i, token)
+		oldPK := s.pkWith(i, token)
 		old, err := s.getItem(ctx, oldPK)
 		if err != nil {
 			return nil, false, false, fmt.Errorf("sessionstore: find session %s under a previous secret: %w", id, err)
@@ -362,7 +380,7 @@ func (s *Store) findMoved(ctx context.Context, token, id, to string) ([]byte, bo
 // isKeyOf reports whether pk is token's key under one of the store's secrets.
 func (s *Store) isKeyOf(token, pk string) bool {
 	for i := range s.ids {
-		if pk == dynaguard.PrefixSession+s.idWith(i, token) {
+		if pk == s.pkWith(i, token) {
 			return true
 		}
 	}
@@ -378,7 +396,7 @@ func (s *Store) accept(id, pk string, item map[string]types.AttributeValue, now 
 		return nil, false
 	}
 	e := seenEntry{id: id, digest: sha256.Sum256(v.data), exp: v.exp}
-	if pk != dynaguard.PrefixSession+id {
+	if !isPKOf(pk, id) {
 		e.pk = pk
 	}
 	s.cache.put(e)
@@ -507,19 +525,21 @@ func (s *Store) CommitCtx(ctx context.Context, token string, b []byte, expiry ti
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(b), MaxDataSize)
 	}
 	now := s.clock.Now()
-	id := s.ID(token)
-	owner, bind := s.bindings.get(id, now)
+	pk := s.pkWith(0, token)
+	id := idOf(pk)
+	binding, bind := s.bindings.get(id, now)
 	digest := sha256.Sum256(b)
 	exp := expiry.UnixNano()
 	seen, cached := s.cache.get(id)
 	if !bind && cached && s.skip(seen, digest, exp, now) {
 		return nil
 	}
-	w := sessionWrite{pk: dynaguard.PrefixSession + id, exp: expiry, now: now}
+	w := sessionWrite{pk: pk, exp: expiry, now: now}
 	if cached && seen.pk != "" {
 		w.pk = seen.pk // where Find found it (see findMoved)
 	}
 	if bind {
+		owner := binding // declared here, it costs an allocation only when there is a binding to write
 		w.owner = &owner
 	}
 	for followed := false; ; followed = true {
@@ -535,7 +555,7 @@ func (s *Store) CommitCtx(ctx context.Context, token string, b []byte, expiry ti
 		switch {
 		case err == nil:
 			e := seenEntry{id: id, digest: digest, exp: exp}
-			if w.pk != dynaguard.PrefixSession+id {
+			if w.pk != pk {
 				e.pk = w.pk
 			}
 			s.cache.put(e)
@@ -592,12 +612,11 @@ func (s *Store) DeleteCtx(ctx context.Context, token string) error {
 	if !validToken(token) {
 		return nil
 	}
-	id := s.ID(token)
 	pks := make([]string, len(s.ids))
-	pks[0] = dynaguard.PrefixSession + id
-	for i := 1; i < len(s.ids); i++ {
-		pks[i] = dynaguard.PrefixSession + s.idWith(i, token)
+	for i := range s.ids {
+		pks[i] = s.pkWith(i, token)
 	}
+	id := idOf(pks[0])
 	s.cache.remove(id)
 	s.bindings.done(id)
 	if err := s.putTombstones(ctx, pks, s.clock.Now()); err != nil {
