@@ -39,7 +39,7 @@ func TestAuthHashPooled(t *testing.T) {
 	}
 	wg.Wait()
 
-	s := &Users{keys: cur}
+	s := &Users{keys: cur, authKeys: cur.Keys(dynaguard.PurposeSessionAuth)}
 	u := &User{ID: "u1", credVersion: 3, epoch: 2}
 	good := authHash(k, u)
 	if !s.authHashValid(u, good) {
@@ -52,7 +52,7 @@ func TestAuthHashPooled(t *testing.T) {
 	}
 	// After a rotation the previous key's hashes still pass.
 	next, _ := dynaguard.NewKeyring(secretB, secretA)
-	if !(&Users{keys: next}).authHashValid(u, good) {
+	if !(&Users{keys: next, authKeys: next.Keys(dynaguard.PurposeSessionAuth)}).authHashValid(u, good) {
 		t.Error("a hash made under the previous secret is refused")
 	}
 }

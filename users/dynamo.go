@@ -94,7 +94,17 @@ type item = map[string]types.AttributeValue
 
 type store struct {
 	tbl *dynaguard.Table
+	// tableName is the table's name for request inputs, built once and
+	// shared: the SDK reads its input and never modifies it.
+	tableName *string
 }
+
+func newStore(tbl *dynaguard.Table) *store {
+	return &store{tbl: tbl, tableName: aws.String(tbl.Name)}
+}
+
+// consistentRead is every read's ConsistentRead, shared likewise.
+var consistentRead = aws.Bool(true)
 
 func userPK(id string) string { return dynaguard.PrefixUser + id }
 
@@ -196,14 +206,14 @@ func decodeCounter(it item) counter {
 	return counter{n: n, last: la}
 }
 
-func (st *store) name() *string { return aws.String(st.tbl.Name) }
+func (st *store) name() *string { return st.tableName }
 
 // get reads one item with a strongly consistent GetItem (nil when absent).
 func (st *store) get(ctx context.Context, pk string) (item, error) {
 	out, err := st.tbl.Client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      st.name(),
 		Key:            dynaguard.Key(pk),
-		ConsistentRead: aws.Bool(true),
+		ConsistentRead: consistentRead,
 	})
 	if err != nil {
 		return nil, unavailable("GetItem", err)

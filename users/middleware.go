@@ -13,18 +13,46 @@ import (
 	"github.com/dynaguard/dynaguard/internal/problem"
 )
 
-type ctxKey struct{}
-
-// loaded is what LoadUser found for a request (u == nil: not logged in).
+// loaded is what LoadUser found for a request (u == nil: not logged in). It
+// is also the request's authctx.Identity, which nonce and idempotency read:
+// one context value carries both.
 type loaded struct {
 	u      *User
 	authAt time.Time
+	// sm and sessionCtx name the current session on demand (SessionID);
+	// sessionCtx holds scs's session data, whose token changes when a login
+	// renews it.
+	sm         *scs.SessionManager
+	sessionCtx context.Context
+	sessions   SessionRegistry
+}
+
+func (l *loaded) UserID() string {
+	if l.u == nil {
+		return ""
+	}
+	return l.u.ID
+}
+
+func (l *loaded) SessionID() string {
+	if l.sm == nil {
+		return ""
+	}
+	if t := l.sm.Token(l.sessionCtx); t != "" {
+		return l.sessions.ID(t)
+	}
+	return ""
+}
+
+func loadedFrom(ctx context.Context) (*loaded, bool) {
+	l, ok := authctx.From(ctx).(*loaded)
+	return l, ok
 }
 
 // FromContext returns the logged-in user that LoadUser or RequireUser put in
 // the request's context.
 func FromContext(ctx context.Context) (*User, bool) {
-	l, ok := ctx.Value(ctxKey{}).(*loaded)
+	l, ok := loadedFrom(ctx)
 	if !ok || l.u == nil {
 		return nil, false
 	}
@@ -37,7 +65,7 @@ func FromContext(ctx context.Context) (*User, bool) {
 // (Login, CompleteLogin), or ChangePassword for an account without TOTP.
 // LogoutOthers and the other token renewals keep it.
 func AuthTime(ctx context.Context) time.Time {
-	l, ok := ctx.Value(ctxKey{}).(*loaded)
+	l, ok := loadedFrom(ctx)
 	if !ok || l.u == nil {
 		return time.Time{}
 	}
@@ -73,17 +101,10 @@ func (s *Users) LoadUser(sm *scs.SessionManager) func(http.Handler) http.Handler
 // the request itself.
 func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionManager) (*http.Request, bool) {
 	ctx := r.Context()
-	if _, done := ctx.Value(ctxKey{}).(*loaded); done {
+	if _, done := loadedFrom(ctx); done {
 		return r, true
 	}
-	l := &loaded{}
-	sessionCtx := ctx // holds scs's session data; the token in it changes when a login renews it
-	ctx = authctx.WithSession(ctx, func() string {
-		if t := sm.Token(sessionCtx); t != "" {
-			return s.sessions.ID(t)
-		}
-		return ""
-	})
+	l := &loaded{sm: sm, sessionCtx: ctx, sessions: s.sessions}
 	if uid := sm.GetString(ctx, sessionUserID); uid != "" {
 		u, err := s.st.getUser(ctx, uid)
 		if err != nil {
@@ -101,11 +122,9 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 		default:
 			l.u = u
 			l.authAt = time.Unix(sm.GetInt64(ctx, sessionAuthAt), 0)
-			ctx = authctx.WithUser(ctx, u.ID)
 		}
 	}
-	ctx = context.WithValue(ctx, ctxKey{}, l)
-	return r.WithContext(ctx), true
+	return r.WithContext(authctx.With(ctx, l)), true
 }
 
 // RequireUser returns middleware that lets only logged-in users through

@@ -59,7 +59,7 @@ func (s *Users) BeginLogin(ctx context.Context, sm *scs.SessionManager, u *User,
 	}
 	sm.Put(ctx, sessionPendingUser, u.ID)
 	sm.Put(ctx, sessionPendingAt, s.now().Unix())
-	sm.Put(ctx, sessionPendingHash, authHash(s.keys.Key(dynaguard.PurposeSessionAuth), u))
+	sm.Put(ctx, sessionPendingHash, authHash(s.authKeys[0], u))
 	s.log.InfoContext(ctx, "users: password verified; second factor pending", "user", u.ID)
 	return true, nil
 }

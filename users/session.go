@@ -108,7 +108,7 @@ func (s *Users) authHashValid(u *User, got string) bool {
 		return false
 	}
 	var want [43]byte
-	for _, k := range s.keys.Keys(dynaguard.PurposeSessionAuth) {
+	for _, k := range s.authKeys {
 		sum := authSum(k, u)
 		base64.RawURLEncoding.Encode(want[:], sum[:])
 		var diff byte
@@ -170,7 +170,7 @@ func (s *Users) bind(ctx context.Context, sm *scs.SessionManager, u *User, c Cli
 	s.clearPending(ctx, sm)
 	sm.Put(ctx, sessionUserID, u.ID)
 	sm.Put(ctx, sessionAuthAt, authAt)
-	sm.Put(ctx, sessionAuthHash, authHash(s.keys.Key(dynaguard.PurposeSessionAuth), u))
+	sm.Put(ctx, sessionAuthHash, authHash(s.authKeys[0], u))
 	if err := s.sessions.Bind(ctx, sm.Token(ctx), u.ID, c.info()); err != nil {
 		sm.Remove(ctx, sessionUserID)
 		sm.Remove(ctx, sessionAuthAt)

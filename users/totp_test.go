@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/authctx"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/internal/totp"
 	"github.com/dynaguard/dynaguard/sessionstore"
@@ -24,7 +25,7 @@ import (
 // authed returns a request context in which u is logged in and
 // authenticated at the fake clock's now (what RequireUser provides).
 func (e *env) authed(u *User) context.Context {
-	return context.WithValue(ctx, ctxKey{}, &loaded{u: u, authAt: e.clock.Now()})
+	return authctx.With(ctx, &loaded{u: u, authAt: e.clock.Now()})
 }
 
 // enable enrols u in TOTP and returns the secret and the recovery codes.
@@ -124,7 +125,7 @@ func TestTOTPEnrolment(t *testing.T) {
 	if _, err := e.users.BeginTOTP(ctx, ned); err != ErrReauthRequired {
 		t.Fatalf("without a login: %v", err)
 	}
-	old := context.WithValue(ctx, ctxKey{}, &loaded{u: ned, authAt: e.clock.Now().Add(-11 * time.Minute)})
+	old := authctx.With(ctx, &loaded{u: ned, authAt: e.clock.Now().Add(-11 * time.Minute)})
 	if _, err := e.users.BeginTOTP(old, ned); err != ErrReauthRequired {
 		t.Fatalf("with an old login: %v", err)
 	}

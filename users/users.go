@@ -101,6 +101,7 @@ type Config struct {
 type Users struct {
 	st       *store
 	keys     *dynaguard.Keyring
+	authKeys []dynaguard.DerivedKey // PurposeSessionAuth, current first: read on every authenticated request
 	sessions SessionRegistry
 	hasher   Hasher
 	legacy   []Hasher
@@ -133,8 +134,9 @@ func New(cfg Config) (*Users, error) {
 		return nil, errors.New("users: Config.Sessions is required (a *sessionstore.Store)")
 	}
 	u := &Users{
-		st:       &store{tbl: cfg.Table},
+		st:       newStore(cfg.Table),
 		keys:     cfg.Keys,
+		authKeys: cfg.Keys.Keys(dynaguard.PurposeSessionAuth),
 		sessions: cfg.Sessions,
 		hasher:   cfg.Hasher,
 		legacy:   cfg.Legacy,

@@ -1,7 +1,7 @@
 // Package authctx carries who is making a request between dynaguard's
 // packages without making them import each other: users.LoadUser records the
-// authenticated user, the middleware records how to name the session, and
-// nonce and idempotency read both to bind or scope their tokens.
+// authenticated user and how to name the session, and nonce and idempotency
+// read both to bind or scope their tokens.
 //
 // Values are identifiers, never secrets: a user ID, and a session ID that is
 // a keyed hash of the session token (sessionstore's ID), not the token.
@@ -9,33 +9,87 @@ package authctx
 
 import "context"
 
-type userKey struct{}
-type sessionKey struct{}
+// Identity answers who is making the request. users.LoadUser records one
+// value that is both its own per-request record and the Identity, so a
+// request pays for one context layer, not one per fact.
+type Identity interface {
+	// UserID is the authenticated user's ID, "" when nobody is logged in.
+	UserID() string
+	// SessionID names the request's current session, "" when there is
+	// none yet. It is asked each time rather than fixed when recorded,
+	// because the session can change during the request (a login renews the
+	// token) and a new session has no name until it is saved.
+	SessionID() string
+}
 
-// WithUser records the authenticated user's ID.
-func WithUser(ctx context.Context, userID string) context.Context {
-	return context.WithValue(ctx, userKey{}, userID)
+type key struct{}
+
+// With records id as the request's identity.
+func With(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, key{}, id)
+}
+
+// From returns the identity recorded in ctx, or nil.
+func From(ctx context.Context) Identity {
+	id, _ := ctx.Value(key{}).(Identity)
+	return id
 }
 
 // User returns the authenticated user's ID, if any.
 func User(ctx context.Context) (string, bool) {
-	id, ok := ctx.Value(userKey{}).(string)
-	return id, ok && id != ""
-}
-
-// WithSession records a function that names the request's current session.
-// It is a function because the session can change during the request (a
-// login renews the token) and a new session has no name until it is saved.
-func WithSession(ctx context.Context, id func() string) context.Context {
-	return context.WithValue(ctx, sessionKey{}, id)
+	id := From(ctx)
+	if id == nil {
+		return "", false
+	}
+	u := id.UserID()
+	return u, u != ""
 }
 
 // Session returns the current session's ID, if there is one.
 func Session(ctx context.Context) (string, bool) {
-	f, ok := ctx.Value(sessionKey{}).(func() string)
-	if !ok || f == nil {
+	id := From(ctx)
+	if id == nil {
 		return "", false
 	}
-	id := f()
-	return id, id != ""
+	s := id.SessionID()
+	return s, s != ""
+}
+
+// WithUser records userID as the authenticated user, keeping the session of
+// any identity already recorded.
+func WithUser(ctx context.Context, userID string) context.Context {
+	return With(ctx, layer{parent: From(ctx), user: &userID})
+}
+
+// WithSession records a function that names the request's current session,
+// keeping the user of any identity already recorded.
+func WithSession(ctx context.Context, id func() string) context.Context {
+	return With(ctx, layer{parent: From(ctx), session: id})
+}
+
+// layer overrides one fact of its parent identity.
+type layer struct {
+	parent  Identity
+	user    *string
+	session func() string
+}
+
+func (l layer) UserID() string {
+	switch {
+	case l.user != nil:
+		return *l.user
+	case l.parent != nil:
+		return l.parent.UserID()
+	}
+	return ""
+}
+
+func (l layer) SessionID() string {
+	switch {
+	case l.session != nil:
+		return l.session()
+	case l.parent != nil:
+		return l.parent.SessionID()
+	}
+	return ""
 }
