@@ -60,15 +60,25 @@ func SecurityHeaders(cfg HeadersConfig) Middleware {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// One backing array for every value (Header.Set would allocate
+			// a slice per header); each header gets its own full slice
+			// expression, so an Add to one of them reallocates rather
+			// than writes into its neighbour.
+			vals := make([]string, 0, 5)
+			set := func(h http.Header, key, v string) {
+				vals = append(vals, v)
+				n := len(vals)
+				h[key] = vals[n-1 : n : n]
+			}
 			h := w.Header()
-			h.Set("X-Content-Type-Options", "nosniff")
-			h.Set("Referrer-Policy", rp)
-			h.Set("Content-Security-Policy", csp)
+			set(h, "X-Content-Type-Options", "nosniff")
+			set(h, "Referrer-Policy", rp)
+			set(h, "Content-Security-Policy", csp)
 			if xfo != "" {
-				h.Set("X-Frame-Options", xfo)
+				set(h, "X-Frame-Options", xfo)
 			}
 			if hsts != "" && r.TLS != nil {
-				h.Set("Strict-Transport-Security", hsts)
+				set(h, "Strict-Transport-Security", hsts)
 			}
 			next.ServeHTTP(w, r)
 		})
