@@ -94,8 +94,12 @@ func (c *capture) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, 
 }
 
 // stub serves a capture from memory. Its maps are read-only once built.
+// Its answers are built once and shared by every call (the SDK would build
+// new ones; dynaguard only reads what it is given), so that the stub itself
+// allocates nothing and the figures are dynaguard's alone.
 type stub struct {
 	items     map[string]item
+	gets      map[string]*dynamodb.GetItemOutput
 	conflicts map[string]item
 	fallback  item // returned for a key that was not captured (nil: not found)
 	calls     atomic.Int64
@@ -106,15 +110,25 @@ type stub struct {
 func (c *capture) replay() *stub {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := &stub{items: make(map[string]item, len(c.items)), conflicts: make(map[string]item, len(c.conflicts))}
+	s := &stub{items: make(map[string]item, len(c.items)), gets: make(map[string]*dynamodb.GetItemOutput, len(c.items)),
+		conflicts: make(map[string]item, len(c.conflicts))}
 	for k, v := range c.items {
 		s.items[k] = v
+		s.gets[k] = &dynamodb.GetItemOutput{Item: v}
 	}
 	for k, v := range c.conflicts {
 		s.conflicts[k] = v
 	}
 	return s
 }
+
+// The answers of successful writes (no attributes asked for).
+var (
+	emptyPutItem            dynamodb.PutItemOutput
+	emptyUpdateItem         dynamodb.UpdateItemOutput
+	emptyDeleteItem         dynamodb.DeleteItemOutput
+	emptyTransactWriteItems dynamodb.TransactWriteItemsOutput
+)
 
 var errNotCaptured = errors.New("stub: operation not captured")
 
@@ -136,8 +150,8 @@ func (s *stub) write(op, pk string) error {
 
 func (s *stub) GetItem(_ context.Context, in *dynamodb.GetItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
 	s.calls.Add(1)
-	if it, ok := s.items[pkOf(in.Key)]; ok {
-		return &dynamodb.GetItemOutput{Item: it}, nil
+	if out, ok := s.gets[pkOf(in.Key)]; ok {
+		return out, nil
 	}
 	return &dynamodb.GetItemOutput{Item: s.fallback}, nil
 }
@@ -159,27 +173,27 @@ func (s *stub) PutItem(_ context.Context, in *dynamodb.PutItemInput, _ ...func(*
 	if err := s.write("PutItem", pkOf(in.Item)); err != nil {
 		return nil, err
 	}
-	return &dynamodb.PutItemOutput{}, nil
+	return &emptyPutItem, nil
 }
 
 func (s *stub) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
 	if err := s.write("UpdateItem", pkOf(in.Key)); err != nil {
 		return nil, err
 	}
-	return &dynamodb.UpdateItemOutput{}, nil
+	return &emptyUpdateItem, nil
 }
 
 func (s *stub) DeleteItem(_ context.Context, in *dynamodb.DeleteItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
 	if err := s.write("DeleteItem", pkOf(in.Key)); err != nil {
 		return nil, err
 	}
-	return &dynamodb.DeleteItemOutput{}, nil
+	return &emptyDeleteItem, nil
 }
 
 func (s *stub) TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
 	s.calls.Add(1)
 	s.writes.Add(1)
-	return &dynamodb.TransactWriteItemsOutput{}, nil
+	return &emptyTransactWriteItems, nil
 }
 
 func (s *stub) Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
