@@ -341,3 +341,9 @@ func (b *browser) sessionToken() string {
 	}
 	return ""
 }
+
+// loginOf is the login recorded in the session of ctx (zero when none).
+func loginOf(ctx context.Context, sm *scs.SessionManager) sessionLogin {
+	l, _ := getLogin(ctx, sm, sessionAuth)
+	return l
+}

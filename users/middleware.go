@@ -105,7 +105,8 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 		return r, true
 	}
 	l := &loaded{sm: sm, sessionCtx: ctx, sessions: s.sessions}
-	if uid := sm.GetString(ctx, sessionUserID); uid != "" {
+	if lg, ok := getLogin(ctx, sm, sessionAuth); ok {
+		uid := lg.userID
 		u, err := s.st.getUser(ctx, uid)
 		if err != nil {
 			s.log.ErrorContext(ctx, "users: loading the session's user failed", "err", err)
@@ -113,7 +114,7 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 			return nil, false
 		}
 		switch {
-		case u == nil, u.Disabled, !s.authHashValid(u, sm.GetString(ctx, sessionAuthHash)):
+		case u == nil, u.Disabled, !s.authHashValid(u, lg.hash):
 			s.log.InfoContext(ctx, "users: session rejected: account gone, disabled, or credentials changed since login", "user", uid)
 			if err := sm.Destroy(ctx); err != nil {
 				WriteError(w, r, unavailable("destroy session", err))
@@ -121,7 +122,7 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 			}
 		default:
 			l.u = u
-			l.authAt = time.Unix(sm.GetInt64(ctx, sessionAuthAt), 0)
+			l.authAt = time.Unix(lg.at, 0)
 		}
 	}
 	return r.WithContext(authctx.With(ctx, l)), true

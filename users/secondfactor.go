@@ -42,24 +42,21 @@ func (s *Users) BeginLogin(ctx context.Context, sm *scs.SessionManager, u *User,
 	if err := sm.RenewToken(ctx); err != nil {
 		return false, unavailable("renew session token", err)
 	}
-	switch uid := sm.GetString(ctx, sessionUserID); {
-	case uid == u.ID:
+	cur, loggedIn := getLogin(ctx, sm, sessionAuth)
+	switch {
+	case loggedIn && cur.userID == u.ID:
 		// A re-authentication: the session stays logged in (with its old
 		// authentication time) under its new token, which must be bound
 		// like the old one was.
 		if err := s.sessions.Bind(ctx, sm.Token(ctx), u.ID, c.info()); err != nil {
 			return false, fmt.Errorf("%w: bind session: %w", ErrUnavailable, err)
 		}
-	case uid != "":
+	case sm.Exists(ctx, sessionAuth):
 		// Another account's login does not survive a login attempt as
 		// this one.
-		sm.Remove(ctx, sessionUserID)
-		sm.Remove(ctx, sessionAuthAt)
-		sm.Remove(ctx, sessionAuthHash)
+		sm.Remove(ctx, sessionAuth)
 	}
-	sm.Put(ctx, sessionPendingUser, u.ID)
-	sm.Put(ctx, sessionPendingAt, s.now().Unix())
-	sm.Put(ctx, sessionPendingHash, authHash(s.authKeys[0], u))
+	sm.Put(ctx, sessionPending, sessionLogin{userID: u.ID, at: s.now().Unix(), hash: authHash(s.authKeys[0], u)}.String())
 	s.log.InfoContext(ctx, "users: password verified; second factor pending", "user", u.ID)
 	return true, nil
 }
@@ -68,17 +65,26 @@ func (s *Users) BeginLogin(ctx context.Context, sm *scs.SessionManager, u *User,
 // factor, if there is one and it has not expired. It reads the session
 // only (no DynamoDB call).
 func (s *Users) Pending(ctx context.Context, sm *scs.SessionManager) (PendingLogin, bool) {
-	uid := sm.GetString(ctx, sessionPendingUser)
-	if uid == "" {
+	p, exp, ok := s.pending(ctx, sm)
+	if !ok {
 		return PendingLogin{}, false
 	}
-	at := time.Unix(sm.GetInt64(ctx, sessionPendingAt), 0)
+	return PendingLogin{UserID: p.userID, Expires: exp}, true
+}
+
+// pending is the session's live pending login and when it expires.
+func (s *Users) pending(ctx context.Context, sm *scs.SessionManager) (sessionLogin, time.Time, bool) {
+	p, ok := getLogin(ctx, sm, sessionPending)
+	if !ok {
+		return sessionLogin{}, time.Time{}, false
+	}
+	at := time.Unix(p.at, 0)
 	exp := at.Add(s.totp.PendingTTL)
 	now := s.now()
 	if !now.Before(exp) || at.After(now.Add(time.Minute)) {
-		return PendingLogin{}, false
+		return sessionLogin{}, time.Time{}, false
 	}
-	return PendingLogin{UserID: uid, Expires: exp}, true
+	return p, exp, true
 }
 
 // CancelLogin drops the session's pending two-step login, if any.
@@ -87,10 +93,8 @@ func (s *Users) CancelLogin(ctx context.Context, sm *scs.SessionManager) {
 }
 
 func (s *Users) clearPending(ctx context.Context, sm *scs.SessionManager) {
-	if sm.Exists(ctx, sessionPendingUser) {
-		sm.Remove(ctx, sessionPendingUser)
-		sm.Remove(ctx, sessionPendingAt)
-		sm.Remove(ctx, sessionPendingHash)
+	if sm.Exists(ctx, sessionPending) {
+		sm.Remove(ctx, sessionPending)
 	}
 }
 
@@ -131,12 +135,12 @@ func (s *Users) clearPending(ctx context.Context, sm *scs.SessionManager) {
 // changed, logged out everywhere, disabled, TOTP removed — start over),
 // ErrUnavailable. A storage error never completes the login.
 func (s *Users) CompleteLogin(ctx context.Context, sm *scs.SessionManager, code string, c Client) (*User, error) {
-	p, ok := s.Pending(ctx, sm)
+	p, _, ok := s.pending(ctx, sm)
 	if !ok {
 		s.clearPending(ctx, sm)
 		return nil, ErrNoPendingLogin
 	}
-	u, err := s.secondFactor(ctx, p.UserID, sm.GetString(ctx, sessionPendingHash), code, c.IP)
+	u, err := s.secondFactor(ctx, p.userID, p.hash, code, c.IP)
 	if errors.Is(err, ErrNoPendingLogin) {
 		s.clearPending(ctx, sm)
 	}

@@ -10,6 +10,7 @@ import (
 	"hash"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/alexedwards/scs/v2"
@@ -18,20 +19,44 @@ import (
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
 
-// Session keys. The values are not secret: a user ID, a time and a keyed
-// hash that is useless without the server's key.
+// Session keys. Each holds one sessionLogin, so a login is written, read
+// and removed as a whole, and loading it costs a request one lookup. The
+// values are not secret: a user ID, a time and a keyed hash that is
+// useless without the server's key.
 const (
-	sessionUserID   = "dynaguard.user"
-	sessionAuthAt   = "dynaguard.auth_at"
-	sessionAuthHash = "dynaguard.auth_hash"
-
+	sessionAuth = "dynaguard.auth" // the session's login
 	// The "password verified, second factor pending" state of a two-step
-	// login (BeginLogin). None of these is read by LoadUser: a pending
-	// session is not logged in.
-	sessionPendingUser = "dynaguard.mfa_user"
-	sessionPendingAt   = "dynaguard.mfa_at"
-	sessionPendingHash = "dynaguard.mfa_hash"
+	// login (BeginLogin). LoadUser never reads it: a pending session is not
+	// logged in.
+	sessionPending = "dynaguard.mfa"
 )
+
+// sessionLogin is what a session records about a login, or under
+// sessionPending about a password step: who, when it was authenticated
+// (Unix seconds) and the session auth hash. It is stored as the string
+// "<at> <hash> <userID>" — the user ID last, so that it may hold any
+// character.
+type sessionLogin struct {
+	userID string
+	at     int64
+	hash   string
+}
+
+func (l sessionLogin) String() string {
+	return strconv.FormatInt(l.at, 10) + " " + l.hash + " " + l.userID
+}
+
+// getLogin reads the login recorded under key; ok is false when there is
+// none or it does not parse.
+func getLogin(ctx context.Context, sm *scs.SessionManager, key string) (l sessionLogin, ok bool) {
+	at, rest, ok1 := strings.Cut(sm.GetString(ctx, key), " ")
+	hash, uid, ok2 := strings.Cut(rest, " ")
+	n, err := strconv.ParseInt(at, 10, 64)
+	if !ok1 || !ok2 || err != nil || uid == "" {
+		return sessionLogin{}, false
+	}
+	return sessionLogin{userID: uid, at: n, hash: hash}, true
+}
 
 // Client describes the client of a request, as the application resolved
 // it; it is recorded with the session for "your sessions" lists.
@@ -168,13 +193,9 @@ func (s *Users) login(ctx context.Context, sm *scs.SessionManager, u *User, c Cl
 // login look recent.
 func (s *Users) bind(ctx context.Context, sm *scs.SessionManager, u *User, c Client, authAt int64) error {
 	s.clearPending(ctx, sm)
-	sm.Put(ctx, sessionUserID, u.ID)
-	sm.Put(ctx, sessionAuthAt, authAt)
-	sm.Put(ctx, sessionAuthHash, authHash(s.authKeys[0], u))
+	sm.Put(ctx, sessionAuth, sessionLogin{userID: u.ID, at: authAt, hash: authHash(s.authKeys[0], u)}.String())
 	if err := s.sessions.Bind(ctx, sm.Token(ctx), u.ID, c.info()); err != nil {
-		sm.Remove(ctx, sessionUserID)
-		sm.Remove(ctx, sessionAuthAt)
-		sm.Remove(ctx, sessionAuthHash)
+		sm.Remove(ctx, sessionAuth)
 		return fmt.Errorf("%w: bind session: %w", ErrUnavailable, err)
 	}
 	return nil
@@ -227,7 +248,8 @@ func (s *Users) ChangePassword(ctx context.Context, sm *scs.SessionManager, u *U
 	}
 	s.log.InfoContext(ctx, "users: password changed", "user", u.ID)
 	s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID, IP: c.IP})
-	authAt := sm.GetInt64(ctx, sessionAuthAt)
+	cur, _ := getLogin(ctx, sm, sessionAuth)
+	authAt := cur.at
 	if !updated.TOTPEnabled {
 		authAt = s.now().Unix()
 	}
@@ -240,7 +262,7 @@ func (s *Users) ChangePassword(ctx context.Context, sm *scs.SessionManager, u *U
 // is not logged in as u is left alone — never logged in as u — and every
 // session of u ends.
 func (s *Users) keepCurrent(ctx context.Context, sm *scs.SessionManager, u *User, c Client, authAt int64) error {
-	if sm == nil || sm.GetString(ctx, sessionUserID) != u.ID {
+	if cur, ok := getLogin(ctx, sm, sessionAuth); sm == nil || !ok || cur.userID != u.ID {
 		s.revokeAll(ctx, u.ID, "")
 		return nil
 	}
@@ -283,7 +305,8 @@ func (s *Users) LogoutOthers(ctx context.Context, sm *scs.SessionManager, u *Use
 	}
 	var authAt int64
 	if sm != nil {
-		authAt = sm.GetInt64(ctx, sessionAuthAt)
+		cur, _ := getLogin(ctx, sm, sessionAuth)
+		authAt = cur.at
 	}
 	return s.keepCurrent(ctx, sm, updated, c, authAt)
 }

@@ -232,7 +232,7 @@ func TestOnlyACheckedCredentialRefreshesAuthTime(t *testing.T) {
 	if err := e.users.Login(sctx, sm, gus, c); err != nil {
 		t.Fatal(err)
 	}
-	loggedIn := sm.GetInt64(sctx, sessionAuthAt)
+	loggedIn := loginOf(sctx, sm).at
 	if loggedIn != e.clock.Now().Unix() {
 		t.Fatalf("login time %d, want %d", loggedIn, e.clock.Now().Unix())
 	}
@@ -240,13 +240,13 @@ func TestOnlyACheckedCredentialRefreshesAuthTime(t *testing.T) {
 	if err := e.users.LogoutOthers(sctx, sm, mustGet(t, e, gus.ID), c); err != nil {
 		t.Fatal(err)
 	}
-	if got := sm.GetInt64(sctx, sessionAuthAt); got != loggedIn || sm.GetString(sctx, sessionUserID) != gus.ID {
-		t.Fatalf("after LogoutOthers: auth time %d (want %d), user %q", got, loggedIn, sm.GetString(sctx, sessionUserID))
+	if got := loginOf(sctx, sm).at; got != loggedIn || loginOf(sctx, sm).userID != gus.ID {
+		t.Fatalf("after LogoutOthers: auth time %d (want %d), user %q", got, loggedIn, loginOf(sctx, sm).userID)
 	}
 	if err := e.users.ChangePassword(sctx, sm, mustGet(t, e, gus.ID), goodPassword, "violet elephant trampoline", c); err != nil {
 		t.Fatal(err)
 	}
-	if got := sm.GetInt64(sctx, sessionAuthAt); got != e.clock.Now().Unix() {
+	if got := loginOf(sctx, sm).at; got != e.clock.Now().Unix() {
 		t.Fatalf("after ChangePassword: auth time %d, want now (%d)", got, e.clock.Now().Unix())
 	}
 
@@ -257,13 +257,13 @@ func TestOnlyACheckedCredentialRefreshesAuthTime(t *testing.T) {
 	if _, err := e.users.CompleteLogin(tctx, sm, e.code(secret, 0), c); err != nil {
 		t.Fatal(err)
 	}
-	full := sm.GetInt64(tctx, sessionAuthAt)
+	full := loginOf(tctx, sm).at
 	e.clock.Advance(time.Hour)
 	if err := e.users.ChangePassword(tctx, sm, mustGet(t, e, hal.ID), goodPassword, "violet elephant trampoline", c); err != nil {
 		t.Fatal(err)
 	}
-	if got := sm.GetInt64(tctx, sessionAuthAt); got != full || sm.GetString(tctx, sessionUserID) != hal.ID {
-		t.Fatalf("TOTP account after ChangePassword: auth time %d (want %d), user %q", got, full, sm.GetString(tctx, sessionUserID))
+	if got := loginOf(tctx, sm).at; got != full || loginOf(tctx, sm).userID != hal.ID {
+		t.Fatalf("TOTP account after ChangePassword: auth time %d (want %d), user %q", got, full, loginOf(tctx, sm).userID)
 	}
 
 	// A session that is not the account's login is never logged in as it.
@@ -274,7 +274,7 @@ func TestOnlyACheckedCredentialRefreshesAuthTime(t *testing.T) {
 	if err := e.users.ChangePassword(anon, sm, mustGet(t, e, hal.ID), "violet elephant trampoline", goodPassword, c); err != nil {
 		t.Fatal(err)
 	}
-	if uid := sm.GetString(anon, sessionUserID); uid != "" {
+	if uid := loginOf(anon, sm).userID; uid != "" {
 		t.Fatalf("an anonymous session was logged in as %s", uid)
 	}
 	if left, err := e.store.List(ctx, gus.ID); err != nil || len(left) != 0 {

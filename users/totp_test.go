@@ -108,7 +108,7 @@ func TestTOTPRFC6238VectorsEndToEnd(t *testing.T) {
 		e.clock.Set(time.Unix(v.unix, 0))
 		sctx := e.pending(e.users, sm, mo)
 		u, err := e.users.CompleteLogin(sctx, sm, v.code, Client{IP: ip("192.0.2.1")})
-		if err != nil || u.ID != mo.ID || sm.GetString(sctx, sessionUserID) != mo.ID {
+		if err != nil || u.ID != mo.ID || loginOf(sctx, sm).userID != mo.ID {
 			t.Fatalf("at %d, code %s: %v", v.unix, v.code, err)
 		}
 	}
@@ -703,7 +703,7 @@ func TestDisableTOTP(t *testing.T) {
 	}
 	sm := newSM(e.store)
 	sctx, _ := sm.Load(ctx, "")
-	if p, err := e.users.BeginLogin(sctx, sm, u, Client{}); err != nil || p || sm.GetString(sctx, sessionUserID) != val.ID {
+	if p, err := e.users.BeginLogin(sctx, sm, u, Client{}); err != nil || p || loginOf(sctx, sm).userID != val.ID {
 		t.Fatalf("login after disable: %v %v", p, err)
 	}
 }
@@ -832,7 +832,7 @@ func TestSecondFactorCapUnderConcurrency(t *testing.T) {
 	if _, err := e.users.CompleteLogin(sctx, sm, e.code(secret, 0), Client{IP: ip("203.0.113.77")}); !errors.As(err, &te) || !te.Locked {
 		t.Fatalf("right code after the cap: %v", err)
 	}
-	if uid := sm.GetString(sctx, sessionUserID); uid != "" {
+	if uid := loginOf(sctx, sm).userID; uid != "" {
 		t.Fatal("logged in past the cap")
 	}
 }
@@ -938,7 +938,7 @@ func TestSecondFactorStorageFaultsNeverLogIn(t *testing.T) {
 				if !errors.Is(err, ErrUnavailable) {
 					t.Errorf("%s #%d %v (recovery %v): %v", s.op, s.n, f, recovery, err)
 				}
-				if uid := sm.GetString(sctx, sessionUserID); uid != "" {
+				if uid := loginOf(sctx, sm).userID; uid != "" {
 					t.Fatalf("%s #%d %v: logged in", s.op, s.n, f)
 				}
 				if recovery && (s.op == "DeleteItem" || s.op == "PutItem") {
