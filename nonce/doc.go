@@ -20,9 +20,10 @@
 //
 // # How it works
 //
-// Issuing ([Token], [Field]) makes no DynamoDB call. A token is a
-// gorilla/securecookie value signed with a key derived from the
-// application's [dynaguard.Keyring], holding:
+// Issuing ([Token], [Field]) makes no DynamoDB call. A token is a short
+// base64url string (102 to 462 characters): a fixed binary payload followed
+// by its HMAC-SHA256 under a key derived from the application's
+// [dynaguard.Keyring]. The payload holds:
 //
 //   - a random 128-bit ID,
 //   - the purpose it was issued for (a name of the form, such as "transfer"),

@@ -292,7 +292,7 @@ func (m *Manager) Consume(w http.ResponseWriter, r *http.Request, purpose string
 	if err != nil {
 		return m.refuse(r, purpose, err, nil)
 	}
-	if c.purpose != purpose {
+	if string(c.purpose()) != purpose {
 		return m.refuse(r, purpose, ErrWrongPurpose, nil)
 	}
 	secret, err := m.browserSecret(r)
