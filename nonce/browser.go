@@ -6,6 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/http"
+	"net/textproto"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -45,26 +48,180 @@ func stateFrom(ctx context.Context) *state {
 // when one decodes with a configured key and has not expired, with when it
 // was issued and which key decoded it.
 func (m *Manager) readCookie(r *http.Request, now time.Time) (secret [secretLen]byte, issued time.Time, key int, ok bool) {
-	// Every cookie of that name is tried: with InsecureCookie there is no
-	// __Host- prefix, and a sibling subdomain may have planted its own.
-	for _, c := range r.CookiesNamed(m.cookieName) {
-		for i := range m.keys {
-			var b []byte
-			if m.keys[i].cookie.Decode(m.cookieName, c.Value, &b) != nil {
+	// Every cookie of that name is tried, in order: with InsecureCookie
+	// there is no __Host- prefix, and a sibling subdomain may have planted
+	// its own.
+	sc := newCookieScanner(r.Header, m.cookieName)
+	for {
+		v, more := sc.next()
+		if !more {
+			return secret, time.Time{}, 0, false
+		}
+		e, ok := m.verified.get(v)
+		if !ok {
+			if e, ok = m.decodeCookie(v); !ok {
 				continue
 			}
-			if len(b) != cookiePayload || b[0] != cookieVersion {
-				break
-			}
-			issued = time.Unix(int64(binary.BigEndian.Uint64(b[1+secretLen:])), 0)
-			if !now.Before(issued.Add(m.cookieMaxAge)) {
-				break // past its lifetime: the browser should not have sent it
-			}
-			copy(secret[:], b[1:])
-			return secret, issued, i, true
+			m.verified.put(v, e)
+		}
+		issued = time.Unix(e.issued, 0)
+		if !now.Before(issued.Add(m.cookieMaxAge)) {
+			continue // past its lifetime: the browser should not have sent it
+		}
+		return e.secret, issued, e.key, true
+	}
+}
+
+// decodeCookie verifies, decrypts and parses a cookie value with the first
+// configured key that decodes it. It reads no clock: its answer depends on
+// the value and the Manager's keys alone.
+func (m *Manager) decodeCookie(v string) (cookieEntry, bool) {
+	if len(v) > maxCookieLen {
+		return cookieEntry{}, false
+	}
+	for i := range m.keys {
+		var b []byte
+		if m.keys[i].cookie.Decode(m.cookieName, v, &b) != nil {
+			continue
+		}
+		if len(b) != cookiePayload || b[0] != cookieVersion {
+			return cookieEntry{}, false
+		}
+		e := cookieEntry{issued: int64(binary.BigEndian.Uint64(b[1+secretLen:])), key: i}
+		copy(e.secret[:], b[1:])
+		return e, true
+	}
+	return cookieEntry{}, false
+}
+
+// cookieCacheSize bounds the cache of verified browser cookies. A browser
+// keeps one cookie value for half of CookieMaxAge, so the cache holds the
+// recently active browsers; each entry costs about 250 bytes (the value as
+// key, the secret, the time, the key index, the map's overhead), about
+// 2.5 MB when full. A browser that is not in it costs one securecookie
+// decode (an HMAC, AES-CTR and about a dozen allocations), nothing more.
+const cookieCacheSize = 10_000
+
+// cookieCache remembers what decodeCookie answered for the cookie values it
+// verified, so that a browser's cookie is verified and decrypted once
+// rather than on every request.
+//
+// Why a hit is as good as decoding: decodeCookie is a pure function of the
+// value and the Manager's keys, which are fixed for the Manager's lifetime
+// (securecookie's own clock-based age check is off; MaxAge(0)). The key is
+// the exact cookie value, byte for byte; an entry is stored only after
+// securecookie verified its MAC and decrypted it, and a failed decode is
+// never stored, so a value that was not issued under one of the Manager's
+// keys can never hit. Expiry (issued + CookieMaxAge against the clock) is
+// still checked on every read, and the key index still makes prepare re-set
+// a cookie read with a previous key. Filling the cache needs genuine cookie
+// values, which anyone can get by visiting a page; an attacker doing so at
+// volume only evicts other browsers' entries, which then cost a decode
+// again: performance, never correctness. The secrets held here are no more
+// exposed than the keys that decrypt every cookie, which the process holds
+// anyway.
+type cookieCache struct {
+	mu sync.Mutex
+	m  map[string]cookieEntry
+}
+
+type cookieEntry struct {
+	secret [secretLen]byte
+	issued int64 // Unix seconds
+	key    int   // index of the key that decoded the value
+}
+
+func (c *cookieCache) get(v string) (cookieEntry, bool) {
+	c.mu.Lock()
+	e, ok := c.m[v]
+	c.mu.Unlock()
+	return e, ok
+}
+
+func (c *cookieCache) put(v string, e cookieEntry) {
+	// Clone: v is a slice of the request's Cookie header, which the entry
+	// must not keep alive.
+	v = strings.Clone(v)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]cookieEntry)
+	}
+	if _, ok := c.m[v]; !ok && len(c.m) >= cookieCacheSize {
+		for k := range c.m { // an arbitrary entry: map iteration starts at random
+			delete(c.m, k)
+			break
 		}
 	}
-	return secret, time.Time{}, 0, false
+	c.m[v] = e
+}
+
+// cookieScanner yields the value of every cookie with one name from a
+// request's Cookie header lines, in order — the values
+// http.Request.CookiesNamed returns — without allocating: it parses the
+// header the same way (net/http's readCookies) but builds no *http.Cookie
+// for every cookie of the header.
+type cookieScanner struct {
+	lines []string // header lines not yet started
+	line  string   // the rest of the current line
+	name  string
+}
+
+// maxCookies is net/http's default limit on the number of cookies in a
+// request (GODEBUG httpcookiemaxnum): above it, CookiesNamed returns none,
+// and so does the scanner.
+const maxCookies = 3000
+
+func newCookieScanner(h http.Header, name string) cookieScanner {
+	lines := h["Cookie"]
+	n := 0
+	for _, l := range lines {
+		n += strings.Count(l, ";") + 1
+	}
+	if n > maxCookies {
+		lines = nil
+	}
+	return cookieScanner{lines: lines, name: name}
+}
+
+// next returns the next value, or false when there is none. name must be a
+// valid cookie name (as Config.CookieName is).
+func (s *cookieScanner) next() (string, bool) {
+	for {
+		for s.line == "" {
+			if len(s.lines) == 0 {
+				return "", false
+			}
+			s.line, s.lines = textproto.TrimString(s.lines[0]), s.lines[1:]
+		}
+		var part string
+		part, s.line, _ = strings.Cut(s.line, ";")
+		part = textproto.TrimString(part)
+		if part == "" {
+			continue
+		}
+		name, val, _ := strings.Cut(part, "=")
+		if textproto.TrimString(name) != s.name {
+			continue
+		}
+		if v, ok := cookieValue(val); ok {
+			return v, true
+		}
+	}
+}
+
+// cookieValue strips one pair of surrounding double quotes and refuses a
+// value with a byte RFC 6265 does not allow, as net/http does.
+func cookieValue(raw string) (string, bool) {
+	if len(raw) > 1 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		raw = raw[1 : len(raw)-1]
+	}
+	for i := 0; i < len(raw); i++ {
+		if b := raw[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return "", false
+		}
+	}
+	return raw, true
 }
 
 // prepare makes sure the browser has a nonce cookie — reading it, refreshing

@@ -117,6 +117,7 @@ type Manager struct {
 	onError      func(http.ResponseWriter, *http.Request, error)
 	clock        dynaguard.Clock
 	log          *slog.Logger
+	verified     cookieCache // browser cookies already verified and decrypted
 }
 
 // New returns a Manager for cfg. It makes no DynamoDB call.
