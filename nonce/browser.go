@@ -282,16 +282,16 @@ var errNoCookie = errors.New("the request has no valid nonce cookie")
 
 // browserSecret returns the secret a submitted token must be bound to: the
 // one recorded by prepare, or else the one in the cookie.
-func (m *Manager) browserSecret(r *http.Request) (*[secretLen]byte, error) {
+func (m *Manager) browserSecret(r *http.Request) ([secretLen]byte, error) {
 	if st := stateFrom(r.Context()); st != nil && st.m == m {
 		if !st.fromCookie {
-			return nil, errNoCookie
+			return [secretLen]byte{}, errNoCookie
 		}
-		return &st.secret, nil
+		return st.secret, nil
 	}
 	secret, _, _, ok := m.readCookie(r, m.clock.Now())
 	if !ok {
-		return nil, errNoCookie
+		return [secretLen]byte{}, errNoCookie
 	}
-	return &secret, nil
+	return secret, nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,6 +31,24 @@ import (
 // recorded consumption back into an unused nonce.
 const condNeverConsumed = "attribute_not_exists(#pk)"
 
+// putCondition and putNames are the condition of every consumption write
+// and its one name placeholder, shared by all requests; the Manager keeps
+// the table name the same way (Manager.tableName). Sharing is safe because
+// the AWS SDK only reads an operation's input, never writes to it, and so
+// must every dynaguard.API implementation: these are read-only.
+var (
+	putCondition = aws.String(condNeverConsumed)
+	putNames     = map[string]string{"#pk": dynaguard.AttrPK}
+)
+
+// recordLabel separates the record key's hash from any other SHA-256 of a
+// nonce ID.
+const recordLabel = "dynaguard/nonce/record\x00"
+
+// recordKeyLen is the length of a record key: the prefix and 43 characters
+// of base64url for 32 bytes.
+const recordKeyLen = len(dynaguard.PrefixNonce) + (sha256.Size*8+5)/6
+
 // recordKey is the partition key of a nonce's consumption record: the
 // prefix and SHA-256 of the nonce ID (domain-separated), so the table holds
 // no ID in the clear. It is not keyed on purpose: the ID is 128 random bits,
@@ -37,11 +56,17 @@ const condNeverConsumed = "attribute_not_exists(#pk)"
 // rotation — a token signed before a rotation and replayed after it still
 // meets its record.
 func recordKey(id *[idLen]byte) string {
-	h := sha256.New()
-	h.Write([]byte("dynaguard/nonce/record\x00"))
-	h.Write(id[:])
-	var sum [sha256.Size]byte
-	return dynaguard.PrefixNonce + base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0]))
+	var b [recordKeyLen]byte
+	return string(appendRecordKey(b[:0], id))
+}
+
+// appendRecordKey appends recordKey(id) to dst, computing it on the stack.
+func appendRecordKey(dst []byte, id *[idLen]byte) []byte {
+	var in [len(recordLabel) + idLen]byte
+	copy(in[copy(in[:], recordLabel):], id[:])
+	sum := sha256.Sum256(in[:])
+	dst = append(dst, dynaguard.PrefixNonce...)
+	return base64.RawURLEncoding.AppendEncode(dst, sum[:])
 }
 
 // consume records that the nonce was used, with one conditional PutItem:
@@ -50,14 +75,19 @@ func recordKey(id *[idLen]byte) string {
 // anything else. It never reads: a read followed by a write would let two
 // concurrent submissions both see "unused".
 func (m *Manager) consume(ctx context.Context, id *[idLen]byte, expires time.Time) error {
+	// The record key and the ttl (dynaguard.TTLValue's number: whole epoch
+	// seconds, rounded up) are built in one buffer and converted to one
+	// string, then sliced: one allocation for both.
+	var buf [recordKeyLen + 20]byte
+	kv := string(strconv.AppendInt(appendRecordKey(buf[:0], id), dynaguard.EpochSeconds(expires), 10))
 	_, err := m.table.Client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(m.table.Name),
+		TableName: m.tableName,
 		Item: map[string]types.AttributeValue{
-			dynaguard.AttrPK:  dynaguard.S(recordKey(id)),
-			dynaguard.AttrTTL: dynaguard.TTLValue(expires),
+			dynaguard.AttrPK:  &types.AttributeValueMemberS{Value: kv[:recordKeyLen]},
+			dynaguard.AttrTTL: &types.AttributeValueMemberN{Value: kv[recordKeyLen:]},
 		},
-		ConditionExpression:      aws.String(condNeverConsumed),
-		ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
+		ConditionExpression:      putCondition,
+		ExpressionAttributeNames: putNames,
 	})
 	if err == nil {
 		return nil

@@ -11,6 +11,9 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/authctx"
@@ -105,6 +108,7 @@ type Config struct {
 // table.
 type Manager struct {
 	table        *dynaguard.Table
+	tableName    *string // the PutItem TableName, shared by every request (see putNames)
 	keys         []keyset
 	ttl          time.Duration
 	fieldName    string
@@ -130,6 +134,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		table:        cfg.Table,
+		tableName:    aws.String(cfg.Table.Name),
 		ttl:          or(cfg.TTL, DefaultTTL),
 		fieldName:    or(cfg.FieldName, DefaultFieldName),
 		headerName:   or(cfg.HeaderName, DefaultHeaderName),
@@ -377,13 +382,13 @@ func (m *Manager) tokenFrom(w http.ResponseWriter, r *http.Request) (string, err
 // r.Form (and r.MultipartForm) populated for the handler — or for the
 // ErrorHandler, which can re-render the form with the user's input.
 func (m *Manager) parseForm(w http.ResponseWriter, r *http.Request) error {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if r.Body == nil || (mt != "application/x-www-form-urlencoded" && mt != "multipart/form-data") {
+	mt := formMediaType(r.Header.Get("Content-Type"))
+	if r.Body == nil || mt == "" {
 		return ErrMissing
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, m.maxBody)
 	var err error
-	if mt == "multipart/form-data" {
+	if mt == mediaMultipart {
 		err = r.ParseMultipartForm(min(m.maxBody, multipartMemory))
 	} else {
 		err = r.ParseForm()
@@ -400,6 +405,55 @@ func (m *Manager) parseForm(w http.ResponseWriter, r *http.Request) error {
 }
 
 const multipartMemory = 32 << 20
+
+const (
+	mediaURLEncoded = "application/x-www-form-urlencoded"
+	mediaMultipart  = "multipart/form-data"
+)
+
+// formMediaType returns mediaURLEncoded or mediaMultipart when the
+// Content-Type header value ct names one of them, and "" otherwise. It
+// answers exactly as the media type of mime.ParseMediaType(ct) would — the
+// media type net/http's ParseForm and ParseMultipartForm go by — without
+// building the parameter map mime.ParseMediaType returns: the part before
+// the first ';', trimmed of white space, lowercased rune by rune with
+// unicode.ToLower (as strings.ToLower does, so that "İ", U+0130, counts as
+// "i"). mime.ParseMediaType refuses the whole value (returns "") in one more
+// case, a parameter given twice with different values; that needs two
+// parameters, so only a value with two '=' after the media type is handed to
+// it.
+func formMediaType(ct string) string {
+	base, params, _ := strings.Cut(ct, ";")
+	base = strings.TrimSpace(base)
+	mt := ""
+	switch {
+	case lowerEquals(base, mediaURLEncoded):
+		mt = mediaURLEncoded
+	case lowerEquals(base, mediaMultipart):
+		mt = mediaMultipart
+	default:
+		return ""
+	}
+	if strings.Count(params, "=") > 1 {
+		if full, _, _ := mime.ParseMediaType(ct); full != mt {
+			return ""
+		}
+	}
+	return mt
+}
+
+// lowerEquals reports whether strings.ToLower(s) == lower, for an ASCII
+// lower.
+func lowerEquals(s, lower string) bool {
+	i := 0
+	for _, r := range s { // invalid UTF-8 gives utf8.RuneError, never ASCII
+		if i == len(lower) || unicode.ToLower(r) != rune(lower[i]) {
+			return false
+		}
+		i++
+	}
+	return i == len(lower)
+}
 
 // Token issues a token for purpose, bound to the requesting browser and, if
 // there is one, to the current session. Put it where script can send it back

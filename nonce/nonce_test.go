@@ -435,3 +435,22 @@ func TestRecordKeyIsDomainSeparatedHash(t *testing.T) {
 		t.Fatalf("record key %q", k)
 	}
 }
+
+// recordKey's output is pinned: consumption records already in a table must
+// keep matching the tokens that made them, so the key may never change.
+func TestRecordKeyIsPinned(t *testing.T) {
+	var id [idLen]byte
+	for i := range id {
+		id[i] = byte(i + 1)
+	}
+	// "nonce#" + base64url(SHA-256("dynaguard/nonce/record\x00" || 01..10)),
+	// computed independently.
+	const want = "nonce#hfGIlknVDzWRrZle3gORZsu3DxxiJ-gRfRejyOcwfv4"
+	if got := recordKey(&id); got != want {
+		t.Fatalf("recordKey = %q, want %q", got, want)
+	}
+	sum := sha256.Sum256(append([]byte("dynaguard/nonce/record\x00"), id[:]...))
+	if want != dynaguard.PrefixNonce+base64.RawURLEncoding.EncodeToString(sum[:]) || len(want) != recordKeyLen {
+		t.Fatal("the pinned key does not follow its definition")
+	}
+}
