@@ -33,9 +33,14 @@
 //     it is missing,
 //   - when a session exists, a keyed hash of the session's ID.
 //
+// The browser cookie is a gorilla/securecookie value (AES-256-CTR, then
+// HMAC-SHA256). Each Manager verifies and decrypts a browser's cookie once
+// and then finds it in a bounded cache of verified values; its expiry is
+// still checked on every request.
+//
 // Consuming ([Manager.Require], [Manager.Consume]) first checks all of that
-// in memory — a bad token costs no storage call — and then records the
-// consumption with one conditional PutItem:
+// in memory — a bad token costs no storage call, and checking allocates
+// nothing — and then records the consumption with one conditional PutItem:
 //
 //	pk  = "nonce#" + base64url(SHA-256("dynaguard/nonce/record\x00" || ID))
 //	ttl = the token's expiry
