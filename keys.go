@@ -23,7 +23,7 @@ type Purpose string
 const (
 	PurposeSessionID         Purpose = "session-id"         // HMAC of session tokens into table keys
 	PurposeSessionEncryption Purpose = "session-encryption" // AEAD of session data at rest
-	PurposeNonceHash         Purpose = "nonce-hash"         // securecookie hash key of nonce tokens and the browser cookie
+	PurposeNonceHash         Purpose = "nonce-hash"         // MAC keys of nonce tokens, the browser cookie (securecookie) and token bindings
 	PurposeNonceBlock        Purpose = "nonce-block"        // securecookie encryption key of the browser cookie
 	PurposeTokenHash         Purpose = "token-hash"         // keyed hashes of one-time tokens
 	PurposePasswordPepper    Purpose = "password-pepper"    // HMAC pepper applied before password hashing
