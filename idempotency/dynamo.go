@@ -45,8 +45,58 @@ const condClaim = dynaguard.CondAbsentOrExpired +
 const condOwner = "#state = :running AND #owner = :owner"
 
 type store struct {
-	tbl *dynaguard.Table
+	tbl  *dynaguard.Table
+	name *string // the table's name for request inputs
 }
+
+func newStore(tbl *dynaguard.Table) store {
+	return store{tbl: tbl, name: aws.String(tbl.Name)}
+}
+
+// The parts of requests that never change are built once and shared by
+// every request: the SDK reads its input and never modifies it.
+var (
+	exprCondClaim = aws.String(condClaim)
+	exprCondOwner = aws.String(condOwner)
+	exprRenew     = aws.String("SET #lease = :lease, #ttl = :ttl")
+	namesClaim    = dynaguard.ExprNames("#state", attrState, "#lease", attrLease, "#fp", attrFP)
+	namesRenew    = map[string]string{"#state": attrState, "#owner": attrOwner, "#lease": attrLease, "#ttl": dynaguard.AttrTTL}
+	namesRelease  = map[string]string{"#state": attrState, "#owner": attrOwner}
+	valRunning    = dynaguard.S(stateRunning)
+	valDone       = dynaguard.S(stateDone)
+	// completeExprs holds the update expression and names of complete for
+	// each combination of the optional attributes (completeStatus | ...).
+	completeExprs = func() (v [16]struct {
+		update *string
+		names  map[string]string
+	}) {
+		for f := range v {
+			names := map[string]string{"#state": attrState, "#owner": attrOwner, "#lease": attrLease,
+				"#ttl": dynaguard.AttrTTL, "#resp": attrResp}
+			set := "SET #state = :done, #ttl = :ttl, #resp = :resp"
+			for _, o := range []struct {
+				flag       int
+				name, attr string
+			}{{completeStatus, "status", attrStatus}, {completeEnc, "enc", attrEnc}, {completeKID, "kid", attrKID}, {completeOmitted, "omitted", attrOmitted}} {
+				if f&o.flag != 0 {
+					set += ", #" + o.name + " = :" + o.name
+					names["#"+o.name] = o.attr
+				}
+			}
+			v[f].update = aws.String(set + " REMOVE #owner, #lease")
+			v[f].names = names
+		}
+		return v
+	}()
+)
+
+// The optional attributes of a completed record.
+const (
+	completeStatus = 1 << iota
+	completeEnc
+	completeKID
+	completeOmitted
+)
 
 func epochMillis(t time.Time) int64 { return t.UnixMilli() }
 
@@ -56,21 +106,21 @@ func epochMillis(t time.Time) int64 { return t.UnixMilli() }
 // error when DynamoDB failed — the caller must then refuse the request.
 func (s *store) claim(ctx context.Context, pk string, fp []byte, owner string, now time.Time, lease, retention time.Duration) (*record, error) {
 	_, err := s.tbl.Client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.tbl.Name),
+		TableName: s.name,
 		Item: map[string]types.AttributeValue{
 			dynaguard.AttrPK:  dynaguard.S(pk),
 			dynaguard.AttrTTL: dynaguard.TTLValue(now.Add(retention)),
-			attrState:         dynaguard.S(stateRunning),
+			attrState:         valRunning,
 			attrOwner:         dynaguard.S(owner),
 			attrLease:         dynaguard.N(epochMillis(now.Add(lease))),
 			attrFP:            dynaguard.B(fp),
 		},
-		ConditionExpression:      aws.String(condClaim),
-		ExpressionAttributeNames: dynaguard.ExprNames("#state", attrState, "#lease", attrLease, "#fp", attrFP),
+		ConditionExpression:      exprCondClaim,
+		ExpressionAttributeNames: namesClaim,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":now":     dynaguard.NowValue(now),
 			":nowms":   dynaguard.N(epochMillis(now)),
-			":running": dynaguard.S(stateRunning),
+			":running": valRunning,
 			":fp":      dynaguard.B(fp),
 		},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
@@ -96,13 +146,13 @@ func (s *store) claim(ctx context.Context, pk string, fp []byte, owner string, n
 // when the claim no longer owns the record.
 func (s *store) renew(ctx context.Context, pk, owner string, now time.Time, lease, retention time.Duration) error {
 	_, err := s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                aws.String(s.tbl.Name),
+		TableName:                s.name,
 		Key:                      dynaguard.Key(pk),
-		UpdateExpression:         aws.String("SET #lease = :lease, #ttl = :ttl"),
-		ConditionExpression:      aws.String(condOwner),
-		ExpressionAttributeNames: map[string]string{"#state": attrState, "#owner": attrOwner, "#lease": attrLease, "#ttl": dynaguard.AttrTTL},
+		UpdateExpression:         exprRenew,
+		ConditionExpression:      exprCondOwner,
+		ExpressionAttributeNames: namesRenew,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":running": dynaguard.S(stateRunning),
+			":running": valRunning,
 			":owner":   dynaguard.S(owner),
 			":lease":   dynaguard.N(epochMillis(now.Add(lease))),
 			":ttl":     dynaguard.TTLValue(now.Add(retention)),
@@ -118,41 +168,35 @@ func (s *store) renew(ctx context.Context, pk, owner string, now time.Time, leas
 // item's size.
 func (s *store) complete(ctx context.Context, pk, owner string, now time.Time, retention time.Duration, st stored) error {
 	values := map[string]types.AttributeValue{
-		":running": dynaguard.S(stateRunning),
+		":running": valRunning,
 		":owner":   dynaguard.S(owner),
-		":done":    dynaguard.S(stateDone),
+		":done":    valDone,
 		":ttl":     dynaguard.TTLValue(now.Add(retention)),
 		":resp":    dynaguard.B(st.blob),
 	}
-	names := map[string]string{"#state": attrState, "#owner": attrOwner, "#lease": attrLease,
-		"#ttl": dynaguard.AttrTTL, "#resp": attrResp}
-	set := "SET #state = :done, #ttl = :ttl, #resp = :resp"
+	var f int
 	if st.status != 0 {
-		set += ", #status = :status"
-		names["#status"] = attrStatus
+		f |= completeStatus
 		values[":status"] = dynaguard.N(int64(st.status))
 	}
 	if st.enc != "" {
-		set += ", #enc = :enc"
-		names["#enc"] = attrEnc
+		f |= completeEnc
 		values[":enc"] = dynaguard.S(st.enc)
 	}
 	if st.kid != "" {
-		set += ", #kid = :kid"
-		names["#kid"] = attrKID
+		f |= completeKID
 		values[":kid"] = dynaguard.S(st.kid)
 	}
 	if st.omitted > 0 {
-		set += ", #omitted = :omitted"
-		names["#omitted"] = attrOmitted
+		f |= completeOmitted
 		values[":omitted"] = dynaguard.N(st.omitted)
 	}
 	_, err := s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.tbl.Name),
+		TableName:                 s.name,
 		Key:                       dynaguard.Key(pk),
-		UpdateExpression:          aws.String(set + " REMOVE #owner, #lease"),
-		ConditionExpression:       aws.String(condOwner),
-		ExpressionAttributeNames:  names,
+		UpdateExpression:          completeExprs[f].update,
+		ConditionExpression:       exprCondOwner,
+		ExpressionAttributeNames:  completeExprs[f].names,
 		ExpressionAttributeValues: values,
 	})
 	return ownerResult("complete", err)
@@ -163,12 +207,12 @@ func (s *store) complete(ctx context.Context, pk, owner string, now time.Time, r
 // deleted then).
 func (s *store) release(ctx context.Context, pk, owner string) error {
 	_, err := s.tbl.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName:                aws.String(s.tbl.Name),
+		TableName:                s.name,
 		Key:                      dynaguard.Key(pk),
-		ConditionExpression:      aws.String(condOwner),
-		ExpressionAttributeNames: map[string]string{"#state": attrState, "#owner": attrOwner},
+		ConditionExpression:      exprCondOwner,
+		ExpressionAttributeNames: namesRelease,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":running": dynaguard.S(stateRunning),
+			":running": valRunning,
 			":owner":   dynaguard.S(owner),
 		},
 	})

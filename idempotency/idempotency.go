@@ -187,7 +187,7 @@ func New(cfg Config) (*Guard, error) {
 		return nil, fmt.Errorf("%w: Table is required", ErrInvalidConfig)
 	}
 	g := &Guard{
-		store:     store{tbl: cfg.Table},
+		store:     newStore(cfg.Table),
 		retention: cfg.Retention,
 		lease:     cfg.Lease,
 		maxBody:   cfg.MaxBodyBytes,

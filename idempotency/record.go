@@ -357,7 +357,12 @@ func recordKey(kind byte, scope, key string) string {
 	h.Write([]byte(scope))
 	h.Write([]byte(key))
 	var sum [sha256.Size]byte
-	return dynaguard.PrefixIdempotency + base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0]))
+	h.Sum(sum[:0])
+	// Prefix and encoding built in one array, converted once.
+	var pk [len(dynaguard.PrefixIdempotency) + 43]byte
+	n := copy(pk[:], dynaguard.PrefixIdempotency)
+	base64.RawURLEncoding.Encode(pk[n:], sum[:])
+	return string(pk[:])
 }
 
 // Kinds of records, so that HTTP requests and Do calls never share one.
