@@ -84,6 +84,7 @@ type view struct {
 	Errors map[string]string // per-field messages
 	Dev    bool
 	Narrow bool // a single small form: the page is a narrow column
+	Nav    nav  // which navigation link is the current page
 	Data   any  // page-specific
 
 	status int
@@ -101,8 +102,20 @@ func (v *view) Value(name string) string { return v.Form.Get(name) }
 // Err is the message for a field, if any.
 func (v *view) Err(name string) string { return v.Errors[name] }
 
-// Path is the request path (for the navigation's current page).
-func (v *view) Path() string { return v.r.URL.Path }
+// nav marks the navigation link of the current page. It is worked out once
+// in Go rather than by comparing paths in the layout, which html/template
+// would do through reflection on every page.
+type nav struct{ Account, Transfers, Sessions, Outbox, Login bool }
+
+func navFor(path string) nav {
+	return nav{
+		Account:   path == "/account",
+		Transfers: path == "/transfers",
+		Sessions:  path == "/account/sessions",
+		Outbox:    path == "/dev/mail",
+		Login:     path == "/login",
+	}
+}
 
 // Next is a safe "next" target carried through the login form.
 func (v *view) Next() string {
@@ -118,7 +131,7 @@ func (v *view) Next() string {
 
 // newView starts a page for r: the logged-in user, a pending flash message.
 func (a *App) newView(r *http.Request, title string) *view {
-	v := &view{r: r, Title: title, Form: url.Values{}, Errors: map[string]string{}, Dev: a.dev, status: http.StatusOK}
+	v := &view{r: r, Title: title, Form: url.Values{}, Errors: map[string]string{}, Dev: a.dev, Nav: navFor(r.URL.Path), status: http.StatusOK}
 	if u, ok := users.FromContext(r.Context()); ok {
 		v.User = u
 	}
