@@ -402,17 +402,20 @@ func BenchmarkPages(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ex.stop()
-	page, err := capturePage(ctx, ex) // also captures the items it read
-	if err != nil {
+	if _, err := capturePage(ctx, ex); err != nil { // also captures the items it read
 		b.Fatal(err)
 	}
 	exHandler := ex.handler
-	sessShape, userShape, err := exampleItems(ctx, base)
+	sessShape, userShape, user0, err := exampleItems(ctx, base)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ra := &rawApp{api: sw, table: base.Name, page: page, sessionShape: sessShape, userShape: userShape}
-	rawCookie, err := ra.addUser(ctx, "rawuser0000", "load0000@example.com")
+	pages, err := appPages()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ra := &rawApp{api: sw, table: base.Name, pages: pages, dev: true, sessionShape: sessShape, userShape: userShape}
+	rawCookie, err := ra.addUser(ctx, "rawuser0000", poolEmail(0), user0)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,10 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -341,38 +341,47 @@ func firstLine(b []byte) string {
 }
 
 // exampleItems returns the largest logged-in session item and account item
-// the example app wrote.
-func exampleItems(ctx context.Context, tbl *dynaguard.Table) (session, user item, err error) {
+// of the example app in the table (the shapes of the raw handler's items),
+// and the account item of pool user 0 (whose page the two targets must
+// render alike).
+func exampleItems(ctx context.Context, tbl *dynaguard.Table) (session, user, user0 item, err error) {
 	c, ok := tbl.Client.(*dynamodb.Client)
 	if !ok {
-		return nil, nil, errors.New("not a DynamoDB client")
+		return nil, nil, nil, errors.New("not a DynamoDB client")
 	}
 	p := dynamodb.NewScanPaginator(c, &dynamodb.ScanInput{TableName: &tbl.Name})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for _, it := range page.Items {
 			pk := pkOf(it)
 			switch {
 			case strings.HasPrefix(pk, dynaguard.PrefixSession) && it[dynaguard.AttrGSI1PK] != nil && itemSize(it) > itemSize(session):
 				session = it
-			case strings.HasPrefix(pk, dynaguard.PrefixUser) && itemSize(it) > itemSize(user):
-				user = it
+			case strings.HasPrefix(pk, dynaguard.PrefixUser):
+				if itemSize(it) > itemSize(user) {
+					user = it
+				}
+				if email, _ := dynaguard.Str(it, "email"); email == poolEmail(0) {
+					user0 = it
+				}
 			}
 		}
 	}
-	if session == nil || user == nil {
-		return nil, nil, errors.New("no session or account item of the example app found")
+	if session == nil || user == nil || user0 == nil {
+		return nil, nil, nil, errors.New("no session or account item of the example app found")
 	}
-	return session, user, nil
+	return session, user, user0, nil
 }
 
-// capturePage fetches the example app's account page of pool user 0 and
-// makes the raw handler's template of it. The page is loaded twice: the
+func poolEmail(i int) string { return fmt.Sprintf("load%04d@example.com", i) }
+
+// capturePage fetches the example app's account page of pool user 0, with
+// the value of its nonce field blanked. The page is loaded twice: the
 // first view after sign-up also shows (and removes) a welcome message.
-func capturePage(ctx context.Context, ex *loadTarget) (*template.Template, error) {
+func capturePage(ctx context.Context, ex *loadTarget) ([]byte, error) {
 	var body []byte
 	for range 2 {
 		req, _ := http.NewRequestWithContext(ctx, "GET", ex.base+"/account", nil)
@@ -390,23 +399,51 @@ func capturePage(ctx context.Context, ex *loadTarget) (*template.Template, error
 			return nil, errors.New("GET /account set a new nonce cookie: the pool's cookies are incomplete")
 		}
 	}
-	return pageFrom(body, fmt.Sprintf("load%04d@example.com", 0))
+	return blankNonces(body), nil
 }
 
-// newRawTarget starts rawApp on loopback with a pool of users.
-func newRawTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc int, sessionShape, userShape item, page *template.Template) (*loadTarget, error) {
+func blankNonces(page []byte) []byte {
+	return formNonce.ReplaceAll(page, []byte(`name="nonce" value=""`))
+}
+
+// newRawTarget starts rawApp on loopback with a pool of users. User 0's
+// account copies the example app's user 0, and its page must be the example
+// app's page byte for byte (appPage, nonce blanked): the two targets render
+// the same page.
+func newRawTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc int, sessionShape, userShape, user0 item, appPage []byte) (*loadTarget, error) {
+	pages, err := appPages()
+	if err != nil {
+		return nil, err
+	}
 	cnt := &counting{API: tbl.Client}
-	ra := &rawApp{api: cnt, table: tbl.Name, sessionShape: sessionShape, userShape: userShape, page: page}
+	ra := &rawApp{api: cnt, table: tbl.Name, sessionShape: sessionShape, userShape: userShape, pages: pages, dev: true}
 	srv := httptest.NewServer(ra.handler())
 	t := &loadTarget{Name: "raw SDK handler", base: srv.URL, hc: loadClient(conc), calls: cnt, stop: srv.Close}
 	t.cookie = make([]string, pool)
 	for i := range pool {
-		tok, err := ra.addUser(ctx, fmt.Sprintf("rawuser%04d", i), fmt.Sprintf("load%04d@example.com", i))
+		shape := userShape
+		if i == 0 {
+			shape = user0
+		}
+		tok, err := ra.addUser(ctx, fmt.Sprintf("rawuser%04d", i), poolEmail(i), shape)
 		if err != nil {
 			srv.Close()
 			return nil, err
 		}
 		t.cookie[i] = rawCookieName + "=" + tok
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", t.base+"/account", nil)
+	req.Header.Set("Cookie", t.cookie[0])
+	resp, err := t.hc.Do(req)
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(page, appPage) {
+		srv.Close()
+		return nil, fmt.Errorf("the raw handler's account page differs from the example app's (%s, %d bytes vs %d)", resp.Status, len(page), len(appPage))
 	}
 	return t, nil
 }
@@ -510,7 +547,7 @@ func loadSection(ctx context.Context, ts *tables, cfg loadConfig, logf func(stri
 	}
 	defer ex.stop()
 	res := &loadResult{Config: cfg, Flows: loadFlows, Runs: map[string]map[string][]loadRun{}}
-	sessShape, userShape, err := exampleItems(ctx, tbl)
+	sessShape, userShape, user0, err := exampleItems(ctx, tbl)
 	if err != nil {
 		return nil, err
 	}
@@ -520,7 +557,7 @@ func loadSection(ctx context.Context, ts *tables, cfg loadConfig, logf func(stri
 	if err != nil {
 		return nil, err
 	}
-	raw, err := newRawTarget(ctx, tbl, pool, cfg.Conc, sessShape, userShape, page)
+	raw, err := newRawTarget(ctx, tbl, pool, cfg.Conc, sessShape, userShape, user0, page)
 	if err != nil {
 		return nil, fmt.Errorf("raw handler: %w", err)
 	}

@@ -458,8 +458,9 @@ func loadReport(m *md, res *results, chart func(string, string) (string, error))
 		"DynamoDB calls with none of dynaguard's work — no sealing, no keyed hashes, no auth-hash check, no throttling, no nonce, no security headers. "+
 		"To compare like with like, the raw handler's session and account items copy every attribute of an example app session and account "+
 		"(%d attributes, %d bytes, and %d attributes, %d bytes, read from the table in the run; the handler reads only its own), "+
-		"its idempotency record holds a body fingerprint and an owner token as any correct implementation must, and its account page is the example app's own page, "+
-		"captured once and filled in with html/template — the same bytes to the client. Both run in this process on the same table. "+
+		"its idempotency record holds a body fingerprint and an owner token as any correct implementation must, and it renders its account page as the example app does: "+
+		"the example app's own template files through html/template, from the account item it read, with an empty field where the app puts a nonce "+
+		"(`tools/benchreport/rawpage.go`; the run checks that both serve the same bytes, nonce value aside). Both run in this process on the same table. "+
 		"DynamoDB Local's JVM was warmed first (%s per flow and target); then %d rounds of %s per flow and target, the two targets alternating who goes first. "+
 		"req/s is the median over rounds, the ratio the median of the per-round ratios (range in brackets), latency percentiles pool every request of every round. "+
 		"The example app runs in development mode (cookies without `Secure`, for plain HTTP) with cheap argon2 parameters, which only its sign-ups in the set-up use; "+
@@ -531,8 +532,8 @@ func loadReport(m *md, res *results, chart func(string, string) (string, error))
 		if !math.IsNaN(ex) && !math.IsNaN(raw) {
 			m.p("Where the server CPU of `GET /account` goes (`BenchmarkPages` and `BenchmarkStack/account-get`, stub API, medians): the example app takes %s "+
 				"and %s allocations per page, the raw handler %s and %s. Of the %s difference, the whole dynaguard stack accounts for %s (section 2); "+
-				"the rest is the example app's own page — its html/template layout executed per request (the raw handler writes the same page from a "+
-				"captured copy) and the single-use nonce of the logout form in its navigation bar.",
+				"the rest is the example app's own work around the same page (its view of the request, the flash-message lookup in the session) "+
+				"and the single-use nonce of the logout form in its navigation bar.",
 				fmtNs(ex), fmtNum(exA), fmtNs(raw), fmtNum(rawA), fmtNs(ex-raw), fmtNs(sn-bn))
 			m.p("")
 		}
