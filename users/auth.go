@@ -87,6 +87,21 @@ func (t target) account() string {
 // megabyte "password" costs no more than any other attempt.
 const maxPasswordBytes = 4096
 
+// reservePair counts one attempt on the (account, address) counter read as
+// pair, with one conditional write. When another attempt from this address
+// got there first and used up what the read allowed, it is a
+// *ThrottledError.
+func (s *Users) reservePair(ctx context.Context, k throttleKeys, pair counter, pairExists bool, now time.Time) error {
+	ok, cur, err := s.st.reserve(ctx, k.pair, pair, pairExists, s.throttle.PerAccount, now, k.pairEnd)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return s.throttled(s.throttle.PerAccount.wait(cur, now))
+	}
+	return nil
+}
+
 func (s *Users) throttled(d time.Duration) error {
 	d = (d + time.Second - 1).Truncate(time.Second)
 	if d < time.Second {
@@ -226,14 +241,8 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 // conditional write), then exactly one verification runs, plus the
 // upgraded hash on a success that needs one.
 func (s *Users) checkPassword(ctx context.Context, k throttleKeys, pair counter, pairExists bool, now time.Time, password string, u *User) (success bool, newHash, newPepper string, err error) {
-	ok, cur, err := s.st.reserve(ctx, k.pair, pair, pairExists, s.throttle.PerAccount, now, k.pairEnd)
-	if err != nil {
+	if err := s.reservePair(ctx, k, pair, pairExists, now); err != nil {
 		return false, "", "", err
-	}
-	if !ok {
-		// Another attempt on this login name from this address got there
-		// first and used up what the read allowed.
-		return false, "", "", s.throttled(s.throttle.PerAccount.wait(cur, now))
 	}
 	against := u
 	if len(password) > maxPasswordBytes {

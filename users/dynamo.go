@@ -902,6 +902,12 @@ func (st *store) countEnrolAttempt(ctx context.Context, u *User, maxFails int64)
 		ExpressionAttributeValues:           item{":one": dynaguard.N(1), ":tn": dynaguard.B(u.totpPending), ":max": dynaguard.N(maxFails)},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
+	return enrolResult(err, u, maxFails-1)
+}
+
+// enrolResult is the outcome of a conditional write on a pending enrolment:
+// nil, the reason its condition failed (enrolRefused), or ErrUnavailable.
+func enrolResult(err error, u *User, limit int64) error {
 	if err == nil {
 		return nil
 	}
@@ -909,7 +915,7 @@ func (st *store) countEnrolAttempt(ctx context.Context, u *User, maxFails int64)
 	if !errors.As(dynaguard.Classify(err), &cf) {
 		return unavailable("UpdateItem", err)
 	}
-	return enrolRefused(cf.Item, u, maxFails-1)
+	return enrolRefused(cf.Item, u, limit)
 }
 
 // enrolRefused tells why a write on a pending enrolment failed its
@@ -956,14 +962,7 @@ func (st *store) confirmTOTP(ctx context.Context, u *User, sealed []byte, step i
 			":tn": dynaguard.B(u.totpPending), ":now": dynaguard.N(now.Unix()), ":max": dynaguard.N(maxFails)},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
-	if err == nil {
-		return nil
-	}
-	var cf *dynaguard.ConditionFailedError
-	if !errors.As(dynaguard.Classify(err), &cf) {
-		return unavailable("UpdateItem", err)
-	}
-	return enrolRefused(cf.Item, u, maxFails)
+	return enrolResult(err, u, maxFails)
 }
 
 // disableTOTP removes the secret, its last step, any unconfirmed enrolment

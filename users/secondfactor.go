@@ -195,12 +195,8 @@ func (s *Users) secondFactor(ctx context.Context, uid, pendingHash, code string,
 	if u.fails >= maxFails {
 		return nil, &ThrottledError{Locked: true}
 	}
-	ok, cur, err := s.st.reserve(ctx, k.pair, pair, pairExists, s.throttle.PerAccount, now, k.pairEnd)
-	if err != nil {
+	if err := s.reservePair(ctx, k, pair, pairExists, now); err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, s.throttled(s.throttle.PerAccount.wait(cur, now))
 	}
 	switch out, err := s.st.countFactorAttempt(ctx, u, maxFails); {
 	case err != nil:

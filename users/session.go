@@ -47,8 +47,12 @@ func (l sessionLogin) String() string {
 }
 
 // getLogin reads the login recorded under key; ok is false when there is
-// none or it does not parse.
+// none, it does not parse, or there is no session manager (sm == nil: an
+// administrator acting on an account).
 func getLogin(ctx context.Context, sm *scs.SessionManager, key string) (l sessionLogin, ok bool) {
+	if sm == nil {
+		return sessionLogin{}, false
+	}
 	at, rest, ok1 := strings.Cut(sm.GetString(ctx, key), " ")
 	hash, uid, ok2 := strings.Cut(rest, " ")
 	n, err := strconv.ParseInt(at, 10, 64)
@@ -262,7 +266,7 @@ func (s *Users) ChangePassword(ctx context.Context, sm *scs.SessionManager, u *U
 // is not logged in as u is left alone — never logged in as u — and every
 // session of u ends.
 func (s *Users) keepCurrent(ctx context.Context, sm *scs.SessionManager, u *User, c Client, authAt int64) error {
-	if cur, ok := getLogin(ctx, sm, sessionAuth); sm == nil || !ok || cur.userID != u.ID {
+	if cur, ok := getLogin(ctx, sm, sessionAuth); !ok || cur.userID != u.ID {
 		s.revokeAll(ctx, u.ID, "")
 		return nil
 	}
@@ -303,10 +307,6 @@ func (s *Users) LogoutOthers(ctx context.Context, sm *scs.SessionManager, u *Use
 	if err != nil {
 		return err
 	}
-	var authAt int64
-	if sm != nil {
-		cur, _ := getLogin(ctx, sm, sessionAuth)
-		authAt = cur.at
-	}
-	return s.keepCurrent(ctx, sm, updated, c, authAt)
+	cur, _ := getLogin(ctx, sm, sessionAuth)
+	return s.keepCurrent(ctx, sm, updated, c, cur.at)
 }

@@ -313,12 +313,8 @@ func (s *Users) ConfirmTOTP(ctx context.Context, u *User, code string, c Client)
 	case fresh.fails >= maxFails:
 		return nil, &ThrottledError{Locked: true}
 	}
-	ok, cur, err := s.st.reserve(ctx, k.pair, pair, pairExists, s.throttle.PerAccount, now, k.pairEnd)
-	if err != nil {
+	if err := s.reservePair(ctx, k, pair, pairExists, now); err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, s.throttled(s.throttle.PerAccount.wait(cur, now))
 	}
 	if err := s.st.countEnrolAttempt(ctx, fresh, maxFails); err != nil {
 		return nil, err
