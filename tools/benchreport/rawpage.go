@@ -76,7 +76,7 @@ func (rawView) Field(string) (template.HTML, error) {
 	return `<input type="hidden" name="nonce" value="">`, nil
 }
 
-// rawUser decodes what the account page shows from an account item (the
+// rawUserOf decodes what the account page shows from an account item (the
 // example app's attribute names).
 func rawUserOf(it item) *users.User {
 	u := &users.User{}
