@@ -27,6 +27,9 @@ test-go: vet
 		command -v google-chrome >/dev/null 2>&1 || [ -n "$${DYNAGUARD_CHROMIUM:-}" ] || \
 		echo "!!! WARNING: Chromium not found: the browser test (TestBrowserFlows) will be SKIPPED (apt-get install chromium)" >&2
 	$(GO) test $(TEST_FLAGS) $(PKGS)
+	@# Allocation tests are built only without -race (the race detector
+	@# empties sync.Pools at random), so they get a run of their own.
+	$(GO) test -count=1 -run 'Allocations' ./nonce/
 
 vet:
 	$(GO) vet ./...
