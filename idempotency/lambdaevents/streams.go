@@ -11,7 +11,6 @@ func errorf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 }
 
-
 // DynamoDBStream returns a Lambda handler for DynamoDB Streams events that
 // runs fn at most once per stream record — keyed by its EventID — while
 // the Guard keeps the key, across every consumer that shares the table.
