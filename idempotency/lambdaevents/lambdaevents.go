@@ -62,8 +62,9 @@ type Config struct {
 	Concurrency int
 
 	// OnRefused is called for each record refused for its age, which
-	// never runs (its key is not claimed either). Default: nothing beyond
-	// the warning logged for every refusal.
+	// never runs (its key is not claimed either); with Concurrency above
+	// 1 it may be called from several goroutines at once. Default: nothing
+	// beyond the warning logged for every refusal.
 	OnRefused func(ctx context.Context, id string, created time.Time)
 
 	Clock  dynaguard.Clock // default dynaguard.SystemClock
