@@ -50,11 +50,21 @@ func ExampleNewManager() {
 	srv := httptest.NewServer(sm.LoadAndSave(mux))
 	defer srv.Close()
 
-	login, _ := http.Post(srv.URL+"/login", "", nil)
+	login, err := http.Post(srv.URL+"/login", "", nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	login.Body.Close()
 	req, _ := http.NewRequest("GET", srv.URL+"/", nil)
-	req.AddCookie(login.Cookies()[0])
-	resp, _ := http.DefaultClient.Do(req)
+	for _, c := range login.Cookies() {
+		req.AddCookie(c)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Println(resp.Status, string(body), sm.Codec == sessionstore.Codec{})
