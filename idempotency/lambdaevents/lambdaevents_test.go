@@ -25,7 +25,7 @@ var quiet = slog.New(slog.DiscardHandler)
 const queueARN = "arn:aws:sqs:eu-west-1:123456789012:orders"
 const streamARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2026-12-05T00:00:00.000"
 
-func guard(t *testing.T, tbl *dynaguard.Table, clock dynaguard.Clock) *idempotency.Guard {
+func guard(t testing.TB, tbl *dynaguard.Table, clock dynaguard.Clock) *idempotency.Guard {
 	t.Helper()
 	g, err := idempotency.New(idempotency.Config{Table: tbl, Scope: idempotency.UserOrSession,
 		Lease: 2 * time.Second, Retention: time.Hour, Clock: clock, Logger: quiet})
