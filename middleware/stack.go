@@ -60,8 +60,10 @@ type Config struct {
 	// single-use state value) and make repeated ones harmless. Session
 	// cookies with SameSite=Lax (scs's default) are not sent on
 	// cross-site posts. Recover, SecurityHeaders, RealIP, the session and
-	// users.LoadUser still run. A path with a "." or ".." segment or "//"
-	// is never exempt, so that no router can clean it into another route.
+	// users.LoadUser still run; nonce.Token and nonce.Field do not (wrap
+	// such a handler in Nonces.Handler if it renders a protected form). A
+	// path with a "." or ".." segment or "//" is never exempt, so that no
+	// router can clean it into another route.
 	Exempt []string
 	// ExemptFunc exempts, in addition to Exempt, the requests for which
 	// it returns true — with the same consequences. It is called once per
