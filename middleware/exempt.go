@@ -159,21 +159,27 @@ func identityOf(cfg Config) Middleware {
 }
 
 // sessionIdentity records, as the request's identity, a function naming its
-// scs session by a hash of the token (never the token). It is asked each
-// time, because a login renews the token during the request. No user is
-// recorded: without the users package, nobody is "signed in" as far as
-// dynaguard can tell. It costs no DynamoDB call.
+// scs session by a hash of the token, never the token: the store's own ID
+// (sessionstore's keyed hash) when the store has one, else SHA-256. It is
+// asked each time, because a login renews the token during the request. No
+// user is recorded: without the users package, nobody is "signed in" as far
+// as dynaguard can tell. It costs no DynamoDB call.
 func sessionIdentity(sm *scs.SessionManager) Middleware {
+	idOf := func(tok string) string {
+		sum := sha256.Sum256([]byte(tok))
+		return base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+	if st, ok := sm.Store.(interface{ ID(token string) string }); ok {
+		idOf = st.ID
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx := r.Context()
 			name := func() string {
-				tok := sm.Token(ctx)
-				if tok == "" {
-					return ""
+				if tok := sm.Token(ctx); tok != "" {
+					return idOf(tok)
 				}
-				sum := sha256.Sum256([]byte(tok))
-				return base64.RawURLEncoding.EncodeToString(sum[:])
+				return ""
 			}
 			next.ServeHTTP(w, r.WithContext(authctx.WithSession(ctx, name)))
 		})
