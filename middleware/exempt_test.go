@@ -151,7 +151,18 @@ func TestStackCombinations(t *testing.T) {
 // a token taken in one session is refused after a login renews it, and
 // Vary: Cookie is sent once.
 func TestStackWithoutUsers(t *testing.T) {
-	p := newParts(t)
+	for _, store := range []string{"sessionstore", "scs memstore"} {
+		t.Run(store, func(t *testing.T) {
+			p := newParts(t)
+			if store == "scs memstore" {
+				p.sm = scs.New() // a store without a keyed ID: the session is named by SHA-256
+			}
+			testStackWithoutUsers(t, p)
+		})
+	}
+}
+
+func testStackWithoutUsers(t *testing.T, p *parts) {
 	st, err := middleware.New(middleware.Config{Sessions: p.sm, Nonces: p.nonces, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
