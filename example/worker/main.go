@@ -101,6 +101,10 @@ func newGuard(tbl *dynaguard.Table, keys *dynaguard.Keyring, log *slog.Logger) (
 
 func serveLambda(log *slog.Logger) error {
 	ctx := context.Background()
+	table := os.Getenv("DYNAGUARD_TABLE")
+	if table == "" {
+		return errors.New("DYNAGUARD_TABLE is not set")
+	}
 	keys, err := dynaguard.ParseKeyring(os.Getenv("DYNAGUARD_SECRET"))
 	if err != nil {
 		return err
@@ -109,7 +113,7 @@ func serveLambda(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	guard, err := newGuard(dynaguard.NewTable(dynamodb.NewFromConfig(awsCfg), os.Getenv("DYNAGUARD_TABLE")), keys, log)
+	guard, err := newGuard(dynaguard.NewTable(dynamodb.NewFromConfig(awsCfg), table), keys, log)
 	if err != nil {
 		return err
 	}
