@@ -79,7 +79,7 @@ var neverReplayed = map[string]bool{
 	"Upgrade": true, "Content-Length": true, HeaderReplayed: true,
 }
 
-// Config configures a Guard. Only Table is required.
+// Config configures a Guard. Table and Scope are required.
 type Config struct {
 	// Table holds the records (prefix "idem#"). Required.
 	Table *dynaguard.Table
@@ -118,10 +118,13 @@ type Config struct {
 	// Scope attributes a request to a client when neither a user nor a
 	// session is in its context (internal/authctx, set by users.LoadUser
 	// and the middleware package). Keys are scoped: one client can never
-	// replay or block another's. With no scope a keyed request is refused
-	// (403); an application whose clients are anonymous can return a
-	// deliberate scope here (an API client ID, or a constant to share one
-	// key space among all anonymous clients).
+	// replay or block another's. A request it does not attribute (ok false)
+	// is refused (403). Required, so that a Guard that could attribute
+	// nothing fails in New: UserOrSession behind users.LoadUser or
+	// middleware.Stack (and for a Guard used only through Do),
+	// APIKeyHeader for API clients, or the application's own function (an
+	// API client ID from a verified token, or a constant to share one key
+	// space among all anonymous clients).
 	Scope func(*http.Request) (scope string, ok bool)
 
 	// ReplayHeaders lists the response headers stored and replayed.
@@ -219,6 +222,11 @@ func New(cfg Config) (*Guard, error) {
 		return nil, fmt.Errorf("%w: MaxBodyBytes is negative", ErrInvalidConfig)
 	case cfg.CacheBytes < 0:
 		return nil, fmt.Errorf("%w: CacheBytes is negative", ErrInvalidConfig)
+	}
+	if cfg.Scope == nil {
+		return nil, fmt.Errorf("%w: Scope is required: nothing would attribute keyed requests to a client, "+
+			"and every one would be refused; use idempotency.UserOrSession behind users.LoadUser or "+
+			"middleware.Stack (or for Do only), idempotency.APIKeyHeader, or a function of your own", ErrInvalidConfig)
 	}
 	g.renewEvery = g.lease / 3
 	g.rules = compileRules(cfg.Rules)

@@ -957,7 +957,7 @@ func TestNewRejectsUnsafeConfig(t *testing.T) {
 			t.Errorf("config %d: %v, want ErrInvalidConfig", i, err)
 		}
 	}
-	g, err := New(Config{Table: tbl})
+	g, err := New(Config{Table: tbl, Scope: UserOrSession})
 	if err != nil || g.retention != DefaultRetention || g.lease != DefaultLease || g.maxBody != DefaultMaxBodyBytes || !g.rules.methods["POST"] || !g.rules.methods["PATCH"] || g.rules.methods["PUT"] {
 		t.Fatalf("defaults: %+v %v", g, err)
 	}

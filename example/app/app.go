@@ -207,7 +207,8 @@ func newApp(cfg Config) (*App, error) {
 	}
 	a.guard, err = idempotency.New(idempotency.Config{
 		Table:      cfg.Table,
-		Keyring:    cfg.Keys, // stored responses are sealed at rest
+		Keyring:    cfg.Keys,                  // stored responses are sealed at rest
+		Scope:      idempotency.UserOrSession, // behind users.LoadUser (the middleware stack)
 		CacheBytes: 4 << 20,
 		Clock:      cfg.Clock,
 		Logger:     a.log,

@@ -346,6 +346,9 @@ func measureFlows(ctx context.Context, ts *tables) (*callsReport, error) {
 		map[string]string{"token": rtok, "password": "a brand new passphrase 7"}, http.StatusSeeOther)); err != nil {
 		return nil, err
 	}
+	if err := measureEventFlows(m, add); err != nil {
+		return nil, err
+	}
 	return rep, nil
 }
 

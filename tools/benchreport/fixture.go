@@ -94,7 +94,7 @@ func newInstance(tbl *dynaguard.Table, keys *dynaguard.Keyring, cfg instanceConf
 	if err != nil {
 		return nil, err
 	}
-	g, err := idempotency.New(idempotency.Config{Table: tbl, Keyring: keys, CacheBytes: cfg.IdemCache, Logger: quiet})
+	g, err := idempotency.New(idempotency.Config{Table: tbl, Keyring: keys, Scope: idempotency.UserOrSession, CacheBytes: cfg.IdemCache, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}
