@@ -115,13 +115,15 @@ func Example() {
 		u, _ := users.FromContext(r.Context())
 		fmt.Fprintf(w, "hello %s", u.Username)
 	})))
-	mux.Handle("POST /account/email", accounts.RequireRecentAuth(sm, 10*time.Minute)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /account/email", accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := users.FromContext(r.Context())
-		if _, err := accounts.ChangeEmail(r.Context(), u, r.FormValue("email")); err != nil {
-			users.WriteError(w, r, err)
+		proof := users.Proof{Password: r.FormValue("password"), Code: r.FormValue("code")}
+		c := users.Client{IP: clientIP(r), UserAgent: r.UserAgent()}
+		if err := accounts.RequestEmailChange(r.Context(), sm, u, r.FormValue("email"), proof, c); err != nil {
+			users.WriteError(w, r, err) // 401 with a wrong proof: nothing changed
 			return
 		}
-		http.Redirect(w, r, "/account", http.StatusSeeOther)
+		http.Redirect(w, r, "/account", http.StatusSeeOther) // pending until the new address confirms
 	})))
 	log.Fatal(http.ListenAndServe(":8080", sm.LoadAndSave(mux)))
 }
@@ -135,7 +137,8 @@ func ExampleUsers_ChangePassword() {
 	)
 	handler := accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := users.FromContext(r.Context())
-		err := accounts.ChangePassword(r.Context(), sm, u, r.FormValue("current"), r.FormValue("new"),
+		proof := users.Proof{Password: r.FormValue("current"), Code: r.FormValue("code")}
+		err := accounts.ChangePassword(r.Context(), sm, u, proof, r.FormValue("new"),
 			users.Client{IP: clientIP(r), UserAgent: r.UserAgent()})
 		if err != nil {
 			users.WriteError(w, r, err)
@@ -237,17 +240,18 @@ func ExampleUsers_RequestReset() {
 	_ = sm
 }
 
-// Turning on TOTP: a recent login, a QR code of the URI, a code to confirm,
-// and the recovery codes shown once.
+// Turning on TOTP: the password, a QR code of the URI, a code (and the
+// password again) to confirm, and the recovery codes shown once.
 func ExampleUsers_BeginTOTP() {
 	var (
 		accounts *users.Users
 		sm       *scs.SessionManager
 	)
 	mux := http.NewServeMux()
-	mux.Handle("POST /account/totp", accounts.RequireRecentAuth(sm, 10*time.Minute)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /account/totp", accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := users.FromContext(r.Context())
-		en, err := accounts.BeginTOTP(r.Context(), u)
+		c := users.Client{IP: clientIP(r), UserAgent: r.UserAgent()}
+		en, err := accounts.BeginTOTP(r.Context(), sm, u, users.Proof{Password: r.FormValue("password")}, c)
 		if err != nil {
 			users.WriteError(w, r, err)
 			return
@@ -256,9 +260,10 @@ func ExampleUsers_BeginTOTP() {
 	})))
 	mux.Handle("POST /account/totp/confirm", accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := users.FromContext(r.Context())
-		codes, err := accounts.ConfirmTOTP(r.Context(), u, r.FormValue("code"), users.Client{IP: clientIP(r), UserAgent: r.UserAgent()})
+		c := users.Client{IP: clientIP(r), UserAgent: r.UserAgent()}
+		codes, err := accounts.ConfirmTOTP(r.Context(), sm, u, users.Proof{Password: r.FormValue("password")}, r.FormValue("code"), c)
 		if err != nil {
-			// 401 second-factor-failed or reauthentication-required,
+			// 401 second-factor-failed or proof-required,
 			// 429 login-throttled, 409 totp-enrollment-expired
 			users.WriteError(w, r, err)
 			return
