@@ -285,8 +285,9 @@ func measureFlows(ctx context.Context, ts *tables) (*callsReport, error) {
 		return nil, err
 	}
 
-	// TOTP: enrol (a recent login), log out, log in again with the code.
-	setup := user.formPost("/account/totp/setup", nil)
+	// TOTP: enrol (the password as step-up proof), log out, log in again
+	// with the code.
+	setup := user.formPost("/account/totp/setup", map[string]string{"password": benchPassword})
 	if setup.Code != 200 {
 		return nil, errStatus("POST /account/totp/setup", setup)
 	}
@@ -296,7 +297,7 @@ func measureFlows(ctx context.Context, ts *tables) (*callsReport, error) {
 	}
 	p := totp.Params{}.Defaults()
 	step := totp.Step(time.Now(), p)
-	confirm := user.formPost("/account/totp", map[string]string{"code": totp.Code(secret, step, p)})
+	confirm := user.formPost("/account/totp", map[string]string{"code": totp.Code(secret, step, p), "password": benchPassword})
 	if confirm.Code != 200 {
 		return nil, errStatus("POST /account/totp", confirm)
 	}

@@ -311,13 +311,15 @@ func (a *routes) verifyEmail(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
 }
 
-// totpSetup starts an enrolment and answers its secret (base32).
+// totpSetup starts an enrolment (with the password as proof) and answers
+// its secret (base32).
 func (a *routes) totpSetup(w http.ResponseWriter, r *http.Request) {
 	u, ok := a.user(w, r)
 	if !ok {
 		return
 	}
-	e, err := a.in.users.BeginTOTP(r.Context(), u)
+	proof := users.Proof{Password: r.PostFormValue("password")}
+	e, err := a.in.users.BeginTOTP(r.Context(), a.in.sm, u, proof, middleware.Client(r))
 	if err != nil {
 		users.WriteError(w, r, err)
 		return
@@ -331,7 +333,8 @@ func (a *routes) totpConfirm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	codes, err := a.in.users.ConfirmTOTP(r.Context(), u, r.PostFormValue("code"), middleware.Client(r))
+	proof := users.Proof{Password: r.PostFormValue("password")}
+	codes, err := a.in.users.ConfirmTOTP(r.Context(), a.in.sm, u, proof, r.PostFormValue("code"), middleware.Client(r))
 	if err != nil {
 		users.WriteError(w, r, err)
 		return
