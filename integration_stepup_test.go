@@ -167,9 +167,17 @@ func TestIntegrationEmailChangePendingAndCancel(t *testing.T) {
 	other := c.browser()
 	expectRedirect(t, other.login(c.b, c.b, acct.username, acct.password), "/account", "second session")
 
+	copied := owner.cloneFrom("127.0.0.2")
 	newEmail := "new-" + acct.email
 	r := owner.submit(c.a, c.b, "/account/email", "/account/email", url.Values{"email": {newEmail}, "password": {acct.password}})
 	expectRedirect(t, r, "/account", "email change request")
+	// The step-up renewed the session token: a copy taken before is dead.
+	if copied.loggedIn(c.a) {
+		t.Fatal("a cookie copied before the step-up still works")
+	}
+	if !owner.loggedIn(c.a) || !other.loggedIn(c.b) {
+		t.Fatal("a pending change ended a session")
+	}
 	page := owner.get(c.b, "/account")
 	if !strings.Contains(page.body, acct.email) || !strings.Contains(page.body, `id="pending-email">`+newEmail) {
 		t.Fatalf("the account page does not show the current and the pending address:\n%s", page.body)

@@ -1,6 +1,7 @@
 package users
 
-// Every DynamoDB call of the users package is in this file.
+// Every DynamoDB call of the users package is in this file or in another
+// dynamo_<feature>.go (dynamo_email.go: pending email changes).
 //
 // Items (see docs/ARCHITECTURE.md):
 //
@@ -15,6 +16,7 @@ package users
 //	    fails                       consecutive failed logins since the last success
 //	    created, pwat               creation / password-set time, Unix seconds
 //	    ev                          true once the email address is verified (absent: not)
+//	    pem, pemn, pemx, pid        a pending email change (dynamo_email.go)
 //	    mfa                         true while TOTP is enabled (absent: not)
 //	    totp                        the TOTP secret, sealed (AES-256-GCM, PurposeTOTPSeal)
 //	    tstep                       last accepted TOTP time step: only later steps are accepted
@@ -28,7 +30,9 @@ package users
 //	thr#login#<h("mfa", uid, source)>#<window>  n, la, ttl: second-factor attempts (login codes and enrolment confirmations) on one account from one address
 //	thr#tok#<purpose>#ip#<h(source)>#<window>   n, ttl: links of one purpose requested from one address
 //	thr#tok#<purpose>#acct#<h(id)>#<window>     n, ttl: links requested for one address/account
-//	tok#<base64url(sha256(token))>  uid, purp, cv, em, iat, ttl: a one-time token
+//	tok#<base64url(sha256(token))>  uid, purp, cv, ver, em, iat, ttl: a one-time token, bound to the
+//	                                account's credential and item versions and exact address (an
+//	                                email change's also emn, nem, nemn; its cancel link pid)
 //
 // Recovery codes live on the account item (rc) rather than as items of
 // their own: consuming one is one conditional UpdateItem (DELETE from the
