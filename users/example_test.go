@@ -281,3 +281,41 @@ func ExampleMessage() {
 	fmt.Println(m)
 	// Output: users.Message{password-reset to="ada@example.com" user=u1 token=[redacted]}
 }
+
+// Changing the email address: the request needs the password (and a code
+// with TOTP) in the same form; the change waits for the link sent to the
+// new address; the current address gets a link that cancels it. Both links
+// open a page with a button, whose POST calls the library.
+func ExampleUsers_RequestEmailChange() {
+	var (
+		accounts *users.Users
+		sm       *scs.SessionManager
+	)
+	client := func(r *http.Request) users.Client { return users.Client{IP: clientIP(r), UserAgent: r.UserAgent()} }
+	mux := http.NewServeMux()
+	mux.Handle("POST /account/email", accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := users.FromContext(r.Context())
+		proof := users.Proof{Password: r.FormValue("password"), Code: r.FormValue("code")}
+		if err := accounts.RequestEmailChange(r.Context(), sm, u, r.FormValue("email"), proof, client(r)); err != nil {
+			users.WriteError(w, r, err) // 401 proof-required: nothing changed
+			return
+		}
+		fmt.Fprintln(w, "Open the link we sent to the new address; until then your address stays as it is.")
+	})))
+	mux.HandleFunc("POST /email/change/confirm", func(w http.ResponseWriter, r *http.Request) {
+		u, err := accounts.ConfirmEmailChange(r.Context(), sm, r.FormValue("token"), client(r))
+		if err != nil {
+			users.WriteError(w, r, err) // 400 token-invalid, 409 email-taken
+			return
+		}
+		fmt.Fprintf(w, "Your address is now %s; every other session was signed out.\n", u.Email)
+	})
+	mux.HandleFunc("POST /email/change/cancel", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := accounts.CancelEmailChange(r.Context(), r.FormValue("token")); err != nil {
+			users.WriteError(w, r, err)
+			return
+		}
+		fmt.Fprintln(w, "Cancelled, and every session signed out. Log in and change your password.")
+	})
+	_ = mux
+}

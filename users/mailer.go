@@ -84,7 +84,9 @@ type Message struct {
 	Kind MessageKind
 	// To is the account's email address as stored — never an address
 	// typed into a form, so a look-alike address that normalises to the
-	// same account cannot receive its reset link.
+	// same account cannot receive its reset link. The one exception is
+	// MessageConfirmEmailChange, which goes to the new address the user
+	// asked for: proving that it reaches its holder is its purpose.
 	To     string
 	UserID string
 	// Token is the one-time token of a password reset or verification
