@@ -158,10 +158,12 @@ func (s *Users) RequireUser(sm *scs.SessionManager) func(http.Handler) http.Hand
 	}
 }
 
-// RequireRecentAuth returns middleware for sensitive actions (changing the
-// email address, disabling a second factor, deleting the account): the user
-// must be logged in and have entered their password within maxAge in this
-// session. Others are answered like RequireUser's, with "reauth=1" in the
+// RequireRecentAuth returns middleware for an application's own sensitive
+// pages (deleting the account, showing billing details): the user must be
+// logged in and have checked a credential within maxAge in this session.
+// It is no substitute for a Proof, which the operations of this package that
+// could hand the account over take themselves: whoever holds a copy of a
+// recent session passes it. Others are answered like RequireUser's, with "reauth=1" in the
 // login URL, or a 401 problem "reauthentication-required". After the user
 // re-enters their password (Authenticate), Login refreshes the time (with
 // TOTP, CompleteLogin does, once the code is entered too).

@@ -349,7 +349,7 @@ func (e *ThrottledError) Is(target error) bool {
 	return target == ErrThrottled || target == ErrInvalidCredentials
 }
 
-// TakenError is a refused Create, ChangeEmail or ChangeUsername: the email
+// TakenError is a refused Create, ConfirmEmailChange or ChangeUsername: the email
 // address, the username, or both belong to another account. It matches
 // ErrEmailTaken and/or ErrUsernameTaken.
 type TakenError struct {
