@@ -499,3 +499,50 @@ func TestTokensBoundToExactAddressAndVersion(t *testing.T) {
 		}
 	}
 }
+
+// A storage fault at any call of an email change never half-applies it:
+// the request leaves no pending change and sends nothing, the confirmation
+// leaves the address where it was (and its link usable), the cancel ends
+// nothing it did not record.
+func TestEmailChangeStorageFaults(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i, f := range []struct {
+		op string
+		n  int
+	}{{"BatchGetItem", 1}, {"GetItem", 1}, {"UpdateItem", 1}, {"DeleteItem", 1}, {"TransactWriteItems", 1}} {
+		u := e.create(fmt.Sprintf("rf%d@example.com", i), fmt.Sprintf("rf%d", i))
+		sent := e.mail.count(MessageConfirmEmailChange)
+		e.faults.FailNth(f.op, f.n, ddbtest.InternalError)
+		err := e.users.RequestEmailChange(ctx, nil, u, fmt.Sprintf("rf%d@example.net", i), pw, Client{})
+		e.faults.Clear()
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("request, fault at %s #%d: %v", f.op, f.n, err)
+		}
+		if got := mustGet(t, e, u.ID); got.PendingEmail != "" || e.mail.count(MessageConfirmEmailChange) != sent {
+			t.Fatalf("request, fault at %s #%d: pending %q", f.op, f.n, got.PendingEmail)
+		}
+	}
+	u := e.create("cf@example.com", "cf")
+	if err := e.users.RequestEmailChange(ctx, nil, u, "cf@example.net", pw, Client{}); err != nil {
+		t.Fatal(err)
+	}
+	tok := e.mail.last(MessageConfirmEmailChange).Token
+	for _, f := range []struct {
+		op string
+		n  int
+	}{{"GetItem", 1}, {"GetItem", 2}, {"TransactWriteItems", 1}} {
+		e.faults.FailNth(f.op, f.n, ddbtest.InternalError)
+		_, err := e.users.ConfirmEmailChange(ctx, nil, tok, Client{})
+		e.faults.Clear()
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("confirm, fault at %s #%d: %v", f.op, f.n, err)
+		}
+		if got := mustGet(t, e, u.ID); got.Email != "cf@example.com" {
+			t.Fatalf("confirm, fault at %s #%d: moved to %q", f.op, f.n, got.Email)
+		}
+	}
+	if got, err := e.users.ConfirmEmailChange(ctx, nil, tok, Client{}); err != nil || got.Email != "cf@example.net" {
+		t.Fatalf("the link after the faults: %v", err)
+	}
+}
