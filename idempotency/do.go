@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/dynaguard/dynaguard"
 )
 
 // MaxTaskKeyLen is the longest key Do accepts, in bytes.
@@ -56,18 +58,22 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 	pk := recordKey(kindTask, "", key)
 	now := g.clock.Now()
 	if resp, cfp, ok := g.cache.get(pk, now); ok {
+		g.taskEvent(ctx, cfp, fp)
 		return taskResult(resp, cfp, fp)
 	}
 	owner := rand.Text()
 	rec, err := g.store.claim(ctx, pk, fp, owner, now, g.lease, g.retention)
 	if err != nil {
+		g.storageFailure(ctx, err)
 		return nil, false, err
 	}
 	if rec != nil {
 		if !bytes.Equal(rec.fp, fp) {
+			g.event(ctx, dynaguard.EventIdempotencyMismatch)
 			return nil, false, ErrFingerprintMismatch
 		}
 		if rec.state == stateRunning {
+			g.event(ctx, dynaguard.EventIdempotencyConflict)
 			return nil, false, &InFlightError{LeaseExpires: time.UnixMilli(rec.leaseMS)}
 		}
 		resp, oerr := g.open(pk, rec)
@@ -75,8 +81,10 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 			g.log.ErrorContext(ctx, "idempotency: stored result unreadable", "record", pk, "err", oerr)
 		}
 		g.cache.put(pk, rec.fp, resp, time.Unix(rec.ttl, 0), now)
+		g.event(ctx, dynaguard.EventIdempotencyReplayed)
 		return taskResult(resp, rec.fp, fp)
 	}
+	g.event(ctx, dynaguard.EventIdempotencyClaimed)
 	return g.runTask(ctx, pk, owner, fp, fn)
 }
 

@@ -70,9 +70,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if resp, cfp, ok := g.cache.get(pk, now); ok {
 		if !bytes.Equal(cfp, fp) {
+			g.event(r.Context(), dynaguard.EventIdempotencyMismatch)
 			writeProblem(w, r, probKeyReused)
 			return
 		}
+		g.event(r.Context(), dynaguard.EventIdempotencyReplayed)
 		writeReplay(w, r, resp)
 		return
 	}
@@ -83,6 +85,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Fail closed: without a claim the request is not executed.
 		if r.Context().Err() == nil { // not merely a client that hung up
 			g.log.ErrorContext(r.Context(), "idempotency: claim failed; request refused", "record", pk, "err", err)
+			g.storageFailure(r.Context(), err)
 		}
 		writeProblem(w, r, probUnavailable)
 		return
@@ -91,6 +94,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.answerTaken(w, r, pk, rec, fp, now)
 		return
 	}
+	g.event(r.Context(), dynaguard.EventIdempotencyClaimed)
 	h.run(w, r, pk, owner, fp, body)
 }
 
@@ -100,8 +104,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *Guard) answerTaken(w http.ResponseWriter, r *http.Request, pk string, rec *record, fp []byte, now time.Time) {
 	switch {
 	case !bytes.Equal(rec.fp, fp):
+		g.event(r.Context(), dynaguard.EventIdempotencyMismatch)
 		writeProblem(w, r, probKeyReused)
 	case rec.state == stateRunning:
+		g.event(r.Context(), dynaguard.EventIdempotencyConflict)
 		writeProblem(w, r, probInFlight)
 	case rec.status < 200 || rec.status > 599:
 		// Not a record this middleware completed: never a free key, and
@@ -114,6 +120,7 @@ func (g *Guard) answerTaken(w http.ResponseWriter, r *http.Request, pk string, r
 			g.log.ErrorContext(r.Context(), "idempotency: stored response unreadable; replaying status only", "record", pk, "err", err)
 		}
 		g.cache.put(pk, rec.fp, resp, time.Unix(rec.ttl, 0), now)
+		g.event(r.Context(), dynaguard.EventIdempotencyReplayed)
 		writeReplay(w, r, resp)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/obs"
 )
 
 // Errors. Storage failures wrap the classified DynamoDB error, so
@@ -140,6 +141,10 @@ type Config struct {
 
 	Clock  dynaguard.Clock // default dynaguard.SystemClock
 	Logger *slog.Logger    // default slog.Default()
+	// Events receives one event per keyed request or Do call (claimed,
+	// replayed, conflict, mismatch, lease lost, storage failure) and times
+	// the Guard's DynamoDB calls; see dynaguard.Events.
+	Events *dynaguard.Events
 }
 
 // Rules are the per-request rules of a route.
@@ -176,6 +181,7 @@ type Guard struct {
 	budget     int // most a stored response may take (storeBudget; raised by a test)
 	clock      dynaguard.Clock
 	log        *slog.Logger
+	ev         *obs.Emitter
 }
 
 type rules struct {
@@ -189,8 +195,10 @@ func New(cfg Config) (*Guard, error) {
 	if cfg.Table == nil || cfg.Table.Client == nil || cfg.Table.Name == "" {
 		return nil, fmt.Errorf("%w: Table is required", ErrInvalidConfig)
 	}
+	ev := obs.New(cfg.Events, "idempotency", cfg.Clock)
 	g := &Guard{
-		store:     newStore(cfg.Table),
+		ev:        ev,
+		store:     newStore(ev.Table(cfg.Table)),
 		retention: cfg.Retention,
 		lease:     cfg.Lease,
 		maxBody:   cfg.MaxBodyBytes,

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dynaguard/dynaguard"
 )
 
 type claimKey struct{}
@@ -55,6 +57,7 @@ func (c *claimState) renew() {
 		c.stopped = true
 		c.g.log.Error("idempotency: lease lost while the handler was running; the request may execute twice",
 			"record", c.pk)
+		c.g.event(context.Background(), dynaguard.EventIdempotencyLeaseLost)
 		c.cancel(ErrLeaseLost)
 		return
 	case err != nil:

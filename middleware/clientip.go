@@ -1,11 +1,12 @@
 package middleware
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/dynaguard/dynaguard/internal/authctx"
 )
 
 // ClientIPConfig configures RealIP.
@@ -19,8 +20,6 @@ type ClientIPConfig struct {
 	// default "X-Forwarded-For".
 	Header string
 }
-
-type clientIPKey struct{}
 
 // RealIP resolves the client's address once per request and stores it for
 // ClientIP. The address is the connection's peer unless that peer is a
@@ -46,7 +45,7 @@ func RealIP(cfg ClientIPConfig) Middleware {
 			if ip.IsValid() && trusted(ip) {
 				ip = fromForwarded(r.Header.Values(header), ip, trusted)
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientIPKey{}, ip)))
+			next.ServeHTTP(w, r.WithContext(authctx.WithClientIP(r.Context(), ip)))
 		})
 	}
 }
@@ -55,7 +54,7 @@ func RealIP(cfg ClientIPConfig) Middleware {
 // connection's peer address when RealIP is not in the chain. It is the
 // zero Addr when neither is known.
 func ClientIP(r *http.Request) netip.Addr {
-	if ip, ok := r.Context().Value(clientIPKey{}).(netip.Addr); ok {
+	if ip, ok := authctx.HasClientIP(r.Context()); ok {
 		return ip
 	}
 	return peer(r)

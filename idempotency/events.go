@@ -1,0 +1,31 @@
+package idempotency
+
+import (
+	"bytes"
+	"context"
+
+	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/authctx"
+)
+
+// event emits one decision about a key, for the request's user if any.
+func (g *Guard) event(ctx context.Context, name dynaguard.EventName) {
+	u, _ := authctx.User(ctx)
+	g.ev.Emit(ctx, dynaguard.Event{Name: name, UserID: u})
+}
+
+// storageFailure emits storage.failure for a call that made the Guard
+// refuse the request.
+func (g *Guard) storageFailure(ctx context.Context, err error) {
+	u, _ := authctx.User(ctx)
+	g.ev.StorageFailure(ctx, u, err)
+}
+
+// taskEvent emits the outcome of a Do call answered from the cache.
+func (g *Guard) taskEvent(ctx context.Context, stored, fp []byte) {
+	if bytes.Equal(stored, fp) {
+		g.event(ctx, dynaguard.EventIdempotencyReplayed)
+	} else {
+		g.event(ctx, dynaguard.EventIdempotencyMismatch)
+	}
+}
