@@ -65,7 +65,9 @@ type Credentials struct {
 // account still has a legacy hash (bcrypt, Django) until its first login.
 func (s *Users) Authenticate(ctx context.Context, c Credentials) (*User, error) {
 	kind, key := normalizeLogin(c.Login)
-	return s.attempt(ctx, target{kind: kind, key: key}, c.Password, c.IP)
+	u, err := s.attempt(ctx, target{kind: kind, key: key}, c.Password, c.IP)
+	s.refusal(ctx, dynaguard.EventLoginFailed, "", c.IP, &err)
+	return u, err
 }
 
 // target is whose password an attempt checks: a login name, or (when the

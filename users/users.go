@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/obs"
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
 
@@ -97,6 +98,10 @@ type Config struct {
 
 	Clock  dynaguard.Clock
 	Logger *slog.Logger
+	// Events receives a security event for every decision: logins,
+	// second factors, step-ups, sessions, resets and email changes (see
+	// docs/EVENTS.md and dynaguard.Events). Default: the zero Events.
+	Events *dynaguard.Events
 
 	// ---- a stolen session is not the account
 
@@ -126,6 +131,7 @@ type Users struct {
 	loginURL string
 	clock    dynaguard.Clock
 	log      *slog.Logger
+	ev       *obs.Emitter
 
 	mailer    Mailer
 	tokens    TokenConfig
@@ -148,8 +154,10 @@ func New(cfg Config) (*Users, error) {
 	case cfg.Sessions == nil:
 		return nil, errors.New("users: Config.Sessions is required (a *sessionstore.Store)")
 	}
+	ev := obs.New(cfg.Events, "users", cfg.Clock)
 	u := &Users{
-		st:       newStore(cfg.Table),
+		ev:       ev,
+		st:       newStore(ev.Table(cfg.Table)),
 		keys:     cfg.Keys,
 		authKeys: cfg.Keys.Keys(dynaguard.PurposeSessionAuth),
 		sessions: cfg.Sessions,
