@@ -188,8 +188,9 @@ func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil 
 // metrics and spans cost a few nanoseconds and go nowhere.
 type Events struct {
 	// Logger receives one record per event ("security event", with the
-	// event's fields as attributes). Default slog.Default(). Records below
-	// the handler's level cost no allocation.
+	// event's fields as attributes). Default: the component's own
+	// Config.Logger (itself slog.Default() by default). Records below the
+	// handler's level cost no allocation.
 	Logger *slog.Logger
 	// Hook, when set, receives every event whatever the Logger's level:
 	// the place to forward them to a SIEM or to alerting. It is called

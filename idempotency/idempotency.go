@@ -195,7 +195,7 @@ func New(cfg Config) (*Guard, error) {
 	if cfg.Table == nil || cfg.Table.Client == nil || cfg.Table.Name == "" {
 		return nil, fmt.Errorf("%w: Table is required", ErrInvalidConfig)
 	}
-	ev := obs.New(cfg.Events, "idempotency", cfg.Clock)
+	ev := obs.New(cfg.Events, "idempotency", cfg.Clock, cfg.Logger)
 	g := &Guard{
 		ev:        ev,
 		store:     newStore(ev.Table(cfg.Table)),

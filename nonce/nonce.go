@@ -143,7 +143,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Keys == nil {
 		return nil, errors.New("nonce: Config.Keys is required")
 	}
-	ev := obs.New(cfg.Events, "nonce", cfg.Clock)
+	ev := obs.New(cfg.Events, "nonce", cfg.Clock, cfg.Logger)
 	m := &Manager{
 		table:        ev.Table(cfg.Table),
 		ev:           ev,

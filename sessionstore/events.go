@@ -22,8 +22,8 @@ func (s *Store) absent(ctx context.Context, item map[string]types.AttributeValue
 		s.ev.Emit(ctx, dynaguard.Event{Name: dynaguard.EventSessionRefusedAfterLogout, Reason: "deleted"})
 		return
 	}
-	exp, _ := dynaguard.Int(item, attrExp)
-	if dynaguard.Expired(item, now) || now.UnixNano() >= exp {
+	exp, ok := dynaguard.Int(item, attrExp)
+	if ok && (dynaguard.Expired(item, now) || now.UnixNano() >= exp) {
 		s.ev.Emit(ctx, dynaguard.Event{Name: dynaguard.EventSessionExpiredIdle, Reason: "deadline"})
 	}
 }

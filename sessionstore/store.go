@@ -183,7 +183,7 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Keys == nil {
 		return nil, errors.New("sessionstore: Config.Keys is required")
 	}
-	ev := obs.New(cfg.Events, "sessionstore", cfg.Clock)
+	ev := obs.New(cfg.Events, "sessionstore", cfg.Clock, cfg.Logger)
 	s := &Store{
 		ev:         ev,
 		tbl:        ev.Table(cfg.Table),

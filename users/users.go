@@ -154,7 +154,7 @@ func New(cfg Config) (*Users, error) {
 	case cfg.Sessions == nil:
 		return nil, errors.New("users: Config.Sessions is required (a *sessionstore.Store)")
 	}
-	ev := obs.New(cfg.Events, "users", cfg.Clock)
+	ev := obs.New(cfg.Events, "users", cfg.Clock, cfg.Logger)
 	u := &Users{
 		ev:       ev,
 		st:       newStore(ev.Table(cfg.Table)),

@@ -46,8 +46,10 @@ type Emitter struct {
 }
 
 // New returns the Emitter of component for cfg (nil: the defaults). clock
-// stamps the events (nil: the system clock).
-func New(cfg *dynaguard.Events, component string, clock dynaguard.Clock) *Emitter {
+// stamps the events (nil: the system clock); logger is the component's own
+// Config.Logger, where events go when cfg names no Logger (nil:
+// slog.Default()).
+func New(cfg *dynaguard.Events, component string, clock dynaguard.Clock, logger *slog.Logger) *Emitter {
 	var c dynaguard.Events
 	if cfg != nil {
 		c = *cfg
@@ -56,6 +58,9 @@ func New(cfg *dynaguard.Events, component string, clock dynaguard.Clock) *Emitte
 		return nil
 	}
 	e := &Emitter{component: component, log: c.Logger, hook: c.Hook, clock: dynaguard.ClockOrSystem(clock)}
+	if e.log == nil {
+		e.log = logger
+	}
 	if e.log == nil {
 		e.log = slog.Default()
 	}
