@@ -75,6 +75,11 @@ type Config struct {
 
 	Clock  dynaguard.Clock
 	Logger *slog.Logger
+	// Events is where every component sends its security events and
+	// telemetry (default: the zero dynaguard.Events — the Logger above,
+	// OpenTelemetry's global providers). In Dev, the events are also kept
+	// for the Security page at /dev/security.
+	Events *dynaguard.Events
 }
 
 // Session keys of the app's own values.
@@ -101,7 +106,9 @@ type App struct {
 	guard     *idempotency.Guard
 	transfers transferStore
 	mailer    Mailer
-	outbox    *Outbox // nil unless Mailer is an *Outbox
+	outbox    *Outbox      // nil unless Mailer is an *Outbox
+	security  *securityLog // Dev only: the events for /dev/security
+	events    *dynaguard.Events
 	pages     map[string]*template.Template
 	forms     map[string]formPage // POST path → the page that renders its form
 	clock     dynaguard.Clock
@@ -139,13 +146,14 @@ func newApp(cfg Config) (*App, error) {
 		a.mailer = &Outbox{}
 	}
 	a.outbox, _ = a.mailer.(*Outbox)
+	a.events = a.eventsConfig()
 	a.cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 
 	var err error
 	if a.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
-	a.store, err = sessionstore.New(sessionstore.Config{Table: cfg.Table, Keys: cfg.Keys, Clock: cfg.Clock, Logger: a.log})
+	a.store, err = sessionstore.New(sessionstore.Config{Table: cfg.Table, Keys: cfg.Keys, Clock: cfg.Clock, Logger: a.log, Events: a.events})
 	if err != nil {
 		return nil, err
 	}
@@ -183,6 +191,7 @@ func newApp(cfg Config) (*App, error) {
 		TOTP:     users.TOTPConfig{Issuer: "dynaguard example"},
 		Clock:    cfg.Clock,
 		Logger:   a.log,
+		Events:   a.events,
 		// A login lasts at most as long as the session: renewals
 		// ("sign out other sessions") never extend it.
 		AbsoluteLifetime: sessionLifetime,
@@ -197,6 +206,7 @@ func newApp(cfg Config) (*App, error) {
 		ErrorHandler:   a.formError,
 		Clock:          cfg.Clock,
 		Logger:         a.log,
+		Events:         a.events,
 	})
 	if err != nil {
 		return nil, err
@@ -208,6 +218,7 @@ func newApp(cfg Config) (*App, error) {
 		CacheBytes: 4 << 20,
 		Clock:      cfg.Clock,
 		Logger:     a.log,
+		Events:     a.events,
 	})
 	if err != nil {
 		return nil, err
@@ -338,6 +349,9 @@ func (a *App) routes(mux *http.ServeMux) {
 	if a.dev && a.outbox != nil {
 		mux.HandleFunc("GET /dev/outbox", a.devOutbox)
 		mux.HandleFunc("GET /dev/mail", a.devMail)
+	}
+	if a.security != nil {
+		mux.HandleFunc("GET /dev/security", a.devSecurity)
 	}
 	mux.HandleFunc("/", a.notFound)
 }
