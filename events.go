@@ -93,6 +93,7 @@ const (
 	EventEmailChangeConfirmed
 	EventEmailChangeCancelled
 	EventStorageFailure
+	EventCrossOriginRefused
 	numEvents
 )
 
@@ -142,6 +143,7 @@ var catalogue = [numEvents]eventInfo{
 	EventEmailChangeConfirmed:      {"email_change.confirmed", ok, slog.LevelInfo},
 	EventEmailChangeCancelled:      {"email_change.cancelled", ok, slog.LevelInfo},
 	EventStorageFailure:            {"storage.failure", fail, slog.LevelError},
+	EventCrossOriginRefused:        {"request.cross_origin_refused", fail, slog.LevelWarn},
 }
 
 // EventNames returns every name of the catalogue, in order.

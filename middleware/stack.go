@@ -7,7 +7,9 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 
+	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/idempotency"
+	"github.com/dynaguard/dynaguard/internal/obs"
 	"github.com/dynaguard/dynaguard/nonce"
 	"github.com/dynaguard/dynaguard/users"
 )
@@ -78,6 +80,11 @@ type Config struct {
 	// Origin checks). Default http.NewCrossOriginProtection().
 	CrossOrigin *http.CrossOriginProtection
 	Logger      *slog.Logger
+	// Events receives request.cross_origin_refused for each request the
+	// default cross-origin check refuses (a CrossOrigin of the
+	// application's own keeps its deny handler, and emits nothing). The
+	// components emit their own events through their own Config.Events.
+	Events *dynaguard.Events
 }
 
 // Stack is the documented order of dynaguard's middleware, ready to wrap a
@@ -102,6 +109,7 @@ func New(cfg Config) (*Stack, error) {
 	}
 	if cfg.CrossOrigin == nil {
 		cfg.CrossOrigin = http.NewCrossOriginProtection()
+		refuseCrossOrigin(cfg.CrossOrigin, obs.New(cfg.Events, "middleware", nil, cfg.Logger))
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

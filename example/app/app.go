@@ -241,6 +241,7 @@ func (a *App) handler() (http.Handler, error) {
 		Headers:     headers,
 		ClientIP:    a.cfg.ClientIP,
 		Logger:      a.log,
+		Events:      a.events,
 	})
 	if err != nil {
 		return nil, err
