@@ -129,7 +129,7 @@ var catalogue = [numEvents]eventInfo{
 	EventSessionExpiredAbsolute:    {"session.expired_absolute", fail, slog.LevelDebug},
 	EventSessionRefusedAfterLogout: {"session.refused_after_logout", fail, slog.LevelWarn},
 	EventNonceConsumed:             {"nonce.consumed", ok, slog.LevelDebug},
-	EventNonceRefused:              {"nonce.refused", fail, slog.LevelWarn},
+	EventNonceRefused:              {"nonce.refused", fail, slog.LevelInfo}, // mostly stale tabs and double clicks
 	EventIdempotencyClaimed:        {"idempotency.claimed", ok, slog.LevelDebug},
 	EventIdempotencyReplayed:       {"idempotency.replayed", ok, slog.LevelDebug},
 	EventIdempotencyConflict:       {"idempotency.conflict", fail, slog.LevelInfo},

@@ -41,14 +41,14 @@ func TestEmitFillsTheEventAndLogsAtItsLevel(t *testing.T) {
 	e := obs.New(&dynaguard.Events{Hook: h.add}, "nonce", dynaguard.ClockFunc(func() time.Time { return at }), log)
 	ctx := authctx.WithClientIP(context.Background(), netip.MustParseAddr("203.0.113.7"))
 
-	e.Emit(ctx, dynaguard.Event{Name: dynaguard.EventNonceRefused, Reason: "already_used", UserID: "u1"})
+	e.Emit(ctx, dynaguard.Event{Name: dynaguard.EventNonceRefused, Reason: "nonce-used", UserID: "u1"})
 	e.Emit(ctx, dynaguard.Event{Name: dynaguard.EventNonceConsumed}) // Debug: hook only
 
 	if len(h.got) != 2 {
 		t.Fatalf("hook got %d events, want 2", len(h.got))
 	}
 	want := dynaguard.Event{Name: dynaguard.EventNonceRefused, Time: at, Outcome: dynaguard.OutcomeFailure,
-		Reason: "already_used", Component: "nonce", UserID: "u1", ClientAddr: "203.0.113.7"}
+		Reason: "nonce-used", Component: "nonce", UserID: "u1", ClientAddr: "203.0.113.7"}
 	if h.got[0] != want {
 		t.Errorf("event = %+v, want %+v", h.got[0], want)
 	}
@@ -59,7 +59,7 @@ func TestEmitFillsTheEventAndLogsAtItsLevel(t *testing.T) {
 	if n := strings.Count(out, "security event"); n != 1 {
 		t.Fatalf("%d log lines, want 1 (Debug events are not logged at Info):\n%s", n, out)
 	}
-	for _, s := range []string{"level=WARN", "event=nonce.refused", "outcome=failure", "reason=already_used", "component=nonce", "user=u1", "client=203.0.113.7"} {
+	for _, s := range []string{"level=INFO", "event=nonce.refused", "outcome=failure", "reason=nonce-used", "component=nonce", "user=u1", "client=203.0.113.7"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("log line lacks %q: %s", s, out)
 		}
