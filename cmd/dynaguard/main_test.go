@@ -284,6 +284,36 @@ func TestIAMPolicyIsTheDeclaration(t *testing.T) {
 			t.Errorf("policy does not allow declared use %+v", g)
 		}
 	}
+	// A batch may mix prefixes (ForAllValues needs one statement matching all
+	// of its keys): every batch action sits in one statement per component,
+	// with all the prefixes the component uses it on.
+	for _, name := range grants.Runtime() {
+		c, _ := grants.Lookup(name)
+		for _, batch := range []string{"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"} {
+			var want []string
+			for _, u := range c.Uses {
+				if grants.Action(u.Op) == batch && !slices.Contains(want, u.Prefix+"*") {
+					want = append(want, u.Prefix+"*")
+				}
+			}
+			if len(want) == 0 {
+				continue
+			}
+			slices.Sort(want)
+			n := 0
+			for _, s := range doc.Statement {
+				if strings.HasPrefix(s.Sid, sidName(name)+"Table") && slices.Contains(s.Action, batch) {
+					n++
+					if got := s.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]; !slices.Equal(got, want) {
+						t.Errorf("%s: %s allowed on %v, want all of %v in one statement", name, batch, got, want)
+					}
+				}
+			}
+			if n != 1 {
+				t.Errorf("%s: %s in %d statements, want 1", name, batch, n)
+			}
+		}
+	}
 	if t.Failed() {
 		t.Log(out)
 	}

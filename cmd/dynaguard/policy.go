@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -19,9 +20,11 @@ import (
 //     the table's pk for item operations, and the index's partition key
 //     (gsi1pk) for a Query on gsi1. The table and the index are separate
 //     resources, so each gets its own statements with its own prefixes.
-//   - ForAllValues:StringLike requires every key of a request to match:
-//     a BatchGetItem or BatchWriteItem is allowed only if all its keys carry
-//     the component's prefixes.
+//   - ForAllValues:StringLike requires every key of a request to match one
+//     statement: a BatchGetItem or BatchWriteItem is allowed only if all its
+//     keys carry prefixes of that statement. A batch action therefore gets
+//     one statement with every prefix its component uses it on, since one
+//     batch may mix them (users reads an account and its counters at once).
 //   - A TransactWriteItems is authorised part by part: a Put needs
 //     dynamodb:PutItem, an Update dynamodb:UpdateItem, a Delete
 //     dynamodb:DeleteItem, a ConditionCheck dynamodb:ConditionCheckItem, each
@@ -95,37 +98,63 @@ type group struct {
 	patterns []string
 }
 
+// batchAction reports whether IAM evaluates one request of the action with
+// all its keys at once: dynamodb:LeadingKeys then holds every partition key
+// of the batch, and ForAllValues needs one statement that matches them all.
+func batchAction(a string) bool {
+	return a == "dynamodb:BatchGetItem" || a == "dynamodb:BatchWriteItem"
+}
+
 // groupByActions maps each prefix to the IAM actions made on it, then joins
-// the prefixes that share one set of actions.
+// the prefixes that share one set of actions. A batch action instead gets
+// one statement with every prefix the component uses it on, since a single
+// request may mix them (joined with a statement of exactly those prefixes
+// when there is one).
 func groupByActions(uses []grants.Use, onIndex bool) []group {
 	byPrefix := map[string][]string{}
-	var prefixes []string
+	byBatch := map[string][]string{}
 	for _, u := range uses {
 		if (u.Index != "") != onIndex || u.Prefix == "" {
 			continue
 		}
 		a := grants.Action(u.Op)
-		if _, ok := byPrefix[u.Prefix]; !ok {
-			prefixes = append(prefixes, u.Prefix)
+		if batchAction(a) {
+			if !slices.Contains(byBatch[a], u.Prefix+"*") {
+				byBatch[a] = append(byBatch[a], u.Prefix+"*")
+			}
+			continue
 		}
 		if !slices.Contains(byPrefix[u.Prefix], a) {
 			byPrefix[u.Prefix] = append(byPrefix[u.Prefix], a)
 		}
 	}
-	slices.Sort(prefixes)
 	var out []group
-	for _, p := range prefixes {
+	for _, p := range slices.Sorted(maps.Keys(byPrefix)) {
 		acts := byPrefix[p]
 		slices.Sort(acts)
+		i := slices.IndexFunc(out, func(g group) bool { return slices.Equal(g.actions, acts) })
+		if i >= 0 {
+			out[i].patterns = append(out[i].patterns, p+"*")
+		} else {
+			out = append(out, group{actions: acts, patterns: []string{p + "*"}})
+		}
+	}
+	// Batch actions last, so that each joins a statement only by its whole
+	// set of prefixes, never by widening another statement's.
+	for _, a := range slices.Sorted(maps.Keys(byBatch)) {
+		ps := byBatch[a]
+		slices.Sort(ps)
 		found := false
 		for i := range out {
-			if slices.Equal(out[i].actions, acts) {
-				out[i].patterns = append(out[i].patterns, p+"*")
+			if slices.Equal(out[i].patterns, ps) {
+				out[i].actions = append(out[i].actions, a)
+				slices.Sort(out[i].actions)
 				found = true
+				break
 			}
 		}
 		if !found {
-			out = append(out, group{actions: acts, patterns: []string{p + "*"}})
+			out = append(out, group{actions: []string{a}, patterns: ps})
 		}
 	}
 	return out
