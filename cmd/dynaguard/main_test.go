@@ -324,6 +324,13 @@ func TestIAMPolicyIsTheDeclaration(t *testing.T) {
 		t.Errorf("nonce alone: %v\n%s", err, out)
 	}
 
+	// -check adds what Table.Check calls, read-only.
+	out, _, err = dg(t, "iam-policy", "-table", "app", "-components", "nonce", "-check")
+	if err != nil || !strings.Contains(out, `"DynaguardStartupCheck"`) || !strings.Contains(out, `"dynamodb:DescribeTimeToLive"`) ||
+		strings.Contains(out, "CreateTable") || strings.Contains(out, "Update") {
+		t.Errorf("-check: %v\n%s", err, out)
+	}
+
 	// Admin: every management call of Table and of this command, no item access.
 	out, _, err = dg(t, "iam-policy", "-admin", "-table", "app")
 	if err != nil {

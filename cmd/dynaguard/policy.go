@@ -181,6 +181,20 @@ func adminPolicy(r arns) *policyDoc {
 	}}}
 }
 
+// checkStatement allows what Table.Check calls: the read-only table
+// management calls of the root package.
+func checkStatement(r arns) statement {
+	c, _ := grants.Lookup("table")
+	var acts []string
+	for _, u := range c.Uses {
+		if strings.HasPrefix(u.Op, "Describe") {
+			acts = append(acts, grants.Action(u.Op))
+		}
+	}
+	slices.Sort(acts)
+	return statement{Sid: "DynaguardStartupCheck", Effect: "Allow", Action: acts, Resource: []any{r.table}}
+}
+
 func sidName(s string) string {
 	var b strings.Builder
 	b.WriteString("Dynaguard")
@@ -208,6 +222,7 @@ func (e *env) iamPolicy(args []string) error {
 	partition := fs.String("partition", "aws", "ARN partition (aws, aws-cn, aws-us-gov)")
 	comps := fs.String("components", strings.Join(grants.Runtime(), ","), "runtime components the application uses, comma-separated")
 	admin := fs.Bool("admin", false, "print the policy for table management (dynaguard table, doctor, Table.Ensure) instead")
+	check := fs.Bool("check", false, "also allow Table.Check at start-up (DescribeTable, DescribeTimeToLive)")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -229,6 +244,9 @@ func (e *env) iamPolicy(args []string) error {
 		if doc, err = runtimePolicy(names, r); err != nil {
 			fmt.Fprintf(e.err, "dynaguard iam-policy: %v\n", err)
 			return errUsage
+		}
+		if *check {
+			doc.Statement = append(doc.Statement, checkStatement(r))
 		}
 	}
 	return writeJSON(e.out, doc)

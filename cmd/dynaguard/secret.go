@@ -21,11 +21,14 @@ const rotateHowTo = `How to rotate DYNAGUARD_SECRET (comma-separated hex secrets
      since still needs CURRENT.
   3. Then set DYNAGUARD_SECRET=NEW alone.
 
-If a secret leaked, replace it without keeping it: every session ends and every
-outstanding form, link and idempotent response is refused; with Pepper on, accounts
-whose hash used it need a password reset, and TOTP enrolments sealed under it must be
-redone. After restoring the table from a backup, do the same: the restored table has
-forgotten which nonces, tokens and sessions were used or ended after the restore point.
+If a secret leaked, replace it without keeping it: every session ends and every form
+rendered before is refused; with Pepper on, accounts whose hash used it need a password
+reset, and TOTP enrolments sealed under it must be redone. Reset and verification links
+are not keyed by the secret and stay valid until used or expired.
+
+After restoring the table from a backup, replace the secret the same way: the restored
+table has forgotten the sessions ended and the nonces consumed after the restore point.
+Links consumed after that point work again until they expire.
 `
 
 func (e *env) secret(args []string) error {
