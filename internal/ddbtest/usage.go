@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -38,6 +39,10 @@ type usageKey struct {
 var (
 	usageMu sync.Mutex
 	usage   = map[usageKey]int{}
+	// recording is switched on by Main for a test run. Benchmarks, the
+	// benchmark report and packages without Main only pay one atomic load
+	// per request.
+	recording atomic.Bool
 )
 
 const modulePath = "github.com/dynaguard/dynaguard"
@@ -46,6 +51,9 @@ const modulePath = "github.com/dynaguard/dynaguard"
 // the request.
 var usageMiddleware = middleware.InitializeMiddlewareFunc("ddbtest.usage",
 	func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		if !recording.Load() {
+			return next.HandleInitialize(ctx, in)
+		}
 		if pkg := callerPackage(); pkg != "" {
 			uses := usesOf(in.Parameters)
 			usageMu.Lock()
@@ -227,8 +235,14 @@ func recordedPackages() []string {
 //
 // It fails the run, with the difference, when either is false.
 func Main(m *testing.M, pkg string) int {
+	if !flag.Parsed() {
+		flag.Parse() // m.Run would parse them; the bench flag is read first
+	}
+	benchmarking := lookupFlag("test.bench") != ""
+	recording.Store(!benchmarking)
 	code := m.Run()
-	if code != 0 {
+	recording.Store(false)
+	if code != 0 || benchmarking {
 		return code
 	}
 	if msg := checkUsage(pkg, fullRun()); msg != "" {

@@ -67,6 +67,13 @@ func TestUsesOf(t *testing.T) {
 	}
 }
 
+// Without Main (benchmarks, the benchmark report) nothing is recorded.
+func TestRecordingIsOffWithoutMain(t *testing.T) {
+	if recording.Load() {
+		t.Fatal("recording is on in a package whose TestMain does not call Main")
+	}
+}
+
 func TestCheckUsage(t *testing.T) {
 	usageMu.Lock()
 	saved := usage
