@@ -220,7 +220,14 @@ func (e *env) iamPolicy(args []string) error {
 	region := fs.String("region", "*", "region in the ARNs")
 	account := fs.String("account", "*", "account id in the ARNs")
 	partition := fs.String("partition", "aws", "ARN partition (aws, aws-cn, aws-us-gov)")
-	comps := fs.String("components", strings.Join(grants.Runtime(), ","), "runtime components the application uses, comma-separated")
+	var help strings.Builder
+	help.WriteString("runtime components the application uses, comma-separated:")
+	for _, c := range grants.Components {
+		if !c.Admin {
+			fmt.Fprintf(&help, "\n  %-12s %s", c.Name, c.Doc)
+		}
+	}
+	comps := fs.String("components", strings.Join(grants.Runtime(), ","), help.String())
 	admin := fs.Bool("admin", false, "print the policy for table management (dynaguard table, doctor, Table.Ensure) instead")
 	check := fs.Bool("check", false, "also allow Table.Check at start-up (DescribeTable, DescribeTimeToLive)")
 	if err := e.parse(fs, args); err != nil {

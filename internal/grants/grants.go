@@ -102,7 +102,7 @@ var Components = []Component{
 	},
 	{
 		Name: "users", Package: module + "/users",
-		Doc: "accounts, uniqueness markers, throttling counters, one-time tokens, recovery codes",
+		Doc: "accounts, uniqueness markers, throttling counters, one-time tokens",
 		Uses: []Use{
 			t("GetItem", dynaguard.PrefixUser),
 			t("GetItem", dynaguard.PrefixUnique),
