@@ -6,7 +6,6 @@ import (
 	"net/netip"
 
 	"github.com/dynaguard/dynaguard"
-	"github.com/dynaguard/dynaguard/internal/authctx"
 )
 
 // event emits one decision about account uid ("" when none is known), from
@@ -17,12 +16,6 @@ func (s *Users) event(ctx context.Context, name dynaguard.EventName, reason, uid
 		ev.ClientAddr = ip.Unmap().String()
 	}
 	s.ev.Emit(ctx, ev)
-}
-
-// requestUser is the logged-in user's ID, "" when nobody is.
-func requestUser(ctx context.Context) string {
-	u, _ := authctx.User(ctx)
-	return u
 }
 
 func idOf(u *User) string {
