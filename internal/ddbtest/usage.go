@@ -82,7 +82,8 @@ func callerPackage() string {
 		f, more := frames.Next()
 		fn := f.Function
 		switch {
-		case strings.HasPrefix(fn, modulePath+"/internal/ddbtest."):
+		case strings.HasPrefix(fn, modulePath+"/internal/ddbtest."),
+			strings.HasPrefix(fn, modulePath+"/internal/obs."): // the telemetry wrapper: its caller is the component
 		case strings.HasPrefix(fn, modulePath):
 			if strings.HasSuffix(f.File, "_test.go") {
 				return ""
