@@ -182,6 +182,9 @@ func New(cfg Config) (*Users, error) {
 	if err != nil {
 		return nil, fmt.Errorf("users: hasher: %w", err)
 	}
+	if err := checkHashCost(h); err != nil {
+		return nil, fmt.Errorf("users: Config.Hasher makes hashes that would be refused: %w", err)
+	}
 	u.dummyHash = h
 	return u, nil
 }
