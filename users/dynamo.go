@@ -22,6 +22,7 @@ package users
 //	    rc                          string set: hashes of the unused recovery codes
 //	uniq#email#<normalised>         uniqueness marker → uid; no ttl
 //	uniq#username#<normalised>      uniqueness marker → uid; no ttl
+//	uniq#uskel#<skeleton>           look-alike marker of a username → uid; no ttl (dynamo_identifiers.go)
 //	thr#login#<h(login, source)>#<window>   n, la, ttl: attempts on one login name from one address
 //	thr#ip#<h(source)>#<window>             n, la, ttl: failures from one address
 //	thr#acct#<h(login)>                     fails, ttl: failures on a login name with no account
@@ -536,10 +537,12 @@ func (st *store) create(ctx context.Context, u *User) error {
 		marker(kindEmail, u.emailKey),
 		marker(kindUsername, u.usernameKey),
 	}
+	items = append(items, st.claimSkeleton(u.ID, u.usernameKey)...) // 3, and 4 for accounts from before skeletons
 	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
-		if te := (&TakenError{Email: tc.ConditionFailed(1), Username: tc.ConditionFailed(2)}); te.Email || te.Username {
+		taken := tc.ConditionFailed(2) || tc.ConditionFailed(3) || tc.ConditionFailed(4)
+		if te := (&TakenError{Email: tc.ConditionFailed(1), Username: taken}); te.Email || te.Username {
 			return te
 		}
 		return ErrConflict // the random user ID exists: the caller draws another
@@ -614,10 +617,13 @@ func (st *store) changeIdentifier(ctx context.Context, u *User, kind, display, k
 		}},
 		{Update: update},
 	}
+	if kind == kindUsername {
+		items = st.moveSkeleton(items, u.ID, oldKey, key) // from index 3
+	}
 	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
-		if tc.ConditionFailed(0) {
+		if tc.ConditionFailed(0) || tc.ConditionFailed(3) || tc.ConditionFailed(4) || tc.ConditionFailed(5) {
 			return nil, &TakenError{Email: kind == kindEmail, Username: kind == kindUsername}
 		}
 		return nil, ErrConflict
@@ -650,6 +656,7 @@ func (st *store) deleteUser(ctx context.Context, u *User) error {
 		}},
 		markerDel(kindEmail, u.emailKey),
 		markerDel(kindUsername, u.usernameKey),
+		st.releaseSkeleton(u.ID, u.usernameKey),
 	}
 	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError

@@ -55,8 +55,10 @@ func fold(s string) string {
 // allows case-sensitive local parts, but no mail provider in practical use
 // distinguishes them, and two accounts that differ only in case are an
 // account-takeover trap). It does not remove dots or "+tags": those are
-// provider-specific and different addresses. Internationalised domain names
-// are compared as typed (Unicode and punycode forms are different keys).
+// provider-specific and different addresses. The domain is processed under
+// UTS #46, non-transitional (see normalizeDomain): its Unicode and punycode
+// forms are one key, and "faß.de" and "fass.de" are two. Invisible code
+// points (see invisible) are refused anywhere in the address.
 func NormalizeEmail(email string) (string, error) {
 	email = strings.TrimSpace(email)
 	switch {
@@ -66,6 +68,9 @@ func NormalizeEmail(email string) (string, error) {
 		return "", invalidEmail("the address is not valid text")
 	case len(email) > MaxEmailBytes:
 		return "", invalidEmail(fmt.Sprintf("the address is longer than %d bytes", MaxEmailBytes))
+	}
+	if strings.ContainsFunc(email, invisible) {
+		return "", invalidEmail("the address contains an invisible character")
 	}
 	for _, r := range email {
 		if unicode.IsControl(r) || unicode.IsSpace(r) || r == '<' || r == '>' || r == '"' || r == '(' || r == ')' || r == ',' || r == ';' || r == '\\' {
@@ -86,7 +91,11 @@ func NormalizeEmail(email string) (string, error) {
 	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
 		return "", invalidEmail("the domain after @ is not valid")
 	}
-	n := fold(email)
+	d, err := normalizeDomain(domain)
+	if err != nil {
+		return "", err
+	}
+	n := fold(local) + "@" + d
 	if len(n) > maxNormBytes || strings.Count(n, "@") != 1 || strings.ContainsFunc(n, func(r rune) bool {
 		return unicode.IsControl(r) || unicode.IsSpace(r)
 	}) {
@@ -111,6 +120,9 @@ func NormalizeUsername(username string) (string, error) {
 	}
 	if !utf8.ValidString(username) {
 		return "", invalidUsername("the username is not valid text")
+	}
+	if strings.ContainsFunc(username, invisible) {
+		return "", invalidUsername("a username cannot contain invisible characters")
 	}
 	n := fold(username)
 	if c := utf8.RuneCountInString(n); c > MaxUsernameRunes {
@@ -213,6 +225,14 @@ func normalizeLogin(login string) (kind, normalized string) {
 		login = strings.ToValidUTF8(login, "")
 	}
 	n := fold(login)
+	if kind == kindEmail {
+		// The domain as NormalizeEmail keys it; a login name whose domain
+		// does not process matches no account either way.
+		at := strings.LastIndexByte(login, '@')
+		if d, err := normalizeDomain(login[at+1:]); err == nil {
+			n = fold(login[:at]) + "@" + d
+		}
+	}
 	if len(n) > maxNormBytes {
 		n = strings.ToValidUTF8(n[:maxNormBytes], "")
 	}
