@@ -110,49 +110,95 @@ func (s *Users) throttled(d time.Duration) error {
 	return &ThrottledError{RetryAfter: d}
 }
 
+// reservation is the counter an attempt is paid for on before its
+// password is checked: the device's for a known device, else the (login
+// name, address) pair's.
+type reservation struct {
+	pk     string
+	lim    Limit
+	end    time.Time
+	seen   counter
+	exists bool
+}
+
+func (r *reservation) read(items map[string]item, now time.Time) {
+	if it := items[r.pk]; it != nil && !dynaguard.Expired(it, now) {
+		r.exists, r.seen = true, decodeCounter(it)
+	}
+}
+
+func liveCounter(items map[string]item, pk string, now time.Time) counter {
+	if it := items[pk]; it != nil && !dynaguard.Expired(it, now) {
+		return decodeCounter(it)
+	}
+	return counter{}
+}
+
 func (s *Users) attempt(ctx context.Context, t target, password string, ip netip.Addr) (*User, error) {
 	now := s.now()
 	k := s.keysFor(t.account(), ip, now)
-	first := []string{k.pair, k.ip}
-	var marker string
+	ranges := s.rangeKeys(ip, now)
+	first := make([]string, 0, 4+len(ranges))
+	first = append(first, k.pair, k.ip)
+	for _, r := range ranges {
+		first = append(first, r.pk)
+	}
+	var (
+		marker string
+		dev    *device
+		dr     *deviceRequest
+		devRes reservation
+	)
 	if t.uid == "" {
 		marker = markerPK(t.kind, t.key)
 		first = append(first, marker)
+		// A device cookie is read with the rest; whether it is this
+		// account's is known once the marker is.
+		if dev, dr = s.deviceOf(ctx); dev != nil {
+			devRes.pk, devRes.end = s.deviceKey(dev, now)
+			devRes.lim = s.throttle.PerDevice
+			first = append(first, devRes.pk)
+		}
 	}
 	items, err := s.st.batchGet(ctx, first...)
 	if err != nil {
 		return nil, err
 	}
-	pairItem := items[k.pair]
-	pairExists := pairItem != nil && !dynaguard.Expired(pairItem, now)
-	var pair, ipc counter
-	if pairExists {
-		pair = decodeCounter(pairItem)
+	uid := t.uid
+	if uid == "" {
+		uid, _ = dynaguard.Str(items[marker], attrUID)
 	}
-	if it := items[k.ip]; it != nil && !dynaguard.Expired(it, now) {
-		ipc = decodeCounter(it)
+	known := dev.isFor(uid)
+	res := reservation{pk: k.pair, lim: s.throttle.PerAccount, end: k.pairEnd}
+	if known {
+		res = devRes
 	}
-	if wait := max(s.throttle.PerAccount.wait(pair, now), s.throttle.PerIP.wait(ipc, now)); wait > 0 {
+	res.read(items, now)
+	wait := res.lim.wait(res.seen, now)
+	if !known {
+		wait = max(wait, s.throttle.PerIP.wait(liveCounter(items, k.ip, now), now))
+		for _, r := range ranges {
+			wait = max(wait, r.lim.wait(liveCounter(items, r.pk, now), now))
+		}
+	}
+	if wait > 0 {
 		return nil, s.throttled(wait)
 	}
 	// The account (or, for a login name with no account, that name's
 	// failure count) — read only once a hashing slot is held.
-	pk, uid := k.unknownAccount, t.uid
-	if uid == "" {
-		uid, _ = dynaguard.Str(items[marker], attrUID)
-	}
+	pk := k.unknownAccount
 	if uid != "" {
 		pk = userPK(uid)
 	}
 
 	// From here to the failure count, the attempt holds a hashing slot:
-	// the account's failure count is read, checked against MaxFailures,
-	// and — after a wrong password — incremented, all while the slot is
-	// held. So an attempt that read a count under the cap and has not yet
-	// added its failure always holds a slot: when the MaxFailures-th
-	// failure is counted, at most (every instance's HashConcurrency, added
-	// up) - 1 verifications are still in flight to pass it. A login
-	// refused as busy was never counted.
+	// the account's unknown-client count is read, checked, and — after a
+	// wrong password — incremented, all while the slot is held. So an
+	// attempt that read a count under the limit and has not yet added its
+	// failure always holds a slot: when the limit is reached, at most
+	// (every instance's HashConcurrency, added up) - 1 verifications are
+	// still in flight to pass it. A login refused as busy was never
+	// counted.
 	release, err := s.limiter.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -174,36 +220,52 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		s.log.ErrorContext(ctx, "users: uniqueness marker points at a missing account", "user", uid)
 	}
 	var u *User
-	var fails int64
-	if acctPK, _ := dynaguard.Str(acct, dynaguard.AttrPK); acct != nil && acctPK == k.unknownAccount {
-		if !dynaguard.Expired(acct, now) {
-			fails, _ = dynaguard.Int(acct, attrFails)
-		}
-	} else if acct != nil {
+	if acctPK, _ := dynaguard.Str(acct, dynaguard.AttrPK); acct != nil && acctPK != k.unknownAccount {
 		if u, err = decodeUser(acct); err != nil {
 			return nil, errors.Join(ErrUnavailable, err)
 		}
-		fails = u.fails
+	} else if acctPK != k.unknownAccount {
+		acct = nil // a marker without its account: counted like an unknown name
 	}
-	if fails >= int64(s.throttle.MaxFailures) {
+	if u != nil && u.TOTPEnabled && u.fails >= int64(s.throttle.MaxFailures) {
+		// Locked by failed second-factor codes (see CompleteLogin).
 		return nil, &ThrottledError{Locked: true}
 	}
+	uc, ucLive := unknownCount(acct, u != nil, s.throttle.UnknownClients.Window, now)
+	if !known {
+		if uc.n >= int64(s.throttle.MaxFailures) {
+			return nil, s.throttled(time.Unix(uc.last, 0).Add(s.throttle.UnknownClients.Window).Sub(now))
+		}
+		if w := s.throttle.UnknownClients.wait(uc, now); w > 0 {
+			return nil, s.throttled(w)
+		}
+	}
 
-	success, newHash, newPepper, err := s.checkPassword(ctx, k, pair, pairExists, now, password, u)
+	success, newHash, newPepper, err := s.checkPassword(ctx, res, now, password, u)
 	if err != nil {
 		return nil, err
 	}
 
 	if !success {
+		if known {
+			// The device's reservation is its count; nobody else's
+			// counters move for it.
+			return nil, ErrInvalidCredentials
+		}
+		countPK, isAccount := k.unknownAccount, false
 		if u != nil {
-			err = s.st.countAccountFailure(ctx, u.ID)
-		} else {
-			err = s.st.countUnknownFailure(ctx, k.unknownAccount, k.unknownAccountTTL)
+			countPK, isAccount = userPK(u.ID), true
 		}
-		if err == nil {
-			err = s.st.countIPFailure(ctx, k.ip, now, k.ipEnd)
+		writes := make([]func(context.Context) error, 0, 2+len(ranges))
+		writes = append(writes, func(ctx context.Context) error {
+			return s.st.countUnknownClient(ctx, countPK, isAccount, ucLive, s.throttle.UnknownClients.Window, now)
+		}, func(ctx context.Context) error {
+			return s.st.countIPFailure(ctx, k.ip, now, k.ipEnd)
+		})
+		for _, r := range ranges {
+			writes = append(writes, func(ctx context.Context) error { return s.st.countIPFailure(ctx, r.pk, now, r.end) })
 		}
-		if err != nil {
+		if err := parallel(ctx, writes...); err != nil {
 			return nil, err
 		}
 		return nil, ErrInvalidCredentials
@@ -230,8 +292,11 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 			s.log.InfoContext(ctx, "users: password hash upgraded", "user", u.ID)
 		}
 	}
-	if err := s.st.deleteItem(ctx, k.pair); err != nil {
+	if err := s.st.deleteItem(ctx, res.pk); err != nil {
 		return nil, err
+	}
+	if t.uid == "" {
+		s.issueDevice(dr, dev, u.ID)
 	}
 	return u, nil
 }
@@ -240,9 +305,13 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 // with the caller holding a hashing slot: the attempt is counted (one
 // conditional write), then exactly one verification runs, plus the
 // upgraded hash on a success that needs one.
-func (s *Users) checkPassword(ctx context.Context, k throttleKeys, pair counter, pairExists bool, now time.Time, password string, u *User) (success bool, newHash, newPepper string, err error) {
-	if err := s.reservePair(ctx, k, pair, pairExists, now); err != nil {
+func (s *Users) checkPassword(ctx context.Context, res reservation, now time.Time, password string, u *User) (success bool, newHash, newPepper string, err error) {
+	ok, cur, err := s.st.reserve(ctx, res.pk, res.seen, res.exists, res.lim, now, res.end)
+	if err != nil {
 		return false, "", "", err
+	}
+	if !ok {
+		return false, "", "", s.throttled(res.lim.wait(cur, now))
 	}
 	against := u
 	if len(password) > maxPasswordBytes {

@@ -12,7 +12,8 @@ package users
 //	    se                          session epoch: +1 to end every session
 //	    ver                         item version: +1 on every change of the above (optimistic concurrency)
 //	    dis                         true while disabled (absent: enabled)
-//	    fails                       consecutive failed logins since the last success
+//	    fails                       consecutive failed second-factor codes since the last accepted one
+//	    ucn, ucla, ucv              failed unknown-client passwords: count, last (Unix s), credential version (dynamo_guessing.go)
 //	    created, pwat               creation / password-set time, Unix seconds
 //	    ev                          true once the email address is verified (absent: not)
 //	    mfa                         true while TOTP is enabled (absent: not)
@@ -25,7 +26,9 @@ package users
 //	uniq#uskel#<skeleton>           look-alike marker of a username → uid; no ttl (dynamo_identifiers.go)
 //	thr#login#<h(login, source)>#<window>   n, la, ttl: attempts on one login name from one address
 //	thr#ip#<h(source)>#<window>             n, la, ttl: failures from one address
-//	thr#acct#<h(login)>                     fails, ttl: failures on a login name with no account
+//	thr#acct#<h(login)>                     ucn, ucla, ucv, ttl: failures on a login name with no account
+//	thr#dev#<h(device)>#<window>            n, la, ttl: attempts from one device cookie (dynamo_guessing.go)
+//	thr#net#<h(prefix)>#<window>            n, la, ttl: failures from one wider address range
 //	thr#login#<h("mfa", uid, source)>#<window>  n, la, ttl: second-factor attempts (login codes and enrolment confirmations) on one account from one address
 //	thr#tok#<purpose>#ip#<h(source)>#<window>   n, ttl: links of one purpose requested from one address
 //	thr#tok#<purpose>#acct#<h(id)>#<window>     n, ttl: links requested for one address/account
@@ -172,6 +175,9 @@ func decodeUser(it item) (*User, error) {
 	u.epoch, okE = dynaguard.Int(it, attrEpoch)
 	u.version, okV = dynaguard.Int(it, attrVersion)
 	u.fails, _ = dynaguard.Int(it, attrFails)
+	if ucv, _ := dynaguard.Int(it, attrUnknownCV); ucv == u.credVersion {
+		u.unknownFails, _ = dynaguard.Int(it, attrUnknownN)
+	}
 	u.Disabled, _ = dynaguard.BoolAttr(it, attrDisabled)
 	if !okH || !okC || !okE || !okV || u.emailKey == "" || u.usernameKey == "" {
 		return nil, errMalformed
@@ -331,39 +337,6 @@ func (st *store) countIPFailure(ctx context.Context, pk string, now, end time.Ti
 	return nil
 }
 
-// countAccountFailure adds a failure to an account's consecutive count. The
-// condition keeps it from recreating an account deleted meanwhile.
-func (st *store) countAccountFailure(ctx context.Context, uid string) error {
-	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 st.name(),
-		Key:                       dynaguard.Key(userPK(uid)),
-		UpdateExpression:          aws.String("ADD #f :one"),
-		ConditionExpression:       aws.String("attribute_exists(#pk)"),
-		ExpressionAttributeNames:  map[string]string{"#pk": dynaguard.AttrPK, "#f": attrFails},
-		ExpressionAttributeValues: item{":one": dynaguard.N(1)},
-	})
-	if err != nil && !dynaguard.IsConditionFailed(err) {
-		return unavailable("UpdateItem", err)
-	}
-	return nil
-}
-
-// countUnknownFailure adds a failure to the count of a login name that has
-// no account, so that it is throttled and locked exactly like one that has.
-func (st *store) countUnknownFailure(ctx context.Context, pk string, expires time.Time) error {
-	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 st.name(),
-		Key:                       dynaguard.Key(pk),
-		UpdateExpression:          aws.String("ADD #f :one SET #ttl = :exp"),
-		ExpressionAttributeNames:  map[string]string{"#f": attrFails, "#ttl": dynaguard.AttrTTL},
-		ExpressionAttributeValues: item{":one": dynaguard.N(1), ":exp": dynaguard.TTLValue(expires)},
-	})
-	if err != nil {
-		return unavailable("UpdateItem", err)
-	}
-	return nil
-}
-
 // loginSucceeded resets the account's failure count and/or, when newHash is
 // set, replaces the password hash by an upgraded one — only if the
 // credential is still the one that was verified (cv and the old hash
@@ -512,9 +485,11 @@ func (st *store) setDisabled(ctx context.Context, uid string, disabled bool) (*U
 		item{":zero": dynaguard.N(0), ":one": dynaguard.N(1)})
 }
 
-// unlock clears an account's failure count.
+// unlock clears an account's failure counts (second-factor codes and
+// unknown-client passwords).
 func (st *store) unlock(ctx context.Context, uid string) (*User, error) {
-	return st.updateUser(ctx, uid, "SET #f = :zero", "", map[string]string{"#f": attrFails}, item{":zero": dynaguard.N(0)})
+	return st.updateUser(ctx, uid, "SET #f = :zero REMOVE #ucn, #ucla, #ucv", "",
+		map[string]string{"#f": attrFails, "#ucn": attrUnknownN, "#ucla": attrUnknownLast, "#ucv": attrUnknownCV}, item{":zero": dynaguard.N(0)})
 }
 
 // create writes a new account and its two uniqueness markers in one

@@ -128,7 +128,8 @@ func TestResetTokenExpiresDuringHashing(t *testing.T) {
 	}
 }
 
-// A reset unlocks an account locked by failed logins.
+// A reset lifts the unknown-client cap of an account at once (the count
+// belongs to the credential version it was counted under).
 func TestResetUnlocks(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.Throttle.MaxFailures = 3 })
@@ -137,7 +138,7 @@ func TestResetUnlocks(t *testing.T) {
 		_, _ = e.auth("lou", "wrong", fmt.Sprintf("192.0.2.%d", 10+i))
 	}
 	var te *ThrottledError
-	if _, err := e.auth("lou", goodPassword, "192.0.2.20"); !errors.As(err, &te) || !te.Locked {
+	if _, err := e.auth("lou", goodPassword, "192.0.2.20"); !errors.As(err, &te) || te.RetryAfter != 24*time.Hour {
 		t.Fatalf("not locked: %v", err)
 	}
 	if _, err := e.users.ResetPassword(ctx, e.resetToken("lou@example.com"), newPassword); err != nil {
