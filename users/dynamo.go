@@ -31,7 +31,8 @@ package users
 //	thr#net#<h(prefix)>#<window>            n, la, ttl: failures from one wider address range
 //	thr#login#<h("mfa", uid, source)>#<window>  n, la, ttl: second-factor attempts (login codes and enrolment confirmations) on one account from one address
 //	thr#tok#<purpose>#ip#<h(source)>#<window>   n, ttl: links of one purpose requested from one address
-//	thr#tok#<purpose>#acct#<h(id)>#<window>     n, ttl: links requested for one address/account
+//	thr#tok#<purpose>#acct#<h(id, source)>#<window>  n, ttl: links requested for one address/account by one client address
+//	thr#tok#<purpose>#acct#<h(id)>#<window>     n, ttl: links requested for one address/account in all
 //	tok#<base64url(sha256(token))>  uid, purp, cv, em, iat, ttl: a one-time token
 //
 // Recovery codes live on the account item (rc) rather than as items of
@@ -739,7 +740,7 @@ type issueCounter struct {
 // requests cannot exceed it. For an address without an account the caller
 // passes a decoy record (see RequestReset): the same three writes of the
 // same sizes, for a token nobody holds.
-func (st *store) issueToken(ctx context.Context, ip, acct issueCounter, windowEnd time.Time, pk string, rec tokenRecord, now, expires time.Time) (issueOutcome, error) {
+func (st *store) issueToken(ctx context.Context, ip, acct, total issueCounter, windowEnd time.Time, pk string, rec tokenRecord, now, expires time.Time) (issueOutcome, error) {
 	count := func(c issueCounter) types.TransactWriteItem {
 		return types.TransactWriteItem{Update: &types.Update{
 			TableName:                 st.name(),
@@ -764,13 +765,13 @@ func (st *store) issueToken(ctx context.Context, ip, acct issueCounter, windowEn
 		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 		ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
 	}}
-	err := st.transact(ctx, []types.TransactWriteItem{count(ip), count(acct), put})
+	err := st.transact(ctx, []types.TransactWriteItem{count(ip), count(acct), count(total), put})
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
 		switch {
 		case tc.ConditionFailed(0):
 			return limitedIP, nil
-		case tc.ConditionFailed(1):
+		case tc.ConditionFailed(1), tc.ConditionFailed(2):
 			return limitedAccount, nil
 		}
 		// A token hash that exists already: 2^-256; refuse rather than

@@ -186,7 +186,7 @@ func TestResetTokenConcurrentConsume(t *testing.T) {
 	// The consume itself, without the reset around it: 100 concurrent
 	// DeleteItems, one record.
 	_, pk := newToken()
-	if _, err := e.users.st.issueToken(ctx, issueCounter{"thr#test#ip", 10}, issueCounter{"thr#test#acct", 10}, e.clock.Now().Add(time.Hour),
+	if _, err := e.users.st.issueToken(ctx, issueCounter{"thr#test#ip", 10}, issueCounter{"thr#test#acct", 10}, issueCounter{"thr#test#total", 10}, e.clock.Now().Add(time.Hour),
 		pk, tokenRecord{uid: "u", purpose: purposeReset, emailKey: "e", cv: 1}, e.clock.Now(), e.clock.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -353,11 +353,12 @@ func TestRequestResetSameWork(t *testing.T) {
 	}
 }
 
-// Per account: PerAccount links per window, then silence — the same for an
-// address without an account. Per client address: *RateLimitedError.
+// Per account: PerAccount links per window and client address, and
+// PerAccountTotal from every address together, then silence — the same for
+// an address without an account. Per client address: *RateLimitedError.
 func TestRequestResetLimits(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) { c.Tokens.PerIP = 8 })
+	e := newEnv(t, func(c *Config) { c.Tokens.PerIP = 8; c.Tokens.PerAccountTotal = 4 })
 	e.create("hal@example.com", "hal")
 	e.clock.Set(time.Unix(1_800_000_000/3600*3600, 0)) // the start of a window
 	for i := range 5 {
@@ -367,8 +368,8 @@ func TestRequestResetLimits(t *testing.T) {
 			}
 		}
 	}
-	if n := e.mail.count(MessagePasswordReset); n != 3 {
-		t.Fatalf("%d links sent for one account in one window, want 3", n)
+	if n := e.mail.count(MessagePasswordReset); n != 4 {
+		t.Fatalf("%d links sent for one account in one window, want 4", n)
 	}
 	// One client address, many addresses: 8 requests, then refused.
 	var rl *RateLimitedError
@@ -386,7 +387,7 @@ func TestRequestResetLimits(t *testing.T) {
 	if err := e.users.RequestReset(ctx, "hal@example.com", ip("203.0.113.5")); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.mail.count(MessagePasswordReset); n != 4 {
+	if n := e.mail.count(MessagePasswordReset); n != 5 {
 		t.Fatalf("%d links after the window", n)
 	}
 	w := httptestRecorder()
@@ -494,12 +495,13 @@ func TestEmailVerification(t *testing.T) {
 	if got, _ := e.users.Get(ctx, jo.ID); !got.EmailVerified {
 		t.Fatal("a completed reset should mark the address verified")
 	}
-	// Per-account limit on verification links: a *RateLimitedError.
+	// Per-account limit on verification links (per client address): a
+	// *RateLimitedError.
 	e.clock.Advance(time.Hour)
 	fresh, _ := e.users.ChangeEmail(ctx, mustGet(t, e, jo.ID), "jo3@example.com")
 	var rl *RateLimitedError
 	for i := range 4 {
-		err := e.users.RequestEmailVerification(ctx, fresh, ip(fmt.Sprintf("192.0.2.%d", 60+i)))
+		err := e.users.RequestEmailVerification(ctx, fresh, ip("192.0.2.60"))
 		if i < 3 && err != nil || i == 3 && !errors.As(err, &rl) {
 			t.Fatalf("verification request %d: %v", i, err)
 		}
@@ -597,4 +599,35 @@ func jsonRequest() *http.Request {
 	r := httptest.NewRequest("POST", "/", nil)
 	r.Header.Set("Accept", "application/json")
 	return r
+}
+
+// A stranger's reset requests for someone's address do not use up the
+// owner's: the per-account limit is kept per requesting client, under a
+// higher total.
+func TestResetRequestsCannotBeStarved(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.create("ivy@example.com", "ivy")
+	e.clock.Set(time.Unix(1_800_000_000/3600*3600, 0))
+	for range 5 {
+		if err := e.users.RequestReset(ctx, "ivy@example.com", ip("203.0.113.66")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.mail.count(MessagePasswordReset); n != 3 {
+		t.Fatalf("the stranger got %d links sent, want 3", n)
+	}
+	if err := e.users.RequestReset(ctx, "ivy@example.com", ip("192.0.2.7")); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.mail.count(MessagePasswordReset); n != 4 {
+		t.Fatal("the owner's own request was silenced by a stranger's")
+	}
+	// Many addresses together stop at the total.
+	for i := range 20 {
+		_ = e.users.RequestReset(ctx, "ivy@example.com", ip(fmt.Sprintf("198.51.100.%d", i+1)))
+	}
+	if n := e.mail.count(MessagePasswordReset); n != 10 {
+		t.Fatalf("%d links in one window, want the total of 10", n)
+	}
 }
