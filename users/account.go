@@ -111,8 +111,12 @@ func (s *Users) Lookup(ctx context.Context, login string) (*User, error) {
 // of it.
 //
 // Errors: *IdentifierError, *TakenError, ErrConflict (u is stale: re-read
-// it), ErrUnavailable.
+// it), *RateLimitedError (more than 10 attempts by the account in an hour:
+// "already registered" is an enumeration oracle), ErrUnavailable.
 func (s *Users) ChangeEmail(ctx context.Context, u *User, email string) (*User, error) {
+	if err := s.limitEmailChange(ctx, u.ID); err != nil { // dynamo_addresslimit.go
+		return nil, err
+	}
 	key, err := NormalizeEmail(email)
 	if err != nil {
 		return nil, err

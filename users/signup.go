@@ -1,6 +1,11 @@
 package users
 
-import "time"
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+)
 
 // SignupConfig limits sign-ups and says what a taken email address is told.
 type SignupConfig struct {
@@ -38,4 +43,53 @@ func (c SignupConfig) withDefaults() SignupConfig {
 	}
 	c.Ranges = ranges
 	return c
+}
+
+// Register is self-service sign-up: Create, behind a limit per client
+// address and its wider ranges (SignupConfig), counted before any other
+// work — so probing which addresses and usernames are taken, and making
+// the server hash passwords, costs an attacker its addresses.
+//
+// In quiet mode (SignupConfig.Quiet), an email address that already has an
+// account is not an error: Register returns (nil, nil) — there is no
+// account to log in — and sends the owner a MessageSignupExisting. A new
+// account is returned as by Create. The caller must answer both alike — and
+// so must not log the new account in — for example "we sent you an
+// email; follow it, then log in" (the example app does this). A taken
+// username is still a *TakenError (usernames are public), and so is a
+// sign-up whose username and email are both taken (as a taken username
+// only). The work is the same either way: the password is hashed, and the
+// transaction that would create the account is tried.
+//
+// Calls: one conditional UpdateItem per counter (the address and, by
+// default, one or two ranges), at once; then Create's (one
+// TransactWriteItems); for a quiet refusal, two GetItems (the owner).
+//
+// Errors: *RateLimitedError (ErrRateLimited), and Create's.
+func (s *Users) Register(ctx context.Context, nu NewUser, ip netip.Addr) (*User, error) {
+	if err := s.limitRequests(ctx, s.addressCounters(actionSignup, ip, s.signup.PerIP, s.signup.Ranges, s.now())); err != nil {
+		return nil, err
+	}
+	u, err := s.Create(ctx, nu)
+	var te *TakenError
+	if !s.signup.Quiet || !errors.As(err, &te) || !te.Email {
+		return u, err
+	}
+	if te.Username {
+		return nil, &TakenError{Username: true}
+	}
+	key, _ := NormalizeEmail(nu.Email) // Create accepted it
+	uid, err := s.st.markerUID(ctx, kindEmail, key)
+	if err != nil {
+		return nil, err
+	}
+	owner, err := s.st.getUser(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	if owner != nil {
+		s.log.InfoContext(ctx, "users: sign-up with a registered email address answered quietly", "user", owner.ID)
+		s.notify(ctx, Message{Kind: MessageSignupExisting, To: owner.Email, UserID: owner.ID, IP: ip})
+	}
+	return nil, nil
 }
