@@ -62,9 +62,12 @@ func unknownCount(it item, account bool, window time.Duration, now time.Time) (c
 // the failure is logged and dropped. An account deleted meanwhile is not
 // recreated.
 func (st *store) countUnknownClient(ctx context.Context, pk string, account, live bool, window time.Duration, now time.Time) error {
-	cutoff := dynaguard.EpochSeconds(now.Add(-window))
+	// Whole seconds, rounded down both: "live" is la > now - window, as
+	// unknownCount decides it, and the count lapses no later than a
+	// window after the failure.
+	cutoff := now.Add(-window).Unix()
 	names := map[string]string{"#n": attrUnknownN, "#la": attrUnknownLast, "#cv": attrUnknownCV}
-	vals := item{":one": dynaguard.N(1), ":now": dynaguard.N(dynaguard.EpochSeconds(now)), ":cut": dynaguard.N(cutoff)}
+	vals := item{":one": dynaguard.N(1), ":now": dynaguard.N(now.Unix()), ":cut": dynaguard.N(cutoff)}
 	cvRef, exists, ttl := ":zero", "", ""
 	if account {
 		cvRef, exists = "#acv", "attribute_exists(#pk) AND "
