@@ -31,34 +31,44 @@ type Credentials struct {
 // What an attempt costs, in order (every read strongly consistent):
 //
 //  1. one BatchGetItem: the uniqueness marker of the login name, the
-//     attempt counter of (login name, client address) and the failure
-//     counter of the client address. A throttled attempt stops here, before
-//     any password work, with a *ThrottledError that says when to retry.
+//     attempt counter of (login name, client address), the failure
+//     counters of the client address and of its wider ranges (by default
+//     the IPv4 /24, or the IPv6 /56 and /48) and, when the request carries
+//     a device cookie whose MAC checks out, that device's counter. Whether
+//     the cookie is this account's is known from the marker: if it is, the
+//     device's counter alone applies (Throttle.PerDevice); otherwise the
+//     others do. A throttled attempt stops here, before any password work,
+//     with a *ThrottledError that says when to retry.
 //  2. a hashing slot (ErrBusy if none frees up within HashWait; nothing
 //     has been counted then). The slot is held through step 6's failure
 //     counts.
 //  3. one GetItem: the account the marker points at — or, for a login name
-//     with no account, that name's failure counter, so both cost the same.
-//     An account at Throttle.MaxFailures stops here (Locked).
+//     with no account, that name's count, so both cost the same. For an
+//     unknown client, the account's unknown-client count
+//     (Throttle.UnknownClients, MaxFailures) is checked here: over it, a
+//     *ThrottledError, still before any hashing.
 //  4. one conditional UpdateItem that counts the attempt before the
-//     password is checked: concurrent attempts cannot slip past the limit.
+//     password is checked — on the device's counter or the (login name,
+//     address) one: concurrent attempts cannot slip past the limit.
 //  5. exactly one password verification — against the account's hash, or
 //     against a dummy hash for an unknown login name or an unusable stored
-//     hash. A disabled account is verified too, and fails whatever the
-//     result.
-//  6. failure: two UpdateItems (the account's — or the unknown name's —
-//     consecutive failure count, and the client address's counter).
-//     Success: one DeleteItem (the attempt counter), plus one UpdateItem
-//     when the failure count must be reset or the hash upgraded (a hash of
-//     an older algorithm, parameters or pepper is replaced, on condition
-//     that it is still the stored one).
+//     hash (a stored hash over the cost caps is refused unverified). A
+//     disabled account is verified too, and fails whatever the result.
+//  6. failure of an unknown client: UpdateItems, sent at once, on the
+//     account's (or the unknown name's) unknown-client count, the client
+//     address's counter and each range's — 3 for IPv4, 4 for IPv6 with the
+//     default ranges. A known device's failure writes nothing more (its
+//     reservation is its count). Success: one DeleteItem (the attempt
+//     counter), plus one UpdateItem when the hash must be upgraded (a hash
+//     of an older algorithm, parameters or pepper is replaced, on condition
+//     that it is still the stored one); the device cookie is set on the
+//     response when the request came through LoadUser (no storage).
 //
-// Because the account's failure count is read (step 3) and a failure added
-// to it (step 6) inside one hashing slot, Throttle.MaxFailures is exceeded
-// by at most the verifications that run at the same moment: at most
-// MaxFailures + S - 1 passwords are verified against an account between
-// two successes, S being the hashing slots of every instance together (the
-// sum of their HashConcurrency). See Throttle.
+// Because the unknown-client count is read (step 3) and a failure added to
+// it (step 6) inside one hashing slot, its limits are exceeded by at most
+// the verifications that run at the same moment: S - 1 more, S being the
+// hashing slots of every instance together (the sum of their
+// HashConcurrency). See Throttle.
 //
 // Unknown, wrong and disabled therefore make the same calls and the same
 // hash work. The one difference left is the verification itself when the
