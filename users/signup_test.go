@@ -113,3 +113,22 @@ func TestEmailChangeLimited(t *testing.T) {
 		t.Fatalf("next window: %v", err)
 	}
 }
+
+// What a sign-up costs: one conditional UpdateItem per address counter,
+// sent at once, then Create's one transaction.
+func TestRegisterCalls(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i, c := range []struct{ addr, want string }{
+		{"192.0.2.1", "UpdateItem,UpdateItem,TransactWriteItems"},              // address, /24
+		{"2001:db8::1", "UpdateItem,UpdateItem,UpdateItem,TransactWriteItems"}, // /64, /56, /48
+	} {
+		e.rec.Reset()
+		if _, err := e.users.Register(ctx, NewUser{Email: fmt.Sprintf("c%d@example.com", i), Username: fmt.Sprintf("c%d", i), Password: goodPassword}, ip(c.addr)); err != nil {
+			t.Fatal(err)
+		}
+		if got := ops(e.rec.Calls()); got != c.want {
+			t.Errorf("%s: %s; want %s", c.addr, got, c.want)
+		}
+	}
+}
