@@ -185,7 +185,8 @@ func TestGetLookupDisplayForm(t *testing.T) {
 
 func TestChangeEmailAndUsername(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	// More changes than the default limit per account (signup_test.go).
+	e := newEnv(t, func(c *Config) { c.Signup.EmailChanges.Free = 100 })
 	dave := e.create("dave@example.com", "dave")
 	erin := e.create("erin@example.com", "erin")
 

@@ -107,22 +107,17 @@ func (s *Users) limitRequests(ctx context.Context, counters []requestCounter) er
 	return nil
 }
 
-// emailChangesPerAccount limits the email changes one account can attempt
-// per hour: the "already registered" answer of an email change is an
-// enumeration oracle, and an account is cheap to make only within the
-// sign-up limit.
-var emailChangesPerAccount = Limit{Free: 10, Window: time.Hour}
-
-// limitEmailChange counts an email change attempt of account uid (one
-// conditional UpdateItem). To count it per client address as well, once
+// limitEmailChange counts an email change attempt of account uid under
+// SignupConfig.EmailChanges (one conditional UpdateItem). To count it per client address as well, once
 // the email change knows its client, add
 // s.addressCounters(actionEmailChange, ip, s.signup.PerIP, s.signup.Ranges, now)
 // to the counters.
 func (s *Users) limitEmailChange(ctx context.Context, uid string) error {
 	now := s.now()
-	w, end := emailChangesPerAccount.window(now)
+	lim := s.signup.EmailChanges
+	w, end := lim.window(now)
 	return s.limitRequests(ctx, []requestCounter{{
 		pk:  dynaguard.PrefixThrottle + "act#" + actionEmailChange + "#" + s.throttleID("act", actionEmailChange, "id", uid) + "#" + w,
-		max: emailChangesPerAccount.Free, end: end,
+		max: lim.Free, end: end,
 	}})
 }

@@ -17,6 +17,10 @@ type SignupConfig struct {
 	// Nil means the IPv4 /24 and IPv6 /56 with Free 30, and the IPv6 /48
 	// with Free 60 (Window 1 h). An empty, non-nil slice counts no range.
 	Ranges []RangeLimit
+	// EmailChanges limits the email changes one account can attempt per
+	// Window: "already registered" is an enumeration oracle, and accounts
+	// are cheap only within the sign-up limits. Default Free 10, Window 1 h.
+	EmailChanges Limit
 	// Quiet makes Register answer a taken email address exactly like a new
 	// one, and tell the address's owner by email instead (see Register).
 	Quiet bool
@@ -27,6 +31,10 @@ func (c SignupConfig) withDefaults() SignupConfig {
 		c.PerIP.Window = time.Hour
 	}
 	c.PerIP = c.PerIP.withDefaults(10)
+	if c.EmailChanges.Window <= 0 {
+		c.EmailChanges.Window = time.Hour
+	}
+	c.EmailChanges = c.EmailChanges.withDefaults(10)
 	if c.Ranges == nil {
 		c.Ranges = []RangeLimit{
 			{IPv4Bits: 24, IPv6Bits: 56, Limit: Limit{Free: 30, Window: time.Hour}},
