@@ -2,6 +2,7 @@ package users
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -145,5 +146,21 @@ func TestLookAlikeOfAccountWithoutSkeleton(t *testing.T) {
 	}
 	if _, err := e.users.Create(ctx, NewUser{Email: "c@example.com", Username: "аррӏе", Password: goodPassword}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A login name whose '@' lies beyond the length normalisation keeps is
+// still an email login and must not crash.
+func TestNormalizeLoginLongEmail(t *testing.T) {
+	t.Parallel()
+	for _, login := range []string{
+		strings.Repeat("a", 2*maxNormBytes) + "@example.com",
+		strings.Repeat("a", maxNormBytes-1) + "@faß.de",
+		"@", "a@", "@b", "a@b@faß.de",
+	} {
+		kind, key := normalizeLogin(login)
+		if kind != kindEmail || len(key) > maxNormBytes {
+			t.Errorf("%.20q: kind %s, %d bytes", login, kind, len(key))
+		}
 	}
 }

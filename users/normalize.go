@@ -228,9 +228,11 @@ func normalizeLogin(login string) (kind, normalized string) {
 	if kind == kindEmail {
 		// The domain as NormalizeEmail keys it; a login name whose domain
 		// does not process matches no account either way.
-		at := strings.LastIndexByte(login, '@')
-		if d, err := normalizeDomain(login[at+1:]); err == nil {
-			n = fold(login[:at]) + "@" + d
+		// (The '@' may have been cut off above.)
+		if at := strings.LastIndexByte(login, '@'); at >= 0 {
+			if d, err := normalizeDomain(login[at+1:]); err == nil {
+				n = fold(login[:at]) + "@" + d
+			}
 		}
 	}
 	if len(n) > maxNormBytes {
