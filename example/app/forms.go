@@ -112,7 +112,7 @@ func usersAlert(w http.ResponseWriter, err error) (int, *alert) {
 		secs := max(1, int(math.Ceil(rl.RetryAfter.Seconds())))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		return http.StatusTooManyRequests, &alert{Title: "Too many requests",
-			Detail: "Wait " + plural(secs, "second") + " before asking for another link."}
+			Detail: "Wait " + plural(secs, "second") + " before trying again."}
 	case errors.Is(err, users.ErrInvalidToken):
 		return http.StatusBadRequest, &alert{Title: "This link is not valid any more",
 			Detail: "It was already used, it expired, or the account changed since it was sent. Ask for a new one."}
