@@ -74,8 +74,8 @@ type Credentials struct {
 // hash work. The one difference left is the verification itself when the
 // account still has a legacy hash (bcrypt, Django) until its first login.
 func (s *Users) Authenticate(ctx context.Context, c Credentials) (*User, error) {
-	kind, key := normalizeLogin(c.Login)
-	return s.attempt(ctx, target{kind: kind, key: key}, c.Password, c.IP)
+	kind, key, legacy := normalizeLoginLegacy(c.Login)
+	return s.attempt(ctx, target{kind: kind, key: key, legacy: legacy}, c.Password, c.IP)
 }
 
 // target is whose password an attempt checks: a login name, or (when the
@@ -83,6 +83,11 @@ func (s *Users) Authenticate(ctx context.Context, c Credentials) (*User, error) 
 type target struct {
 	kind, key string
 	uid       string
+	// legacy is the key the login name had before email domains were
+	// processed under UTS #46, when it differs ("" otherwise): an account
+	// registered before then is found under it (read in the same
+	// BatchGetItem) until its address is changed.
+	legacy string
 }
 
 func (t target) account() string {
@@ -148,7 +153,7 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 	now := s.now()
 	k := s.keysFor(t.account(), ip, now)
 	ranges := s.rangeKeys(ip, now)
-	first := make([]string, 0, 4+len(ranges))
+	first := make([]string, 0, 5+len(ranges))
 	first = append(first, k.pair, k.ip)
 	for _, r := range ranges {
 		first = append(first, r.pk)
@@ -159,9 +164,14 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		dr     *deviceRequest
 		devRes reservation
 	)
+	var legacyMarker string
 	if t.uid == "" {
 		marker = markerPK(t.kind, t.key)
 		first = append(first, marker)
+		if t.legacy != "" {
+			legacyMarker = markerPK(t.kind, t.legacy)
+			first = append(first, legacyMarker)
+		}
 		// A device cookie is read with the rest; whether it is this
 		// account's is known once the marker is.
 		if dev, dr = s.deviceOf(ctx); dev != nil {
@@ -177,6 +187,9 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 	uid := t.uid
 	if uid == "" {
 		uid, _ = dynaguard.Str(items[marker], attrUID)
+	}
+	if uid == "" && legacyMarker != "" {
+		uid, _ = dynaguard.Str(items[legacyMarker], attrUID)
 	}
 	known := dev.isFor(uid)
 	res := reservation{pk: k.pair, lim: s.throttle.PerAccount, end: k.pairEnd}

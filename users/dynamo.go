@@ -514,11 +514,17 @@ func (st *store) create(ctx context.Context, u *User) error {
 		marker(kindUsername, u.usernameKey),
 	}
 	items = append(items, st.claimSkeleton(u.ID, u.usernameKey)...) // 3, and 4 for accounts from before skeletons
+	usernameItems := len(items)
+	items = append(items, st.checkLegacyEmail(u.Email, u.emailKey)...) // last: keys from before UTS #46 domains
 	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
-		taken := tc.ConditionFailed(2) || tc.ConditionFailed(3) || tc.ConditionFailed(4)
-		if te := (&TakenError{Email: tc.ConditionFailed(1), Username: taken}); te.Email || te.Username {
+		taken := tc.ConditionFailed(2) || tc.ConditionFailed(3) || (usernameItems == 5 && tc.ConditionFailed(4))
+		email := tc.ConditionFailed(1)
+		for i := usernameItems; i < len(items); i++ {
+			email = email || tc.ConditionFailed(i)
+		}
+		if te := (&TakenError{Email: email, Username: taken}); te.Email || te.Username {
 			return te
 		}
 		return ErrConflict // the random user ID exists: the caller draws another

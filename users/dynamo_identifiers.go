@@ -76,3 +76,22 @@ func (st *store) moveSkeleton(items []types.TransactWriteItem, uid, oldKey, newK
 	}
 	return items
 }
+
+// checkLegacyEmail returns, for an email address whose mailbox could have
+// been registered under another key before domains came to be processed
+// under UTS #46 (a punycode domain, or one with ß, ς or a joiner; see
+// legacyEmailKeys), a check per such key that no account holds it: an
+// account registered before then under "x@xn--bcher-kva.de" still owns
+// "x@bücher.de", the same mailbox. None for an ASCII domain.
+func (st *store) checkLegacyEmail(email, key string) []types.TransactWriteItem {
+	var items []types.TransactWriteItem
+	for _, legacy := range legacyEmailKeys(email, key) {
+		items = append(items, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
+			TableName:                st.name(),
+			Key:                      dynaguard.Key(markerPK(kindEmail, legacy)),
+			ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+			ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
+		}})
+	}
+	return items
+}

@@ -2,8 +2,15 @@ package users
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
 // Invisible code points are refused in usernames and email addresses.
@@ -162,5 +169,62 @@ func TestNormalizeLoginLongEmail(t *testing.T) {
 		if kind != kindEmail || len(key) > maxNormBytes {
 			t.Errorf("%.20q: kind %s, %d bytes", login, kind, len(key))
 		}
+	}
+}
+
+// Accounts registered before email domains were processed under UTS #46
+// keep their markers under the old key: they still log in as they did, and
+// no new account can take their mailbox under its new key.
+func TestLegacyEmailKeys(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, c := range []struct{ typed, oldKey, otherForm string }{
+		{"old@xn--bcher-kva.de", "old@xn--bcher-kva.de", "old@bücher.de"},
+		{"ceo@faß.de", "ceo@fass.de", "ceo@xn--fa-hia.de"},
+	} {
+		u := e.create(c.typed, "u"+c.oldKey[:3]+fmt.Sprint(len(c.oldKey)))
+		// Move the account to its key of before: what an account made by
+		// an earlier version has.
+		if err := e.users.st.deleteItem(ctx, markerPK(kindEmail, u.emailKey)); err != nil {
+			t.Fatal(err)
+		}
+		plantMarker(t, e, markerPK(kindEmail, c.oldKey), u.ID)
+		setAttr(t, e, userPK(u.ID), attrEmailKey, c.oldKey)
+		if _, err := e.auth(c.typed, goodPassword, "192.0.2.5"); err != nil {
+			t.Fatalf("%s: the old account no longer logs in: %v", c.typed, err)
+		}
+		for _, email := range []string{c.typed, c.otherForm} {
+			if _, err := e.users.Create(ctx, NewUser{Email: email, Username: "n" + fmt.Sprint(len(email)) + c.oldKey[:2], Password: goodPassword}); !errors.Is(err, ErrEmailTaken) {
+				t.Errorf("%s next to the old %s: %v", email, c.oldKey, err)
+			}
+		}
+	}
+	if got := legacyEmailKeys("a@example.com", "a@example.com"); len(got) != 0 {
+		t.Fatalf("an ASCII domain has legacy keys: %q", got)
+	}
+}
+
+func plantMarker(t *testing.T, e *env, pk, uid string) {
+	t.Helper()
+	_, err := ddbtest.Client(t).PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(e.base.Name),
+		Item:      item{dynaguard.AttrPK: dynaguard.S(pk), attrUID: dynaguard.S(uid)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func setAttr(t *testing.T, e *env, pk, name, value string) {
+	t.Helper()
+	_, err := ddbtest.Client(t).UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(e.base.Name),
+		Key:                       dynaguard.Key(pk),
+		UpdateExpression:          aws.String("SET #a = :v"),
+		ExpressionAttributeNames:  map[string]string{"#a": name},
+		ExpressionAttributeValues: item{":v": dynaguard.S(value)},
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

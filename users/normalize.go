@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -215,6 +216,16 @@ const (
 // registered simply matches no account (and gets the same answer and the
 // same work as any unknown name).
 func normalizeLogin(login string) (kind, normalized string) {
+	kind, normalized, _ = normalizeLoginLegacy(login)
+	return kind, normalized
+}
+
+// normalizeLoginLegacy is normalizeLogin that also returns the key an email
+// login name had before email domains were processed under UTS #46 (the
+// whole address case folded), when it differs: for a domain in punycode,
+// or one with ß, ς or a joiner. Accounts registered under such a key keep
+// their marker there; see legacyEmailKeys.
+func normalizeLoginLegacy(login string) (kind, normalized, legacy string) {
 	login = strings.TrimSpace(login)
 	kind = loginKind(login)
 	if !utf8.ValidString(login) {
@@ -225,6 +236,7 @@ func normalizeLogin(login string) (kind, normalized string) {
 		login = strings.ToValidUTF8(login, "")
 	}
 	n := fold(login)
+	old := n
 	if kind == kindEmail {
 		// The domain as NormalizeEmail keys it; a login name whose domain
 		// does not process matches no account either way.
@@ -238,5 +250,40 @@ func normalizeLogin(login string) (kind, normalized string) {
 	if len(n) > maxNormBytes {
 		n = strings.ToValidUTF8(n[:maxNormBytes], "")
 	}
-	return kind, n
+	if len(old) > maxNormBytes {
+		old = strings.ToValidUTF8(old[:maxNormBytes], "")
+	}
+	if kind == kindEmail && old != n {
+		legacy = old
+	}
+	return kind, n, legacy
+}
+
+// legacyEmailKeys returns the keys that the mailbox of a valid email
+// address could have been registered under before domains were processed
+// under UTS #46 — the whole address case folded, as typed, with its domain
+// in Unicode, and with its domain in punycode — except key itself. For an
+// ASCII domain there are none; for "x@faß.de" there is "x@fass.de", for
+// "x@bücher.de" there is "x@xn--bcher-kva.de".
+func legacyEmailKeys(email, key string) []string {
+	email = strings.TrimSpace(email)
+	at := strings.LastIndexByte(email, '@')
+	if at < 0 {
+		return nil
+	}
+	local, domain := email[:at], email[at+1:]
+	var out []string
+	add := func(k string) {
+		if k != key && !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	add(fold(email))
+	if d, err := domainProfile.ToUnicode(domain); err == nil {
+		add(fold(local + "@" + d))
+	}
+	if d, err := domainProfile.ToASCII(domain); err == nil {
+		add(fold(local + "@" + d))
+	}
+	return out
 }
