@@ -35,8 +35,9 @@ type Config struct {
 	// Table holds the accounts, uniqueness markers and throttling counters.
 	Table *dynaguard.Table
 	// Keys derives the session binding key (PurposeSessionAuth), the keys
-	// of throttling counters (PurposeThrottleKey) and, with Pepper, the
-	// password pepper (PurposePasswordPepper).
+	// of throttling counters (PurposeThrottleKey), the device cookie's key
+	// (a purpose of this package's own) and, with Pepper, the password
+	// pepper (PurposePasswordPepper).
 	Keys *dynaguard.Keyring
 	// Sessions binds login sessions to users and ends them.
 	Sessions SessionRegistry
