@@ -98,7 +98,12 @@
 // or — for an account with TOTP — records the pending second factor and
 // returns pending = true; the code form's handler calls CompleteLogin.
 // Login itself refuses accounts with TOTP, so no handler skips the second
-// factor by mistake.
+// factor by mistake. Behind LoadUser (as in the middleware package's stack),
+// Authenticate also reads and sets the device cookie that keeps the
+// owner's browsers logging in while guessing from elsewhere is slowed;
+// without it every attempt is an unknown client's — slower for the owner
+// under attack, never weaker. Self-service sign-up calls Register (limited
+// per address; quiet mode for taken addresses) rather than Create.
 //
 // The client address is the application's to resolve (the connection's
 // address unless it trusts a proxy — see the middleware package); users
