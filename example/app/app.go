@@ -69,12 +69,21 @@ type Config struct {
 	Hasher users.Hasher
 	// Throttle limits login attempts (users' defaults when zero).
 	Throttle users.Throttle
+	// Signup limits sign-ups per client address (users' defaults when
+	// zero). The app always uses the quiet mode: a taken email address is
+	// answered like a new one, and its owner is told by email.
+	Signup users.SignupConfig
 	// ClientIP names the trusted proxies in front of the app (none by
 	// default: the client is the connection's address).
 	ClientIP middleware.ClientIPConfig
 
 	Clock  dynaguard.Clock
 	Logger *slog.Logger
+}
+
+func signupConfig(c users.SignupConfig) users.SignupConfig {
+	c.Quiet = true
+	return c
 }
 
 // Session keys of the app's own values.
@@ -179,10 +188,14 @@ func newApp(cfg Config) (*App, error) {
 		Sessions: a.store,
 		Hasher:   cfg.Hasher,
 		Throttle: cfg.Throttle,
-		Mailer:   a.usersMailer(),
-		TOTP:     users.TOTPConfig{Issuer: "dynaguard example"},
-		Clock:    cfg.Clock,
-		Logger:   a.log,
+		// The device cookie follows the session cookie: __Host- and
+		// Secure except in development over plain HTTP.
+		DeviceCookie: users.DeviceCookieConfig{Insecure: cfg.Dev},
+		Signup:       signupConfig(cfg.Signup),
+		Mailer:       a.usersMailer(),
+		TOTP:         users.TOTPConfig{Issuer: "dynaguard example"},
+		Clock:        cfg.Clock,
+		Logger:       a.log,
 		// A login lasts at most as long as the session: renewals
 		// ("sign out other sessions") never extend it.
 		AbsoluteLifetime: sessionLifetime,
