@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynaguard/dynaguard/internal/tablehealth"
 )
 
 // The fixed table layout. Every component reads and writes these attribute
@@ -165,7 +167,18 @@ func tableActive(d *types.TableDescription) bool {
 
 // Ensure creates the table when it does not exist, then checks it. It is what
 // an application calls at start-up when it may own its table.
+//
+// It also lets dynaguard own the table from then on: should the table
+// disappear while the application runs, the first component call that
+// finds it missing starts one background watcher that creates it again
+// (internal/tablehealth). Without Ensure, a missing table is only watched
+// for and logged, never created.
 func (t *Table) Ensure(ctx context.Context) error {
+	tablehealth.For(t, t.Name).SetRecreate(t.ensure)
+	return t.ensure(ctx)
+}
+
+func (t *Table) ensure(ctx context.Context) error {
 	err := t.Check(ctx)
 	var ce *CheckError
 	if errors.As(err, &ce) && ce.Has(ProblemMissing) {

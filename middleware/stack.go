@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/alexedwards/scs/v2"
 
@@ -44,6 +45,12 @@ type Config struct {
 	// Origin checks). Default http.NewCrossOriginProtection().
 	CrossOrigin *http.CrossOriginProtection
 	Logger      *slog.Logger
+
+	// Budget is the time each request may spend on DynamoDB work (see
+	// Bound); default DefaultBudget (3 s). MaxInFlight bounds the requests
+	// served at once; default 100 × Budget in seconds.
+	Budget      time.Duration
+	MaxInFlight int
 }
 
 // Stack is the documented order of dynaguard's middleware, ready to wrap a
@@ -80,6 +87,7 @@ func New(cfg Config) (*Stack, error) {
 		outer: Chain(
 			Recover(cfg.Logger),
 			SecurityHeaders(cfg.Headers),
+			Bound(BoundConfig{Budget: cfg.Budget, MaxInFlight: cfg.MaxInFlight}),
 			RealIP(cfg.ClientIP),
 			cfg.CrossOrigin.Handler,
 			cfg.Sessions.LoadAndSave,
@@ -103,6 +111,7 @@ func apiChain(cfg Config) Middleware {
 //
 //	Recover                     a panic becomes a 500 page, never a stack trace
 //	SecurityHeaders             nosniff, Referrer-Policy, frame-ancestors, HSTS
+//	Bound                       503 beyond MaxInFlight; the request's DynamoDB budget
 //	RealIP                      the client address, from trusted proxies only
 //	http.CrossOriginProtection  cross-site unsafe requests refused before any work
 //	scs LoadAndSave             the session: 1 consistent GetItem, 0–1 write
@@ -110,13 +119,14 @@ func apiChain(cfg Config) Middleware {
 //	  API routes (APIPrefix):   a logged-in user (401 otherwise, unless PublicAPI),
 //	                            then Idempotency-Key required on POST and PATCH
 //	  every other route:        single-use nonce on unsafe methods, purpose = path
-//	next
+//	next                        not started once the budget is spent (503)
 //
 // Cheap refusals come first: a cross-origin request never touches
 // DynamoDB, and a forged nonce is refused in memory before its one write.
 // The session is loaded before the user, and both before the nonce and the
 // idempotency key, because those are bound to (or scoped by) who is asking.
 func (s *Stack) Handler(next http.Handler) http.Handler {
+	next = budgetGate(next)
 	api, pages := s.api(next), s.pages(next)
 	return s.outer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, s.pfx) {
