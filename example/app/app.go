@@ -75,6 +75,11 @@ type Config struct {
 
 	Clock  dynaguard.Clock
 	Logger *slog.Logger
+
+	// Budget and MaxInFlight bound each request (middleware.Config):
+	// defaults 3 s and 300.
+	Budget      time.Duration
+	MaxInFlight int
 }
 
 // Session keys of the app's own values.
@@ -149,7 +154,7 @@ func newApp(cfg Config) (*App, error) {
 	if a.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
-	a.store, err = sessionstore.New(sessionstore.Config{Table: cfg.Table, Keys: cfg.Keys, Clock: cfg.Clock, Logger: a.log})
+	a.store, err = sessionstore.New(sessionstore.Config{Table: cfg.Table, Keys: cfg.Keys, Clock: cfg.Clock, Logger: a.log, Budget: cfg.Budget})
 	if err != nil {
 		return nil, err
 	}
@@ -190,6 +195,7 @@ func newApp(cfg Config) (*App, error) {
 		ReauthAge: recentAuth,
 		Clock:     cfg.Clock,
 		Logger:    a.log,
+		Budget:    cfg.Budget,
 	})
 	if err != nil {
 		return nil, err
@@ -201,6 +207,7 @@ func newApp(cfg Config) (*App, error) {
 		ErrorHandler:   a.formError,
 		Clock:          cfg.Clock,
 		Logger:         a.log,
+		Budget:         cfg.Budget,
 	})
 	if err != nil {
 		return nil, err
@@ -211,6 +218,7 @@ func newApp(cfg Config) (*App, error) {
 		CacheBytes: 4 << 20,
 		Clock:      cfg.Clock,
 		Logger:     a.log,
+		Budget:     cfg.Budget,
 	})
 	if err != nil {
 		return nil, err
@@ -233,6 +241,8 @@ func (a *App) handler() (http.Handler, error) {
 		Headers:     headers,
 		ClientIP:    a.cfg.ClientIP,
 		Logger:      a.log,
+		Budget:      a.cfg.Budget,
+		MaxInFlight: a.cfg.MaxInFlight,
 	})
 	if err != nil {
 		return nil, err
