@@ -80,6 +80,10 @@ type Config struct {
 	// defaults 3 s and 300.
 	Budget      time.Duration
 	MaxInFlight int
+	// IdempotencyLease is how long a claimed Idempotency-Key whose
+	// request stopped answering blocks retries (idempotency.Config.Lease);
+	// default idempotency.DefaultLease.
+	IdempotencyLease time.Duration
 }
 
 // Session keys of the app's own values.
@@ -216,6 +220,7 @@ func newApp(cfg Config) (*App, error) {
 		Table:      cfg.Table,
 		Keyring:    cfg.Keys, // stored responses are sealed at rest
 		CacheBytes: 4 << 20,
+		Lease:      cfg.IdempotencyLease,
 		Clock:      cfg.Clock,
 		Logger:     a.log,
 		Budget:     cfg.Budget,
