@@ -118,10 +118,26 @@ func (t *Table) Create(ctx context.Context) error {
 		}
 		return fmt.Errorf("dynaguard: create table %s: %w", t.Name, Classify(err))
 	}
+	return t.finishCreate(ctx, admin, false)
+}
+
+// finishCreate waits for a new table and turns TTL on; with ifOff, only
+// when it is not on already (another creator may have turned it on, and
+// DynamoDB refuses to enable it twice).
+func (t *Table) finishCreate(ctx context.Context, admin AdminAPI, ifOff bool) error {
 	if err := t.waitActive(ctx, admin); err != nil {
 		return err
 	}
-	_, err = admin.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+	if ifOff {
+		d, err := admin.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(t.Name)})
+		if err != nil {
+			return fmt.Errorf("dynaguard: describe TTL of %s: %w", t.Name, Classify(err))
+		}
+		if ttlProblems(d.TimeToLiveDescription) == nil {
+			return nil
+		}
+	}
+	_, err := admin.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
 		TableName: aws.String(t.Name),
 		TimeToLiveSpecification: &types.TimeToLiveSpecification{
 			AttributeName: aws.String(AttrTTL),
@@ -182,7 +198,17 @@ func (t *Table) ensure(ctx context.Context) error {
 	err := t.Check(ctx)
 	var ce *CheckError
 	if errors.As(err, &ce) && ce.Has(ProblemMissing) {
-		if err := t.Create(ctx); err != nil && !errors.Is(err, ErrTableExists) {
+		err := t.Create(ctx)
+		if errors.Is(err, ErrTableExists) {
+			// Another instance is creating it, or a retried CreateTable
+			// found the one its timed-out first attempt made: it may not
+			// be ACTIVE, nor have TTL, yet.
+			var admin AdminAPI
+			if admin, err = t.admin(); err == nil {
+				err = t.finishCreate(ctx, admin, true)
+			}
+		}
+		if err != nil {
 			return err
 		}
 		return t.Check(ctx)
