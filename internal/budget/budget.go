@@ -84,14 +84,20 @@ func (c *client) bound(ctx context.Context) (context.Context, context.CancelFunc
 
 // done passes err through, noting whether the call found the table.
 func (c *client) done(err error) error {
-	var nf *types.ResourceNotFoundException
 	switch {
 	case err == nil:
 		c.health.Found()
-	case errors.As(err, &nf):
+	case tableMissing(err):
 		c.health.ReportMissing(c.probe)
 	}
 	return err
+}
+
+// tableMissing is apart from done so that its errors.As target is
+// allocated only for a failed call.
+func tableMissing(err error) bool {
+	var nf *types.ResourceNotFoundException
+	return errors.As(err, &nf)
 }
 
 // probe is one eventually consistent GetItem of a key no component uses:
