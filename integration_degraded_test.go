@@ -20,6 +20,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"slices"
 	"strings"
@@ -395,6 +396,32 @@ func TestIntegrationDegradedRefused(t *testing.T) {
 	if !waitFor(t, 5*time.Second, func() bool { return b.get(c.a, "/account").StatusCode == http.StatusOK }) {
 		t.Fatal("service did not resume after DynamoDB listened again")
 	}
+}
+
+// DynamoDB answers every request 5 s late: a wrong-password login is
+// answered 503 with Retry-After within the budget instead of after 30 s and
+// a closed connection.
+func TestIntegrationDegradedSlowReplies(t *testing.T) {
+	c := newDegradedCluster(t)
+	acct := newAccount()
+	b := c.browser()
+	b.register(c.a, acct)
+	b.logout(c.a)
+	page := b.get(c.b, "/login")
+	expect(t, page, http.StatusOK, "login page")
+	c.proxy.SetDelay(5 * time.Second)
+	defer c.proxy.SetDelay(0)
+	t0 := time.Now()
+	r := b.post(c.b, "/login", url.Values{"login": {acct.email}, "password": {"wrong " + acct.password},
+		"nonce": {nonceFor(t, page.body, "/login")}})
+	took := time.Since(t0)
+	if r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("login with 5 s replies: %d (Retry-After %q) after %v", r.StatusCode, r.Header.Get("Retry-After"), took)
+	}
+	if took > degradedBudget+1500*time.Millisecond {
+		t.Fatalf("login with 5 s replies answered after %v", took)
+	}
+	t.Logf("login with 5 s replies: 503 after %v", took)
 }
 
 // The table disappears and comes back. Without Ensure, the app answers 503
