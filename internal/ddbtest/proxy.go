@@ -40,6 +40,7 @@ type Proxy struct {
 	ln      net.Listener
 	conns   map[net.Conn]struct{}
 	closed  bool
+	done    chan struct{} // closed by Close: ends delays
 	stopped sync.WaitGroup
 }
 
@@ -50,7 +51,7 @@ func NewProxy(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{target: target, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}}
+	p := &Proxy{target: target, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
 	p.serve(ln)
 	return p, nil
 }
@@ -103,6 +104,7 @@ func (p *Proxy) Close() {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
+		close(p.done)
 		if p.mode == Freeze {
 			close(p.thawed)
 		}
@@ -231,7 +233,11 @@ func (p *Proxy) gate(towardsServer bool) bool {
 		return false
 	}
 	if towardsServer && delay > 0 {
-		time.Sleep(delay)
+		select {
+		case <-time.After(delay):
+		case <-p.done:
+			return false
+		}
 	}
 	return true
 }
