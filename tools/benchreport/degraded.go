@@ -487,6 +487,10 @@ func degradedSection(ctx context.Context, quick bool, logf func(string, ...any))
 			}
 		}
 	}
+	// The last second is cut short by the end of the load.
+	if n := len(res.Seconds); n > 1 && len(res.Seconds[n-1].Goroutines) == 0 {
+		res.Seconds = res.Seconds[:n-1]
+	}
 	res.KilledP99, res.KilledMax = pct(killed503, 99), slices.Max(append(killed503, 0))
 	res.ResumeAfterThaw = resumeAfter(reqs, thawAt, killAt)
 	res.ResumeAfterStart = resumeAfter(reqs, startedAt, 1e9)

@@ -136,7 +136,7 @@ func degradedChart(d *degradedResult) string {
 		}
 		s.line(left, y0+panelH, width-right, y0+panelH, "#333", 1, "")
 		s.line(left, y0, left, y0+panelH, "#333", 1, "")
-		s.text(16, y0+panelH/2, "start", `fill="#555" font-size="11"`, unit)
+		s.text(left, y0-8, "start", `fill="#555" font-size="11"`, unit)
 		for j, l := range lines {
 			var pts [][2]float64
 			for _, sec := range d.Seconds {
