@@ -2,8 +2,12 @@ package middleware
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
+	"reflect"
 	"time"
+
+	"github.com/alexedwards/scs/v2"
 
 	"github.com/dynaguard/dynaguard/internal/budget"
 	"github.com/dynaguard/dynaguard/internal/problem"
@@ -91,4 +95,25 @@ func writeBudgetExceeded(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Retry-After", "1")
 	problem.Write(w, r, problem.Problem{Reason: "storage-timeout", Status: http.StatusServiceUnavailable,
 		Title: "Please try again in a moment", Detail: "The request could not be completed in time, so nothing was done."})
+}
+
+// defaultSessionErrors is scs's own ErrorFunc, which answers 500 in plain
+// text; compared by code pointer, as functions cannot be compared.
+var defaultSessionErrors = reflect.ValueOf(scs.New().ErrorFunc).Pointer()
+
+// adoptSessionErrors makes a session manager that kept scs's default
+// ErrorFunc answer a session store failure (DynamoDB down, or the request's
+// budget spent) as every other component does: 503 with Retry-After, as
+// problem+json or the HTML page, the error only in the log. An ErrorFunc
+// the application set itself is kept.
+func adoptSessionErrors(sm *scs.SessionManager, log *slog.Logger) {
+	if sm.ErrorFunc != nil && reflect.ValueOf(sm.ErrorFunc).Pointer() != defaultSessionErrors {
+		return
+	}
+	sm.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) {
+		log.ErrorContext(r.Context(), "middleware: session storage failed", "err", err)
+		w.Header().Set("Retry-After", "1")
+		problem.Write(w, r, problem.Problem{Reason: "session-storage-unavailable", Status: http.StatusServiceUnavailable,
+			Title: "Please try again in a moment", Detail: "The session could not be read or saved right now. Nothing was done."})
+	}
 }

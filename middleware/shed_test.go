@@ -2,12 +2,16 @@ package middleware
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/alexedwards/scs/v2"
 )
 
 // Beyond MaxInFlight, requests are refused at once with 503 + Retry-After;
@@ -87,5 +91,26 @@ func TestBudgetGate(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/", nil))
 	if !ran {
 		t.Fatal("handler did not run within the budget")
+	}
+}
+
+// A session manager with scs's default ErrorFunc (500) answers a store
+// failure 503 + Retry-After inside the stack; an application's own
+// ErrorFunc is kept.
+func TestAdoptSessionErrors(t *testing.T) {
+	sm := scs.New()
+	adoptSessionErrors(sm, slog.New(slog.DiscardHandler))
+	w := httptest.NewRecorder()
+	sm.ErrorFunc(w, httptest.NewRequest(http.MethodGet, "/", nil), errors.New("boom"))
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || strings.Contains(w.Body.String(), "boom") {
+		t.Fatalf("default ErrorFunc: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	own := scs.New()
+	called := false
+	own.ErrorFunc = func(http.ResponseWriter, *http.Request, error) { called = true }
+	adoptSessionErrors(own, slog.New(slog.DiscardHandler))
+	own.ErrorFunc(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), errors.New("x"))
+	if !called {
+		t.Fatal("the application's ErrorFunc was replaced")
 	}
 }

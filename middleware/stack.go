@@ -19,7 +19,9 @@ import (
 type Config struct {
 	// Sessions is the scs session manager. Its Store should be a
 	// *sessionstore.Store and its Codec sessionstore.Codec{} (the codec
-	// is what lets unchanged sessions skip their write).
+	// is what lets unchanged sessions skip their write). If it kept scs's
+	// default ErrorFunc (500), New sets one that answers 503 with
+	// Retry-After, like every other storage failure.
 	Sessions *scs.SessionManager
 	// Users loads the logged-in user on every request.
 	Users *users.Users
@@ -83,6 +85,7 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	adoptSessionErrors(cfg.Sessions, cfg.Logger)
 	return &Stack{
 		outer: Chain(
 			Recover(cfg.Logger),

@@ -11,7 +11,7 @@
 // # Request flow
 //
 //	/static/...   embedded CSS and JS: security headers only, no session
-//	everything    middleware.Stack: Recover → SecurityHeaders → RealIP →
+//	everything    middleware.Stack: Recover → SecurityHeaders → Bound → RealIP →
 //	else          CrossOriginProtection → scs (sessionstore) → users.LoadUser
 //	                → /api/...: Idempotency-Key required on POST
 //	                → pages:    single-use nonce on every POST (purpose = path)
