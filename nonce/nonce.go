@@ -43,6 +43,7 @@ type Config struct {
 	// for the whole request from its own Budget). A call past it fails
 	// closed: 503 with Retry-After. Default 3 s.
 	Budget time.Duration
+
 	// Keys signs tokens and the browser cookie, with the keys derived for
 	// dynaguard.PurposeNonceHash and dynaguard.PurposeNonceBlock. Tokens are
 	// issued with the current secret and accepted with any listed one, so

@@ -41,6 +41,7 @@ type Config struct {
 	// for the whole request from its own Budget). A call past it fails
 	// closed: 503 with Retry-After. Default 3 s.
 	Budget time.Duration
+
 	// Keys derives the session binding key (PurposeSessionAuth), the keys
 	// of throttling counters (PurposeThrottleKey) and, with Pepper, the
 	// password pepper (PurposePasswordPepper).
