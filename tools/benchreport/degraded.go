@@ -126,7 +126,11 @@ func newPrivateDDB() (*privateDDB, error) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	return &privateDDB{dir: filepath.Dir(jars[len(jars)-1]), port: port}, nil
+	dir, err := filepath.Abs(filepath.Dir(jars[len(jars)-1]))
+	if err != nil {
+		return nil, err
+	}
+	return &privateDDB{dir: dir, port: port}, nil
 }
 
 // start runs the JVM and waits until it accepts connections.
@@ -134,6 +138,7 @@ func (d *privateDDB) start(ctx context.Context) (time.Duration, error) {
 	t0 := time.Now()
 	d.cmd = exec.Command("java", "-Xmx256m", "-Djava.library.path="+filepath.Join(d.dir, "DynamoDBLocal_lib"),
 		"-jar", filepath.Join(d.dir, "DynamoDBLocal.jar"), "-inMemory", "-sharedDb", "-port", strconv.Itoa(d.port))
+	d.cmd.Dir = os.TempDir() // where it writes its metadata file, not the repository
 	if err := d.cmd.Start(); err != nil {
 		return 0, err
 	}
