@@ -61,7 +61,9 @@ func degradedReport(m *md, res *results, chart func(string, string) (string, err
 	m.p("Per-instance columns list both instances. The JVM took %.1f s to accept connections after the restart. "+
 		"While DynamoDB is frozen, the requests already waiting end at their attempt timeout (1 s) or the budget; after five failed attempts "+
 		"in a row the client fails fast (`ErrUnavailable`, 503 within microseconds) and lets one probe through every 250 ms, which is what "+
-		"brings service back once DynamoDB answers. While it is down, connections fail at once and the breaker keeps the 503s immediate.", d.RestartTook)
+		"brings service back once DynamoDB answers. While it is down, connections fail at once and the breaker keeps the 503s immediate; "+
+		"the 503 latency goal counts the requests sent from 0.5 s after the kill until the restarted DynamoDB accepts connections (once it is known to be down). "+
+		"\"Full service\" is measured from the moment DynamoDB answers again to the start of the last request that was not served.", d.RestartTook)
 	m.p("")
 	return nil
 }
