@@ -361,6 +361,7 @@ func TestIntegrationDegradedDynamoDB(t *testing.T) {
 // While DynamoDB refuses connections, the fail-fast client answers 503 at
 // once, and service comes back by itself when it listens again.
 func TestIntegrationDegradedRefused(t *testing.T) {
+	t.Parallel()
 	c := newDegradedCluster(t)
 	b := c.browser()
 	b.register(c.a, newAccount())
@@ -402,6 +403,7 @@ func TestIntegrationDegradedRefused(t *testing.T) {
 // answered 503 with Retry-After within the budget instead of after 30 s and
 // a closed connection.
 func TestIntegrationDegradedSlowReplies(t *testing.T) {
+	t.Parallel()
 	c := newDegradedCluster(t)
 	acct := newAccount()
 	b := c.browser()
@@ -429,6 +431,7 @@ func TestIntegrationDegradedSlowReplies(t *testing.T) {
 // re-creates the table; with Ensure at start-up, it re-creates the table
 // itself in the background.
 func TestIntegrationDegradedTableMissing(t *testing.T) {
+	t.Parallel()
 	c := newDegradedCluster(t)
 	admin := ddbtest.Client(t)
 	deleteTable := func() {
