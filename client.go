@@ -151,11 +151,10 @@ type breaker struct {
 // RetryableError first, so it is not retried.
 type failFast struct{}
 
-func (failFast) Error() string         { return ErrUnavailable.Error() }
-func (failFast) Unwrap() error         { return ErrUnavailable }
-func (failFast) RetryableError() bool  { return false }
-func (failFast) Is(target error) bool  { return target == ErrUnavailable }
-func (failFast) ConnectionError() bool { return false }
+func (failFast) Error() string        { return ErrUnavailable.Error() }
+func (failFast) Unwrap() error        { return ErrUnavailable }
+func (failFast) RetryableError() bool { return false }
+func (failFast) Is(target error) bool { return target == ErrUnavailable }
 
 func (b *breaker) Do(req *http.Request) (*http.Response, error) {
 	if req.Context().Err() != nil {
