@@ -386,6 +386,7 @@ func TestPasswordCapUnderConcurrency(t *testing.T) {
 		c.Throttle.MaxFailures = maxFails
 		c.HashConcurrency = slots
 		c.HashWait = time.Minute
+		c.Budget = time.Minute // 200 writes contend for one item; see TestSecondFactorCapUnderConcurrency
 	})
 	rex := e.create("rex@example.com", "rex")
 	other := e.instance()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/budget"
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
 
@@ -34,6 +35,13 @@ type SessionRegistry interface {
 type Config struct {
 	// Table holds the accounts, uniqueness markers and throttling counters.
 	Table *dynaguard.Table
+
+	// Budget bounds each DynamoDB call this component makes when the
+	// request's context has no earlier deadline (middleware.Stack sets one
+	// for the whole request from its own Budget). A call past it fails
+	// closed: 503 with Retry-After. Default 3 s.
+	Budget time.Duration
+
 	// Keys derives the session binding key (PurposeSessionAuth), the keys
 	// of throttling counters (PurposeThrottleKey), the device cookie's key
 	// (a purpose of this package's own) and, with Pepper, the password
@@ -168,7 +176,7 @@ func New(cfg Config) (*Users, error) {
 		return nil, err
 	}
 	u := &Users{
-		st:       newStore(cfg.Table),
+		st:       newStore(budget.Table(cfg.Table, cfg.Budget)),
 		keys:     cfg.Keys,
 		authKeys: cfg.Keys.Keys(dynaguard.PurposeSessionAuth),
 		sessions: cfg.Sessions,

@@ -11,7 +11,7 @@
 // # Request flow
 //
 //	/static/...   embedded CSS and JS: security headers only, no session
-//	everything    middleware.Stack: Recover → SecurityHeaders → RealIP →
+//	everything    middleware.Stack: Recover → SecurityHeaders → Bound → RealIP →
 //	else          CrossOriginProtection → scs (sessionstore) → users.LoadUser
 //	                → /api/...: Idempotency-Key required on POST
 //	                → pages:    single-use nonce on every POST (purpose = path)
@@ -79,6 +79,15 @@ type Config struct {
 
 	Clock  dynaguard.Clock
 	Logger *slog.Logger
+
+	// Budget and MaxInFlight bound each request (middleware.Config):
+	// defaults 3 s and 300.
+	Budget      time.Duration
+	MaxInFlight int
+	// IdempotencyLease is how long a claimed Idempotency-Key whose
+	// request stopped answering blocks retries (idempotency.Config.Lease);
+	// default idempotency.DefaultLease.
+	IdempotencyLease time.Duration
 }
 
 func signupConfig(c users.SignupConfig) users.SignupConfig {
@@ -154,7 +163,7 @@ func newApp(cfg Config) (*App, error) {
 	if a.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
-	a.store, err = sessionstore.New(sessionstore.Config{Table: cfg.Table, Keys: cfg.Keys, Clock: cfg.Clock, Logger: a.log})
+	a.store, err = sessionstore.New(sessionstore.Config{Table: cfg.Table, Keys: cfg.Keys, Clock: cfg.Clock, Logger: a.log, Budget: cfg.Budget})
 	if err != nil {
 		return nil, err
 	}
@@ -199,6 +208,7 @@ func newApp(cfg Config) (*App, error) {
 		// A login lasts at most as long as the session: renewals
 		// ("sign out other sessions") never extend it.
 		AbsoluteLifetime: sessionLifetime,
+		Budget:           cfg.Budget,
 	})
 	if err != nil {
 		return nil, err
@@ -210,6 +220,7 @@ func newApp(cfg Config) (*App, error) {
 		ErrorHandler:   a.formError,
 		Clock:          cfg.Clock,
 		Logger:         a.log,
+		Budget:         cfg.Budget,
 	})
 	if err != nil {
 		return nil, err
@@ -219,8 +230,10 @@ func newApp(cfg Config) (*App, error) {
 		Keyring:    cfg.Keys,                  // stored responses are sealed at rest
 		Scope:      idempotency.UserOrSession, // behind users.LoadUser (the middleware stack)
 		CacheBytes: 4 << 20,
+		Lease:      cfg.IdempotencyLease,
 		Clock:      cfg.Clock,
 		Logger:     a.log,
+		Budget:     cfg.Budget,
 	})
 	if err != nil {
 		return nil, err
@@ -243,6 +256,8 @@ func (a *App) handler() (http.Handler, error) {
 		Headers:     headers,
 		ClientIP:    a.cfg.ClientIP,
 		Logger:      a.log,
+		Budget:      a.cfg.Budget,
+		MaxInFlight: a.cfg.MaxInFlight,
 	})
 	if err != nil {
 		return nil, err
