@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/budget"
 	"github.com/dynaguard/dynaguard/internal/obs"
 )
 
@@ -84,6 +85,12 @@ var neverReplayed = map[string]bool{
 type Config struct {
 	// Table holds the records (prefix "idem#"). Required.
 	Table *dynaguard.Table
+
+	// Budget bounds each DynamoDB call this component makes when the
+	// request's context has no earlier deadline (middleware.Stack sets one
+	// for the whole request from its own Budget). A call past it fails
+	// closed: 503 with Retry-After. Default 3 s.
+	Budget time.Duration
 
 	// Keyring, when set, seals every stored response (status aside) with
 	// AES-256-GCM under a key derived for dynaguard.PurposeIdempotencySeal,
@@ -198,7 +205,7 @@ func New(cfg Config) (*Guard, error) {
 	ev := obs.New(cfg.Events, "idempotency", cfg.Clock, cfg.Logger)
 	g := &Guard{
 		ev:        ev,
-		store:     newStore(ev.Table(cfg.Table)),
+		store:     newStore(ev.Table(budget.Table(cfg.Table, cfg.Budget))),
 		retention: cfg.Retention,
 		lease:     cfg.Lease,
 		maxBody:   cfg.MaxBodyBytes,

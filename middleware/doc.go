@@ -10,13 +10,17 @@
 //   - RealIP / ClientIP: the client's address for throttling. Forwarding
 //     headers are believed only from proxies the app names, so an attacker
 //     cannot pick a fresh address per request to dodge per-IP limits.
+//   - Bound: at most MaxInFlight requests at once (503 + Retry-After at
+//     once beyond), and a deadline of Budget (3 s) for each request's
+//     DynamoDB work, so a DynamoDB that stalls costs bounded goroutines,
+//     sockets and waiting, and every request is answered.
 //
 // Chain puts them in order, outermost first.
 //
 // # The ready-made stack
 //
 // Stack (see New and Stack.Handler) is the documented order of the whole
-// suite: Recover → SecurityHeaders → RealIP → http.CrossOriginProtection →
+// suite: Recover → SecurityHeaders → Bound → RealIP → http.CrossOriginProtection →
 // scs LoadAndSave (sessionstore) → users.LoadUser → a single-use nonce on
 // every unsafe request outside the API prefix (purpose = the request path),
 // or an Idempotency-Key on API routes → the application's router. It is

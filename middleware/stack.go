@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/alexedwards/scs/v2"
 
@@ -28,7 +29,9 @@ import (
 type Config struct {
 	// Sessions is the scs session manager. Its Store should be a
 	// *sessionstore.Store and its Codec sessionstore.Codec{} (the codec
-	// is what lets unchanged sessions skip their write).
+	// is what lets unchanged sessions skip their write). If it kept scs's
+	// default ErrorFunc (500), New sets one that answers 503 with
+	// Retry-After, like every other storage failure.
 	Sessions *scs.SessionManager
 	// Users loads the logged-in user on every request.
 	Users *users.Users
@@ -85,6 +88,12 @@ type Config struct {
 	// application's own keeps its deny handler, and emits nothing). The
 	// components emit their own events through their own Config.Events.
 	Events *dynaguard.Events
+
+	// Budget is the time each request may spend on DynamoDB work (see
+	// Bound); default DefaultBudget (3 s). MaxInFlight bounds the requests
+	// served at once; default 100 × Budget in seconds.
+	Budget      time.Duration
+	MaxInFlight int
 }
 
 // Stack is the documented order of dynaguard's middleware, ready to wrap a
@@ -115,10 +124,12 @@ func New(cfg Config) (*Stack, error) {
 		cfg.Logger = slog.Default()
 	}
 	exempt := exempter(cfg)
+	adoptSessionErrors(cfg.Sessions, cfg.Logger)
 	st := &Stack{
 		outer: Chain(
 			Recover(cfg.Logger),
 			SecurityHeaders(cfg.Headers),
+			Bound(BoundConfig{Budget: cfg.Budget, MaxInFlight: cfg.MaxInFlight}),
 			RealIP(cfg.ClientIP),
 			crossOriginExcept(cfg.CrossOrigin, exempt),
 			sessionsOf(cfg),
@@ -153,6 +164,7 @@ func apiChain(cfg Config) Middleware {
 //
 //	Recover                     a panic becomes a 500 page, never a stack trace
 //	SecurityHeaders             nosniff, Referrer-Policy, frame-ancestors, HSTS
+//	Bound                       503 beyond MaxInFlight; the request's DynamoDB budget
 //	RealIP                      the client address, from trusted proxies only
 //	http.CrossOriginProtection  cross-site unsafe requests refused before any work
 //	scs LoadAndSave             the session: 1 consistent GetItem, 0–1 write
@@ -161,13 +173,14 @@ func apiChain(cfg Config) Middleware {
 //	                            then Idempotency-Key required on POST and PATCH
 //	  every other route:        single-use nonce on unsafe methods, purpose = path
 //	  Exempt routes:            neither, and no cross-origin check (see Config.Exempt)
-//	next
+//	next                        not started once the budget is spent (503)
 //
 // Cheap refusals come first: a cross-origin request never touches
 // DynamoDB, and a forged nonce is refused in memory before its one write.
 // The session is loaded before the user, and both before the nonce and the
 // idempotency key, because those are bound to (or scoped by) who is asking.
 func (s *Stack) Handler(next http.Handler) http.Handler {
+	next = budgetGate(next)
 	api, pages := s.api(next), s.pages(next)
 	return s.outer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.exempt && isExempt(r) {
