@@ -83,7 +83,10 @@ func callerPackage() string {
 		fn := f.Function
 		switch {
 		case strings.HasPrefix(fn, modulePath+"/internal/ddbtest."),
-			strings.HasPrefix(fn, modulePath+"/internal/obs."): // the telemetry wrapper: its caller is the component
+			// The client wrappers every component puts around its table
+			// (telemetry, the request's budget): their caller is the component.
+			strings.HasPrefix(fn, modulePath+"/internal/obs."),
+			strings.HasPrefix(fn, modulePath+"/internal/budget."):
 		case strings.HasPrefix(fn, modulePath):
 			if strings.HasSuffix(f.File, "_test.go") {
 				return ""
