@@ -94,6 +94,7 @@ const (
 	EventEmailChangeCancelled
 	EventStorageFailure
 	EventCrossOriginRefused
+	EventRequestShed
 	numEvents
 )
 
@@ -144,6 +145,7 @@ var catalogue = [numEvents]eventInfo{
 	EventEmailChangeCancelled:      {"email_change.cancelled", ok, slog.LevelInfo},
 	EventStorageFailure:            {"storage.failure", fail, slog.LevelError},
 	EventCrossOriginRefused:        {"request.cross_origin_refused", fail, slog.LevelWarn},
+	EventRequestShed:               {"request.shed", fail, slog.LevelWarn},
 }
 
 // EventNames returns every name of the catalogue, in order.

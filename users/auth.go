@@ -207,6 +207,7 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		}
 	}
 	if wait > 0 {
+		s.deviceLocked(ctx, known, uid, ip)
 		return nil, s.throttled(wait)
 	}
 	// The account (or, for a login name with no account, that name's
@@ -321,6 +322,7 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		return nil, err
 	}
 	if t.uid == "" {
+		s.deviceTrusted(ctx, dr, dev, u.ID, ip)
 		s.issueDevice(dr, dev, u.ID)
 	}
 	return u, nil

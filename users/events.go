@@ -84,3 +84,19 @@ func (s *Users) factorEvent(ctx context.Context, uid string, ip netip.Addr, errp
 
 // noAddr stands for "the request's resolved address" in event calls.
 var noAddr netip.Addr
+
+// deviceTrusted emits device.trusted when a login gives the browser a
+// device cookie for the account (not when it renews the one it had).
+func (s *Users) deviceTrusted(ctx context.Context, dr *deviceRequest, d *device, uid string, ip netip.Addr) {
+	if dr != nil && dr.w != nil && !d.isFor(uid) {
+		s.event(ctx, dynaguard.EventDeviceTrusted, "", uid, ip)
+	}
+}
+
+// deviceLocked emits device.locked when a known device's own failure
+// count holds its login back.
+func (s *Users) deviceLocked(ctx context.Context, known bool, uid string, ip netip.Addr) {
+	if known {
+		s.event(ctx, dynaguard.EventDeviceLocked, "", uid, ip)
+	}
+}

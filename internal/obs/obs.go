@@ -157,10 +157,12 @@ func (e *Emitter) StorageFailure(ctx context.Context, userID string, err error) 
 	e.Emit(ctx, dynaguard.Event{Name: dynaguard.EventStorageFailure, Reason: StorageReason(err), UserID: userID})
 }
 
-// StorageReason names the kind of a storage error: "throttled", "timeout",
-// "canceled", "too_large" or "error".
+// StorageReason names the kind of a storage error: "unavailable",
+// "throttled", "timeout", "canceled", "too_large" or "error".
 func StorageReason(err error) string {
 	switch {
+	case errors.Is(err, dynaguard.ErrUnavailable):
+		return "unavailable" // the fail-fast client's breaker is open
 	case errors.Is(err, dynaguard.ErrThrottled):
 		return "throttled"
 	case errors.Is(err, context.DeadlineExceeded):

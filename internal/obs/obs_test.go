@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -86,6 +87,7 @@ func TestStorageReason(t *testing.T) {
 		want string
 	}{
 		{dynaguard.ErrThrottled, "throttled"},
+		{fmt.Errorf("get: %w", dynaguard.ErrUnavailable), "unavailable"},
 		{context.DeadlineExceeded, "timeout"},
 		{context.Canceled, "canceled"},
 		{dynaguard.ErrItemTooLarge, "too_large"},
