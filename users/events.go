@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/obs"
 )
 
 // event emits one decision about account uid ("" when none is known), from
@@ -37,7 +38,7 @@ func (s *Users) refusal(ctx context.Context, name dynaguard.EventName, uid strin
 	var te *ThrottledError
 	switch {
 	case errors.Is(err, ErrUnavailable):
-		s.event(ctx, dynaguard.EventStorageFailure, "", uid, ip)
+		s.event(ctx, dynaguard.EventStorageFailure, obs.StorageReason(err), uid, ip)
 	case errors.As(err, &te) && te.Locked:
 		s.event(ctx, dynaguard.EventLoginLocked, name.String(), uid, ip)
 	case errors.As(err, &te):

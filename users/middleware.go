@@ -10,6 +10,7 @@ import (
 	"github.com/alexedwards/scs/v2"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/obs"
 	"github.com/dynaguard/dynaguard/internal/authctx"
 	"github.com/dynaguard/dynaguard/internal/problem"
 )
@@ -116,7 +117,7 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 		u, err := s.st.getUser(ctx, uid)
 		if err != nil {
 			s.log.ErrorContext(ctx, "users: loading the session's user failed", "err", err)
-			s.event(ctx, dynaguard.EventStorageFailure, "", uid, noAddr)
+			s.event(ctx, dynaguard.EventStorageFailure, obs.StorageReason(err), uid, noAddr)
 			WriteError(w, r, err)
 			return nil, false
 		}
