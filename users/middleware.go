@@ -10,8 +10,8 @@ import (
 	"github.com/alexedwards/scs/v2"
 
 	"github.com/dynaguard/dynaguard"
-	"github.com/dynaguard/dynaguard/internal/obs"
 	"github.com/dynaguard/dynaguard/internal/authctx"
+	"github.com/dynaguard/dynaguard/internal/obs"
 	"github.com/dynaguard/dynaguard/internal/problem"
 )
 
