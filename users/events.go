@@ -40,14 +40,28 @@ func (s *Users) refusal(ctx context.Context, name dynaguard.EventName, uid strin
 	case errors.Is(err, ErrUnavailable):
 		s.event(ctx, dynaguard.EventStorageFailure, obs.StorageReason(err), uid, ip)
 	case errors.As(err, &te) && te.Locked:
-		s.event(ctx, dynaguard.EventLoginLocked, name.String(), uid, ip)
+		s.event(ctx, dynaguard.EventLoginLocked, operation(name), uid, ip)
 	case errors.As(err, &te):
-		s.event(ctx, dynaguard.EventLoginThrottled, name.String(), uid, ip)
+		s.event(ctx, dynaguard.EventLoginThrottled, operation(name), uid, ip)
 	default:
 		if r := refusalReason(err); r != "" {
 			s.event(ctx, name, r, uid, ip)
 		}
 	}
+}
+
+// operation names what a throttled or locked attempt tried, for its
+// reason.
+func operation(refused dynaguard.EventName) string {
+	switch refused {
+	case dynaguard.EventStepUpRefused:
+		return "step_up"
+	case dynaguard.EventSecondFactorRefused:
+		return "second_factor"
+	case dynaguard.EventResetRefused:
+		return "reset"
+	}
+	return "login"
 }
 
 // refusalReason is the catalogue's word for an error that refuses an
