@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"log/slog"
 	"net/http"
 
 	"github.com/dynaguard/dynaguard"
@@ -23,4 +24,18 @@ func refuseCrossOrigin(co *http.CrossOriginProtection, ev *obs.Emitter) {
 		}
 		http.Error(w, msg, http.StatusForbidden)
 	}))
+}
+
+// withLogger returns ev with log as its Logger when ev names none, so
+// that the stack's own events go where the stack logs.
+func withLogger(ev *dynaguard.Events, log *slog.Logger) *dynaguard.Events {
+	if ev != nil && ev.Logger != nil {
+		return ev
+	}
+	var c dynaguard.Events
+	if ev != nil {
+		c = *ev
+	}
+	c.Logger = log
+	return &c
 }

@@ -129,7 +129,7 @@ func New(cfg Config) (*Stack, error) {
 		outer: Chain(
 			Recover(cfg.Logger),
 			SecurityHeaders(cfg.Headers),
-			Bound(BoundConfig{Budget: cfg.Budget, MaxInFlight: cfg.MaxInFlight, Events: cfg.Events}),
+			Bound(BoundConfig{Budget: cfg.Budget, MaxInFlight: cfg.MaxInFlight, Events: withLogger(cfg.Events, cfg.Logger)}),
 			RealIP(cfg.ClientIP),
 			crossOriginExcept(cfg.CrossOrigin, exempt),
 			sessionsOf(cfg),
