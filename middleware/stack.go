@@ -9,6 +9,7 @@ import (
 	"github.com/alexedwards/scs/v2"
 
 	"github.com/dynaguard/dynaguard/idempotency"
+	"github.com/dynaguard/dynaguard/internal/problem"
 	"github.com/dynaguard/dynaguard/nonce"
 	"github.com/dynaguard/dynaguard/users"
 )
@@ -79,8 +80,9 @@ func New(cfg Config) (*Stack, error) {
 	return &Stack{
 		outer: Chain(
 			Recover(cfg.Logger),
+			RealIP(cfg.ClientIP), // before SecurityHeaders, which asks it whether the client uses HTTPS
 			SecurityHeaders(cfg.Headers),
-			RealIP(cfg.ClientIP),
+			refuseMethods,
 			cfg.CrossOrigin.Handler,
 			cfg.Sessions.LoadAndSave,
 			cfg.Users.LoadUser(cfg.Sessions),
@@ -102,14 +104,18 @@ func apiChain(cfg Config) Middleware {
 // handler — in the stack:
 //
 //	Recover                     a panic becomes a 500 page, never a stack trace
+//	RealIP                      the client address and scheme, from trusted proxies only
 //	SecurityHeaders             nosniff, Referrer-Policy, frame-ancestors, HSTS
-//	RealIP                      the client address, from trusted proxies only
+//	                            TRACE and CONNECT refused (405)
 //	http.CrossOriginProtection  cross-site unsafe requests refused before any work
 //	scs LoadAndSave             the session: 1 consistent GetItem, 0–1 write
 //	users.LoadUser              the user: 1 consistent GetItem; stale sessions end
-//	  API routes (APIPrefix):   a logged-in user (401 otherwise, unless PublicAPI),
+//	  API routes (APIPrefix, matched on the escaped path; an encoded
+//	  "/" or other escape inside the prefix is refused with 400):
+//	                            a logged-in user (401 otherwise, unless PublicAPI),
 //	                            then Idempotency-Key required on POST and PATCH
-//	  every other route:        single-use nonce on unsafe methods, purpose = path
+//	  every other route:        single-use nonce on unsafe methods, purpose =
+//	                            escaped path, body limited to the Nonces' MaxBodyBytes
 //	next
 //
 // Cheap refusals come first: a cross-origin request never touches
@@ -117,14 +123,47 @@ func apiChain(cfg Config) Middleware {
 // The session is loaded before the user, and both before the nonce and the
 // idempotency key, because those are bound to (or scoped by) who is asking.
 func (s *Stack) Handler(next http.Handler) http.Handler {
-	api, pages := s.api(next), s.pages(next)
+	apiH, pages := s.api(next), s.pages(next)
 	return s.outer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, s.pfx) {
-			api.ServeHTTP(w, r)
+		// The branch is chosen on the escaped path, the form routers
+		// match segments on. A path whose decoded form enters the API
+		// prefix while its escaped form does not ("/api%2Facme/delete")
+		// would take the page branch here and could still reach a route
+		// of either kind: it is refused, not guessed at.
+		api := strings.HasPrefix(r.URL.EscapedPath(), s.pfx)
+		if api != strings.HasPrefix(r.URL.Path, s.pfx) {
+			problem.Write(w, r, probAmbiguousPath)
+			return
+		}
+		if api {
+			apiH.ServeHTTP(w, r)
 			return
 		}
 		pages.ServeHTTP(w, r)
 	}))
+}
+
+var probAmbiguousPath = problem.Problem{Reason: "path-ambiguous", Status: http.StatusBadRequest,
+	Title:  "Ambiguous request path",
+	Detail: "The request path encodes a character (such as \"/\") that changes which part of the site it addresses. Send the path without it."}
+
+var probMethodRefused = problem.Problem{Reason: "method-not-allowed", Status: http.StatusMethodNotAllowed,
+	Title:  "Method not allowed",
+	Detail: "TRACE and CONNECT are not served."}
+
+// refuseMethods answers TRACE and CONNECT with 405 before anything else runs:
+// TRACE echoes the request (cookies included) and counts as "safe", so a
+// check that skips safe methods would wave it through; CONNECT has no place
+// in an application. Neither reaches a handler, a nonce or a key.
+func refuseMethods(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodTrace || r.Method == http.MethodConnect {
+			w.Header().Set("Allow", "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE")
+			problem.Write(w, r, probMethodRefused)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Client describes the request's client for users.Login and friends: the
