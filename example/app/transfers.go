@@ -224,7 +224,13 @@ func (a *App) apiTransfersCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The transfer is recorded: from here on nothing may run it again.
-	idempotency.Final(ctx)
+	// Final records that in the idempotency record (one conditional write),
+	// so the key is never taken over even if its completion fails. Should
+	// the mark itself fail, the transfer's own record (keyed by its ID)
+	// still stops a second run from moving money twice.
+	if err := idempotency.Final(ctx); err != nil {
+		a.log.WarnContext(ctx, "app: idempotency mark not recorded; the transfer record guards a rerun", "err", err)
+	}
 	w.Header().Set("Location", "/api/transfers#"+stored.ID)
 	writeJSON(w, http.StatusCreated, stored)
 }
