@@ -25,15 +25,15 @@ type claimKey struct{}
 // lapsed by its own clock, so while clocks stay within the skew the holder
 // has stopped (been told to stop) before anyone else starts.
 type claimState struct {
-	g      *Guard
-	pk     string
-	owner  string
-	fence  int64
-	final  atomic.Bool // the outcome is stored, whatever it is
+	g     *Guard
+	pk    string
+	owner string
+	fence int64
+	final atomic.Bool // the outcome is stored, whatever it is
 	// markOnFailure: a failed completion is followed by the final mark
 	// (Do's outcomes, which are final by nature).
 	markOnFailure bool
-	cancel context.CancelCauseFunc
+	cancel        context.CancelCauseFunc
 
 	mu       sync.Mutex // held across a renewal or mark call, so stop waits for it
 	timer    *time.Timer
