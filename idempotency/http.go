@@ -242,6 +242,12 @@ func (g *Guard) finish(ctx context.Context, c *claimState, fp []byte, status int
 	switch {
 	case errors.Is(err, ErrLeaseLost):
 		g.log.ErrorContext(ctx, "idempotency: late completion refused, another owner holds the key; the request executed twice", "record", pk)
+		if c.markOnFailure {
+			// Should the refusal be anything but a takeover, the mark
+			// keeps the record from being taken over; after a takeover it
+			// is refused as well, and changes nothing.
+			_ = c.markFinal(ctx)
+		}
 		return false
 	case err != nil:
 		g.log.ErrorContext(ctx, "idempotency: completion failed; retrying in the background, duplicates get 409 meanwhile", "record", pk, "err", err)
