@@ -73,7 +73,7 @@ func matrixClaim(t *testing.T, f ddbtest.Fault) {
 
 func matrixRenew(t *testing.T, f ddbtest.Fault) {
 	e, faults := faultEnv(t)
-	const lease, skew = 600 * time.Millisecond, 150 * time.Millisecond
+	const lease, skew = 1200 * time.Millisecond, 300 * time.Millisecond
 	cfg := func(c *Config) { c.Lease = lease; c.MaxClockSkew = skew }
 	g1, g2 := e.guard(nil, cfg), e.guard(nil, cfg)
 	faults.Fail("UpdateItem", f)
@@ -89,8 +89,10 @@ func matrixRenew(t *testing.T, f ddbtest.Fault) {
 		w.WriteHeader(http.StatusCreated)
 	})
 	serve(g1.Handler(h), post("u1", "k", "{}"))
-	if !errors.Is(cause, ErrLeaseLost) || after > lease-skew+50*time.Millisecond {
-		t.Fatalf("canceled after %v (cause %v), want ErrLeaseLost before %v", after, cause, lease-skew)
+	// Due at lease - skew; a loaded machine may fire the timer late, but
+	// never as late as the lease itself.
+	if !errors.Is(cause, ErrLeaseLost) || after >= lease {
+		t.Fatalf("canceled after %v (cause %v), want ErrLeaseLost at about %v, before %v", after, cause, lease-skew, lease)
 	}
 	faults.Clear()
 	if st, _ := dynaguard.Str(e.item(pkFor("u1", "k")), attrState); st != stateRunning {

@@ -184,7 +184,7 @@ func TestFailingRenewalsCancelBeforeLapse(t *testing.T) {
 	t.Parallel()
 	tbl, faults := ddbtest.Inject(ddbtest.NewTable(t))
 	e := &env{t: t, tbl: tbl, clock: ddbtest.NewClock(time.Now()), log: &logBuf{}}
-	const lease, skew = 600 * time.Millisecond, 150 * time.Millisecond
+	const lease, skew = 1200 * time.Millisecond, 300 * time.Millisecond
 	cfg := func(c *Config) { c.Lease = lease; c.MaxClockSkew = skew }
 	g1, g2 := e.guard(nil, cfg), e.guard(nil, cfg)
 	faults.Fail("UpdateItem", ddbtest.Throttling)
@@ -200,8 +200,10 @@ func TestFailingRenewalsCancelBeforeLapse(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	})
 	serve(g1.Handler(h), post("u1", "k", "{}"))
-	if !errors.Is(cause, ErrLeaseLost) || canceledAfter > lease-skew+50*time.Millisecond {
-		t.Fatalf("canceled after %v with cause %v, want ErrLeaseLost before %v", canceledAfter, cause, lease-skew)
+	// Due at lease - skew; a loaded machine may fire the timer late, but
+	// never as late as the lease itself.
+	if !errors.Is(cause, ErrLeaseLost) || canceledAfter >= lease {
+		t.Fatalf("canceled after %v with cause %v, want ErrLeaseLost at about %v, before %v", canceledAfter, cause, lease-skew, lease)
 	}
 	faults.Clear()
 	if st, _ := dynaguard.Str(e.item(pkFor("u1", "k")), attrState); st != stateRunning {

@@ -110,7 +110,7 @@ type loadFlow struct {
 var loadFlows = []loadFlow{
 	{"GET /account", "GET", "/account", "authenticated page (session + account read, template)", 200},
 	{"GET /api/transfers", "GET", "/api/transfers", "authenticated JSON list (+ the transfers read)", 200},
-	{"POST /api/transfers", "POST", "/api/transfers", "new transfer, fresh Idempotency-Key (claim, transfer write, final mark, completion)", 201},
+	{"POST /api/transfers", "POST", "/api/transfers", "new transfer, fresh Idempotency-Key (claim, transfer write, completion)", 201},
 	{"POST /api/transfers replay", "POST", "/api/transfers", "the same key again: replay from the instance's cache", 201},
 }
 
