@@ -104,7 +104,6 @@
 // (Fence): it grows with every claim of a key, so the work of a holder that
 // lost its lease can be refused where it lands.
 //
-//
 // # Cost
 //
 // The first request costs two writes: the claim (a conditional PutItem with
