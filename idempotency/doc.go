@@ -64,7 +64,8 @@
 //     answers the stored status and headers with a problem body of reason
 //     "idempotency-response-not-kept" (and the replay marker), and never
 //     runs the handler again. The same answer is given for a sealed
-//     response whose secret has been dropped from the Keyring.
+//     response that no longer authenticates (its record was altered in the
+//     table).
 //   - If DynamoDB fails before the handler runs, the request is refused
 //     with 503 and not executed. If storing the outcome fails afterwards,
 //     the client still gets its response; the completion is retried in the
