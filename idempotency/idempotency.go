@@ -106,9 +106,8 @@ type Config struct {
 	// backup does not reveal response bodies either — which may hold
 	// anything a POST returns, API keys and links included. Required.
 	// Fingerprints and responses made with a previous secret are matched
-	// and replayed while it stays in the keyring; after that a retry of
-	// such a request is refused as a different payload (422), and a replay
-	// answers without a body (see the package documentation).
+	// and replayed while it stays in the keyring; after that a retry of such
+	// a request is refused as a different payload (422), never executed.
 	Keyring *dynaguard.Keyring
 
 	// Retention is how long a completed key is kept and replayed after its
