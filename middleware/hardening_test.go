@@ -1,6 +1,7 @@
 package middleware_test
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -96,5 +97,21 @@ func TestStackHSTSBehindProxy(t *testing.T) {
 				t.Fatalf("HSTS sent: %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// Every unsafe API request's body is limited, keyed or not (PUT and DELETE
+// are not fingerprinted by the idempotency guard).
+func TestStackLimitsAPIBodies(t *testing.T) {
+	a := newApp(t, func(c *middleware.Config) { c.MaxBodyBytes = 1 << 10 })
+	ran := 0
+	h := a.stack.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ran++
+		_, _ = io.ReadAll(r.Body)
+	}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("PUT", "/api/items/1", strings.NewReader(strings.Repeat("x", 2<<10))))
+	if w.Code != http.StatusRequestEntityTooLarge || ran != 0 {
+		t.Fatalf("declared oversized PUT: %d, ran %d", w.Code, ran)
 	}
 }

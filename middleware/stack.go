@@ -45,6 +45,15 @@ type Config struct {
 	// Origin checks). Default http.NewCrossOriginProtection().
 	CrossOrigin *http.CrossOriginProtection
 	Logger      *slog.Logger
+
+	// MaxBodyBytes limits the body of every request with an unsafe method
+	// (anything but GET, HEAD and OPTIONS) on API routes: a larger declared
+	// body is refused with 413 before any DynamoDB call, a larger streamed
+	// one fails the handler's read (http.MaxBytesReader). Keyed POST and
+	// PATCH bodies are limited further by the idempotency Guard's own
+	// MaxBodyBytes, and every other route's by the Nonces'. Default
+	// nonce.DefaultMaxBodyBytes (10 MiB).
+	MaxBodyBytes int64
 }
 
 // Stack is the documented order of dynaguard's middleware, ready to wrap a
@@ -54,6 +63,7 @@ type Stack struct {
 	api   Middleware // idempotency keys, for routes under the API prefix
 	pages Middleware // single-use nonces, for every other route
 	pfx   string
+	max   int64 // MaxBodyBytes of unsafe API requests
 }
 
 // New checks cfg and returns the stack.
@@ -77,6 +87,12 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = nonce.DefaultMaxBodyBytes
+	}
+	if cfg.MaxBodyBytes < 0 {
+		return nil, errors.New("middleware: Config.MaxBodyBytes is negative")
+	}
 	return &Stack{
 		outer: Chain(
 			Recover(cfg.Logger),
@@ -90,6 +106,7 @@ func New(cfg Config) (*Stack, error) {
 		api:   apiChain(cfg),
 		pages: cfg.Nonces.RequirePath,
 		pfx:   cfg.APIPrefix,
+		max:   cfg.MaxBodyBytes,
 	}, nil
 }
 
@@ -111,7 +128,8 @@ func apiChain(cfg Config) Middleware {
 //	scs LoadAndSave             the session: 1 consistent GetItem, 0–1 write
 //	users.LoadUser              the user: 1 consistent GetItem; stale sessions end
 //	  API routes (APIPrefix, matched on the escaped path; an encoded
-//	  "/" or other escape inside the prefix is refused with 400):
+//	  "/" or other escape inside the prefix is refused with 400; unsafe
+//	  bodies limited to MaxBodyBytes):
 //	                            a logged-in user (401 otherwise, unless PublicAPI),
 //	                            then Idempotency-Key required on POST and PATCH
 //	  every other route:        single-use nonce on unsafe methods, purpose =
@@ -136,6 +154,15 @@ func (s *Stack) Handler(next http.Handler) http.Handler {
 			return
 		}
 		if api {
+			if !safeMethod(r.Method) {
+				if r.ContentLength > s.max {
+					problem.Write(w, r, probBodyTooLarge)
+					return
+				}
+				if r.Body != nil && r.Body != http.NoBody {
+					r.Body = http.MaxBytesReader(w, r.Body, s.max)
+				}
+			}
 			apiH.ServeHTTP(w, r)
 			return
 		}
@@ -146,6 +173,14 @@ func (s *Stack) Handler(next http.Handler) http.Handler {
 var probAmbiguousPath = problem.Problem{Reason: "path-ambiguous", Status: http.StatusBadRequest,
 	Title:  "Ambiguous request path",
 	Detail: "The request path encodes a character (such as \"/\") that changes which part of the site it addresses. Send the path without it."}
+
+var probBodyTooLarge = problem.Problem{Reason: "body-too-large", Status: http.StatusRequestEntityTooLarge,
+	Title:  "Request body too large",
+	Detail: "The request body exceeds the size this API accepts."}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
 
 var probMethodRefused = problem.Problem{Reason: "method-not-allowed", Status: http.StatusMethodNotAllowed,
 	Title:  "Method not allowed",
