@@ -3,6 +3,8 @@
 # make test   starts one shared DynamoDB Local (unless DYNAMODB_ENDPOINT is set), runs go vet and every
 #             test with -race against it, and stops it again, whether the tests pass or not.
 # make run    starts DynamoDB Local on 127.0.0.1:8000 and the example app on http://127.0.0.1:8080 (-dev).
+# make run-worker  starts DynamoDB Local and the example queue/stream worker, which feeds itself
+#             duplicated and replayed events and shows each one taking effect once.
 # make bench  runs every benchmark against its own DynamoDB Local and writes docs/BENCHMARKS.md and the
 #             charts in docs/bench/ (about 12 minutes on two cores; raw output in docs/bench-raw/).
 
@@ -11,7 +13,7 @@ DDB_LOCAL := scripts/dynamodb-local
 TEST_FLAGS ?= -race -count=1 -timeout 25m
 PKGS      ?= ./...
 
-.PHONY: all test test-go run bench bench-go vet fmt ddb-start ddb-stop ddb-status tools
+.PHONY: all test test-go run run-worker bench bench-go vet fmt ddb-start ddb-stop ddb-status tools
 
 all: test
 
@@ -39,6 +41,9 @@ fmt:
 
 run:
 	@$(DDB_LOCAL) exec --port $${DYNAMODB_LOCAL_PORT:-8000} -- $(GO) run ./example -dev $(ARGS)
+
+run-worker:
+	@$(DDB_LOCAL) exec -- $(GO) run ./example/worker $(ARGS)
 
 bench:
 ifdef DYNAMODB_ENDPOINT

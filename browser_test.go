@@ -14,6 +14,7 @@ package dynaguard_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -332,21 +333,40 @@ func TestBrowserFlows(t *testing.T) {
 	defer cancelTab2()
 	tb2 := newTab(t, tab2ctx, srv.URL, sh)
 	tb.open("/transfers/new")
-	tb2.open("/account/email")
+	tb2.open("/account")
 	tb.fill("#to", "carol", "#amount", "3")
-	newEmail := "new-" + acct.email
-	tb2.fill("#email", newEmail)
-	tb2.shot("tab2-email-form")
-	tb2.submit(`main form[action="/account/email"] button[type=submit]`, "/account")
+	tb2.submit(`form[action="/account/verify"] button[type=submit]`, "/account")
 	tb2.expectStatus(200)
 	tb.submit(`form[action="/transfers"] button[type=submit]`, "/transfers")
 	tb.expectStatus(200)
 	if n := tb.eval(`String(document.querySelectorAll("#transfers tbody td.num").length)`); n != "2" {
 		t.Fatalf("%s transfers after the second tab's form, want 2", n)
 	}
-	tb2.open("/account")
-	if got := tb2.text("dl.facts"); !strings.Contains(got, newEmail) {
-		t.Fatalf("the email change of the other tab did not take: %q", got)
+
+	// The email address: without the password nothing changes; with it the
+	// change is pending until the link sent to the new address is opened.
+	newEmail := "new-" + acct.email
+	tb2.open("/account/email")
+	tb2.fill("#email", newEmail)
+	tb2.submit(`main form[action="/account/email"] button[type=submit]`, "/account/email")
+	tb2.expectStatus(401)
+	tb2.shot("email-change-without-password")
+	tb2.fill("#email", newEmail, "#password", acct.password)
+	tb2.shot("tab2-email-form")
+	tb2.submit(`main form[action="/account/email"] button[type=submit]`, "/account")
+	tb2.expectStatus(200)
+	if got := tb2.text("dl.facts"); !strings.Contains(got, acct.email) || !strings.Contains(tb2.text("#pending-email"), newEmail) {
+		t.Fatalf("the account page does not show the current and the pending address: %q", got)
+	}
+	tb2.shot("account-email-change-pending")
+	confirm := c.lastMessage(newEmail, "confirm-email-change")
+	tb2.do("open the confirmation link", chromedp.Navigate(srv.URL+"/email/change/confirm?token="+url.QueryEscape(confirm.Token)),
+		chromedp.WaitVisible(chromedp.CSS("h1")))
+	tb2.shot("email-change-confirm")
+	tb2.submit(`form[action="/email/change/confirm"] button[type=submit]`, "/account")
+	tb2.expectStatus(200)
+	if got := tb2.text("dl.facts"); !strings.Contains(got, newEmail) || tb2.eval(`String(!!document.querySelector("#pending-email"))`) != "false" {
+		t.Fatalf("the confirmed address is not the account's: %q", got)
 	}
 	tb2.shot("account-after-email-change")
 
@@ -366,6 +386,7 @@ func TestBrowserFlows(t *testing.T) {
 	tb.shot("password-form")
 	tb.open("/account/totp")
 	tb.shot("totp-off")
+	tb.fill("#setup-password", acct.password)
 	tb.submit(`form[action="/account/totp/setup"] button[type=submit]`, "/account/totp")
 	if w := tb.eval(`String(document.querySelector(".qr img") ? document.querySelector(".qr img").naturalWidth : 0)`); w == "0" {
 		t.Fatal("the QR code image did not load")
@@ -376,7 +397,7 @@ func TestBrowserFlows(t *testing.T) {
 	// then log in again through the code step.
 	secret, p := parseOTPAuth(t, tb.text("#totp-uri"))
 	step := totp.Step(time.Now(), p)
-	tb.fill("#code", totp.Code(secret, step, p))
+	tb.fill("#code", totp.Code(secret, step, p), "#password", acct.password)
 	tb.submit(`form[action="/account/totp"] button[type=submit]`, "/account/totp")
 	tb.expectStatus(200)
 	if n := tb.eval(`String(document.querySelectorAll(".recovery-code").length)`); n == "0" {

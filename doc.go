@@ -10,7 +10,9 @@
 //     strong reads, delete-wins, cheap sliding expiry, per-user sessions).
 //   - nonce: single-use form nonces, issued without storage and consumed by
 //     one conditional write.
-//   - idempotency: Idempotency-Key handling with exactly-once execution.
+//   - idempotency: Idempotency-Key handling with exactly-once execution;
+//     idempotency/lambdaevents runs SQS and DynamoDB Streams consumers on
+//     AWS Lambda exactly once per record.
 //   - users: accounts, password hashing, throttled authentication, password
 //     reset and a replay-proof TOTP second factor.
 //   - middleware: the ready-made chain that wraps any router.

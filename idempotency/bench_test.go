@@ -83,7 +83,7 @@ func benchGuard(b *testing.B, api dynaguard.API, mod func(*Config)) *Guard {
 }
 
 func benchGuardOn(b *testing.B, tbl *dynaguard.Table, mod func(*Config)) *Guard {
-	cfg := Config{Table: tbl, Keyring: testKeys, Logger: slog.New(slog.DiscardHandler)}
+	cfg := Config{Table: tbl, Keyring: testKeys, Scope: UserOrSession, Logger: slog.New(slog.DiscardHandler)}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -140,5 +140,8 @@
 //
 // Guard.Do gives the same at-most-once guarantee, lease and stored result
 // to work that is not an HTTP request, such as stream records and queue
-// messages.
+// messages. DoJSON does it for a result of any type, and Once for work
+// keyed by its own payload (an order ID rather than a delivery's ID). The
+// sub-package lambdaevents turns it into AWS Lambda handlers for SQS and
+// DynamoDB Streams, with partial batch failures and a validity window.
 package idempotency

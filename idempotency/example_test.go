@@ -31,8 +31,9 @@ func Example() {
 	}
 	guard, err := idempotency.New(idempotency.Config{
 		Table:      dynaguard.NewTable(dynamodb.NewFromConfig(cfg), "myapp-auth"),
-		Keyring:    keys,    // seal stored responses at rest
-		CacheBytes: 8 << 20, // replays from this instance cost no DynamoDB call
+		Keyring:    keys,                      // seal stored responses at rest
+		Scope:      idempotency.UserOrSession, // keys belong to the user (users.LoadUser)
+		CacheBytes: 8 << 20,                   // replays from this instance cost no DynamoDB call
 	})
 	if err != nil {
 		log.Fatal(err)

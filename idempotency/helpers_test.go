@@ -66,7 +66,7 @@ func (e *env) guard(tbl *dynaguard.Table, mod func(*Config)) *Guard {
 	if tbl == nil {
 		tbl = e.tbl
 	}
-	cfg := Config{Table: tbl, Keyring: testKeys, Clock: e.clock, Logger: slog.New(slog.NewTextHandler(e.log, nil))}
+	cfg := Config{Table: tbl, Keyring: testKeys, Scope: UserOrSession, Clock: e.clock, Logger: slog.New(slog.NewTextHandler(e.log, nil))}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -94,7 +94,7 @@ var neverReplayed = map[string]bool{
 	"Upgrade": true, "Content-Length": true, HeaderReplayed: true,
 }
 
-// Config configures a Guard. Table and Keyring are required.
+// Config configures a Guard. Table, Keyring and Scope are required.
 type Config struct {
 	// Table holds the records (prefix "idem#"). Required.
 	Table *dynaguard.Table
@@ -134,10 +134,13 @@ type Config struct {
 	// Scope attributes a request to a client when neither a user nor a
 	// session is in its context (internal/authctx, set by users.LoadUser
 	// and the middleware package). Keys are scoped: one client can never
-	// replay or block another's. With no scope a keyed request is refused
-	// (403); an application whose clients are anonymous can return a
-	// deliberate scope here (an API client ID, or a constant to share one
-	// key space among all anonymous clients).
+	// replay or block another's. A request it does not attribute (ok false)
+	// is refused (403). Required, so that a Guard that could attribute
+	// nothing fails in New: UserOrSession behind users.LoadUser or
+	// middleware.Stack (and for a Guard used only through Do),
+	// APIKeyHeader for API clients, or the application's own function (an
+	// API client ID from a verified token, or a constant to share one key
+	// space among all anonymous clients).
 	Scope func(*http.Request) (scope string, ok bool)
 
 	// ReplayHeaders lists the response headers stored and replayed.
@@ -274,6 +277,11 @@ func New(cfg Config) (*Guard, error) {
 		return nil, fmt.Errorf("%w: MaxClockSkew %v must be under a third of Lease %v", ErrInvalidConfig, g.skew, g.lease)
 	case g.retryFor < 0:
 		return nil, fmt.Errorf("%w: CompletionRetry is negative", ErrInvalidConfig)
+	}
+	if cfg.Scope == nil {
+		return nil, fmt.Errorf("%w: Scope is required: nothing would attribute keyed requests to a client, "+
+			"and every one would be refused; use idempotency.UserOrSession behind users.LoadUser or "+
+			"middleware.Stack (or for Do only), idempotency.APIKeyHeader, or a function of your own", ErrInvalidConfig)
 	}
 	g.renewEvery = g.lease / 3
 	g.rules = compileRules(cfg.Rules)

@@ -969,7 +969,7 @@ func TestNewRejectsUnsafeConfig(t *testing.T) {
 			t.Errorf("config %d: %v, want ErrInvalidConfig", i, err)
 		}
 	}
-	g, err := New(Config{Table: tbl, Keyring: k})
+	g, err := New(Config{Table: tbl, Keyring: k, Scope: UserOrSession})
 	if err != nil || g.skew != DefaultMaxClockSkew || g.retryFor != DefaultCompletionRetry || g.retention != DefaultRetention || g.lease != DefaultLease || g.maxBody != DefaultMaxBodyBytes || !g.rules.methods["POST"] || !g.rules.methods["PATCH"] || g.rules.methods["PUT"] {
 		t.Fatalf("defaults: %+v %v", g, err)
 	}

@@ -29,6 +29,12 @@
 // nonce. It is tested around net/http's ServeMux, go-chi/chi and
 // gorilla/mux.
 //
+// Routes that authenticate their requests another way (a webhook's
+// signature, an OAuth callback's state) are exempted by Config.Exempt or
+// Config.ExemptFunc; components can be left out where that is safe, and New
+// refuses the combinations that would leave unsafe requests unguarded (see
+// Config).
+//
 // Every refusal, from any package, is answered the same way: an RFC 9457
 // problem+json document for API clients and a readable HTML page for
 // browsers, chosen by content negotiation, never with internal details.

@@ -35,7 +35,7 @@ func Example() {
 
 	accounts, _ := users.New(users.Config{Table: tbl, Keys: keys, Sessions: store})
 	nonces, _ := nonce.New(nonce.Config{Table: tbl, Keys: keys})
-	keysGuard, _ := idempotency.New(idempotency.Config{Table: tbl, Keyring: keys})
+	keysGuard, _ := idempotency.New(idempotency.Config{Table: tbl, Keyring: keys, Scope: idempotency.UserOrSession})
 
 	stack, err := middleware.New(middleware.Config{
 		Sessions: sm, Users: accounts, Nonces: nonces, Idempotency: keysGuard,

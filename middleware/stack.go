@@ -14,8 +14,17 @@ import (
 	"github.com/dynaguard/dynaguard/users"
 )
 
-// Config configures the ready-made Stack. Sessions, Users, Nonces and
-// Idempotency are required; the rest have safe defaults.
+// Config configures the ready-made Stack. The full stack has Sessions,
+// Users, Nonces and Idempotency; components can be left out where that is
+// safe, and New refuses the combinations that are not:
+//
+//	without Idempotency  every route is a page: unsafe requests need a nonce
+//	without Nonces       every route is an API route (an API-only service)
+//	without Users        API routes need PublicAPI; nonces are bound to, and
+//	                     keys scoped by, the scs session, named by the stack
+//	without Sessions     also without Users: nonces bind to the browser only
+//
+// The rest have safe defaults.
 type Config struct {
 	// Sessions is the scs session manager. Its Store should be a
 	// *sessionstore.Store and its Codec sessionstore.Codec{} (the codec
@@ -24,12 +33,13 @@ type Config struct {
 	// Users loads the logged-in user on every request.
 	Users *users.Users
 	// Nonces guards every unsafe request outside APIPrefix with a
-	// single-use nonce whose purpose is the request path. Its
+	// single-use nonce whose purpose is the escaped request path. Its
 	// Config.ErrorHandler answers refused forms (re-render them there).
 	Nonces *nonce.Manager
 	// Idempotency guards API routes; keys are required on POST and PATCH.
 	Idempotency *idempotency.Guard
-	// APIPrefix is the path prefix of API routes; default "/api/".
+	// APIPrefix is the path prefix of API routes; default "/api/" ("/"
+	// without Nonces).
 	APIPrefix string
 	// PublicAPI lets requests without a logged-in user reach API routes.
 	// By default they are refused with 401 problem+json before an
@@ -37,6 +47,31 @@ type Config struct {
 	// is not logged in, not that its key cannot be scoped. With PublicAPI
 	// the idempotency guard scopes keys by session, or by its own Scope.
 	PublicAPI bool
+	// Exempt lists the routes that authenticate their requests another
+	// way — a webhook checked by its signature, an OAuth callback checked
+	// by its state parameter — so that the stack does not refuse callers
+	// that can carry no nonce or Idempotency-Key. Each entry is an exact
+	// path ("/oauth/callback") or, ending in "/", a subtree
+	// ("/webhooks/"), compared with the request's escaped path.
+	//
+	// Security: an exempt request skips http.CrossOriginProtection, the
+	// nonce, the Idempotency-Key and the API routes' logged-in check. Any
+	// web page can make a browser send it (a cross-site form post), and a
+	// captured one can be replayed: the handler must authenticate each
+	// request itself (a signature over the body with a timestamp, a
+	// single-use state value) and make repeated ones harmless. Session
+	// cookies with SameSite=Lax (scs's default) are not sent on
+	// cross-site posts. Recover, SecurityHeaders, RealIP, the session and
+	// users.LoadUser still run; nonce.Token and nonce.Field do not (wrap
+	// such a handler in Nonces.Handler if it renders a protected form). A
+	// path with a "." or ".." segment or "//" is never exempt, so that no
+	// router can clean it into another route.
+	Exempt []string
+	// ExemptFunc exempts, in addition to Exempt, the requests for which
+	// it returns true — with the same consequences. It is called once per
+	// request whose path is clean, before the session is loaded; it must
+	// be cheap, and decide on the request line and headers only.
+	ExemptFunc func(*http.Request) bool
 	// Headers configures SecurityHeaders.
 	Headers HeadersConfig
 	// ClientIP configures RealIP (which proxies to believe).
@@ -64,19 +99,15 @@ type Stack struct {
 	pages Middleware // single-use nonces, for every other route
 	pfx   string
 	max   int64 // MaxBodyBytes of unsafe API requests
+	// exempt: some routes are exempt (Config.Exempt, ExemptFunc); the
+	// cross-origin check marks them.
+	exempt bool
 }
 
 // New checks cfg and returns the stack.
 func New(cfg Config) (*Stack, error) {
-	switch {
-	case cfg.Sessions == nil:
-		return nil, errors.New("middleware: Config.Sessions is required")
-	case cfg.Users == nil:
-		return nil, errors.New("middleware: Config.Users is required")
-	case cfg.Nonces == nil:
-		return nil, errors.New("middleware: Config.Nonces is required")
-	case cfg.Idempotency == nil:
-		return nil, errors.New("middleware: Config.Idempotency is required")
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
 	}
 	if cfg.APIPrefix == "" {
 		cfg.APIPrefix = "/api/"
@@ -93,21 +124,33 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.MaxBodyBytes < 0 {
 		return nil, errors.New("middleware: Config.MaxBodyBytes is negative")
 	}
-	return &Stack{
+	exempt := exempter(cfg)
+	st := &Stack{
 		outer: Chain(
 			Recover(cfg.Logger),
 			RealIP(cfg.ClientIP), // before SecurityHeaders, which asks it whether the client uses HTTPS
 			SecurityHeaders(cfg.Headers),
 			refuseMethods,
-			cfg.CrossOrigin.Handler,
-			cfg.Sessions.LoadAndSave,
-			cfg.Users.LoadUser(cfg.Sessions),
+			crossOriginExcept(cfg.CrossOrigin, exempt),
+			sessionsOf(cfg),
+			identityOf(cfg),
 		),
-		api:   apiChain(cfg),
-		pages: cfg.Nonces.RequirePath,
-		pfx:   cfg.APIPrefix,
-		max:   cfg.MaxBodyBytes,
-	}, nil
+		exempt: exempt != nil,
+		pfx:    cfg.APIPrefix,
+		max:    cfg.MaxBodyBytes,
+	}
+	// A component left out hands its routes to the other (checkConfig).
+	switch {
+	case cfg.Nonces == nil:
+		st.api = apiChain(cfg)
+		st.pages = st.api
+	case cfg.Idempotency == nil:
+		st.pages = cfg.Nonces.RequirePath
+		st.api = st.pages
+	default:
+		st.api, st.pages = apiChain(cfg), cfg.Nonces.RequirePath
+	}
+	return st, nil
 }
 
 func apiChain(cfg Config) Middleware {
@@ -134,6 +177,7 @@ func apiChain(cfg Config) Middleware {
 //	                            then Idempotency-Key required on POST and PATCH
 //	  every other route:        single-use nonce on unsafe methods, purpose =
 //	                            escaped path, body limited to the Nonces' MaxBodyBytes
+//	  Exempt routes:            neither, and no cross-origin check (see Config.Exempt)
 //	next
 //
 // Cheap refusals come first: a cross-origin request never touches
@@ -143,6 +187,10 @@ func apiChain(cfg Config) Middleware {
 func (s *Stack) Handler(next http.Handler) http.Handler {
 	apiH, pages := s.api(next), s.pages(next)
 	return s.outer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.exempt && isExempt(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		// The branch is chosen on the escaped path, the form routers
 		// match segments on. A path whose decoded form enters the API
 		// prefix while its escaped form does not ("/api%2Facme/delete")

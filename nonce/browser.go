@@ -251,7 +251,9 @@ func (m *Manager) prepare(w http.ResponseWriter, r *http.Request) *http.Request 
 	}
 	// Responses may now embed a per-browser token: shared caches must not
 	// serve them to another browser.
-	w.Header().Add("Vary", "Cookie")
+	if h := w.Header(); !variesOnCookie(h) {
+		h.Add("Vary", "Cookie")
+	}
 	return r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 }
 

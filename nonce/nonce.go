@@ -10,13 +10,13 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/dynaguard/dynaguard"
-	"github.com/dynaguard/dynaguard/internal/authctx"
 )
 
 // Defaults of [Config].
@@ -103,8 +103,11 @@ type Config struct {
 
 	// Session returns the current session's ID, or "" when there is none.
 	// Tokens issued inside a session are accepted only in that session.
-	// Default: internal/authctx's session, which dynaguard's middleware
-	// package records (a keyed hash of the session token, never the token).
+	// Default: the session that users.LoadUser records (dynaguard's
+	// middleware package runs it; a keyed hash of the session token, never
+	// the token). With scs alone, set it to SCSSession(sm). When neither
+	// is there, tokens are bound to the browser only, and the first token
+	// issued so logs a warning.
 	Session func(r *http.Request) string
 
 	// ErrorHandler answers a refused submission; err matches one of the
@@ -141,6 +144,7 @@ type Manager struct {
 	clock        dynaguard.Clock
 	log          *slog.Logger
 	verified     cookieCache // browser cookies already verified and decrypted
+	unbound      sync.Once   // the warning that no session source is there
 }
 
 // New returns a Manager for cfg. It makes no DynamoDB call.
@@ -188,10 +192,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("nonce: CookieName: %w", err)
 	}
 	if m.session == nil {
-		m.session = func(r *http.Request) string {
-			id, _ := authctx.Session(r.Context())
-			return id
-		}
+		m.session = m.loadedSession
 	}
 	if m.onError == nil {
 		m.onError = DefaultErrorHandler
@@ -221,10 +222,11 @@ func or[T comparable](v, def T) T {
 // whole router (or at least every page that renders a protected form); it
 // works with any router.
 //
-// It adds "Vary: Cookie" to every response: a page that embeds a token is
-// specific to one browser and must not be served from a shared cache to
-// another. Serve static assets outside it if a shared cache should keep
-// them.
+// It makes every response vary on Cookie (adding "Vary: Cookie" unless an
+// outer middleware, such as scs's LoadAndSave, already did): a page that
+// embeds a token is specific to one browser and must not be served from a
+// shared cache to another. Serve static assets outside it if a shared cache
+// should keep them.
 func (m *Manager) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r2 := m.prepare(w, r)

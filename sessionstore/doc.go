@@ -2,12 +2,13 @@
 // that keeps sessions in DynamoDB, built so that the table is never the weak
 // point of the application's authentication.
 //
-//	store, err := sessionstore.New(sessionstore.Config{Table: tbl, Keys: keys})
-//	sm := scs.New()
-//	sm.Store = store
-//	sm.Codec = sessionstore.Codec{} // unchanged sessions then cost no write
+//	sm, err := sessionstore.NewManager(sessionstore.Config{Table: tbl, Keys: keys})
 //	sm.IdleTimeout = 30 * time.Minute
 //	http.ListenAndServe(addr, sm.LoadAndSave(mux))
+//
+// NewManager sets the Store and the deterministic [Codec] (with which
+// unchanged sessions cost no write) on a new scs manager; [Use] sets both on
+// an existing one and returns the Store.
 //
 // Store implements scs.Store and scs.CtxStore. A token that is missing,
 // expired, deleted, malformed or tampered with is "not found" (found=false,

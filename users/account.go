@@ -96,39 +96,11 @@ func (s *Users) Lookup(ctx context.Context, login string) (*User, error) {
 	return s.Get(ctx, uid)
 }
 
-// ChangeEmail moves the account to a new email address in one transaction
-// (the new address claimed, the old one released, the account updated on
-// condition that it is still the version u was read at). It returns the
-// updated account. Ask for a recent authentication first
-// (RequireRecentAuth): whoever controls the email address can reset the
-// password.
-//
-// The new address is unverified (User.EmailVerified is cleared; send a
-// verification with RequestEmailVerification), every verification link
-// sent to the old address stops working, and so does every password reset
-// link, which is bound to the address it was sent to. The Mailer gets a
-// MessageEmailChanged addressed to the OLD address, so that its owner hears
-// of it.
-//
-// Errors: *IdentifierError, *TakenError, ErrConflict (u is stale: re-read
-// it), ErrUnavailable.
-func (s *Users) ChangeEmail(ctx context.Context, u *User, email string) (*User, error) {
-	key, err := NormalizeEmail(email)
-	if err != nil {
-		return nil, err
-	}
-	updated, err := s.st.changeIdentifier(ctx, u, kindEmail, strings.TrimSpace(email), key)
-	if err != nil {
-		return nil, err
-	}
-	if updated.Email != u.Email {
-		s.log.InfoContext(ctx, "users: email address changed", "user", u.ID)
-		s.notify(ctx, Message{Kind: MessageEmailChanged, To: u.Email, UserID: u.ID})
-	}
-	return updated, nil
-}
-
-// ChangeUsername moves the account to a new username, like ChangeEmail.
+// ChangeUsername moves the account to a new username in one transaction
+// (the new marker claimed, the old one released, the account updated on
+// condition that it is still the version u was read at). A username is not
+// a recovery channel, so it needs no proof; the email address does (see
+// RequestEmailChange).
 func (s *Users) ChangeUsername(ctx context.Context, u *User, username string) (*User, error) {
 	key, err := NormalizeUsername(username)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
-	"github.com/dynaguard/dynaguard/internal/authctx"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/internal/totp"
 	"github.com/dynaguard/dynaguard/sessionstore"
@@ -93,13 +92,12 @@ func accountBenchEnv(b *testing.B) (*Users, *User, *ddbtest.Clock, *mailbox) {
 // The fake clock moves one step per iteration, so every code is fresh.
 func BenchmarkTOTPVerifyDynamoDB(b *testing.B) {
 	s, u, clock, _ := accountBenchEnv(b)
-	en, err := s.BeginTOTP(authctx.With(context.Background(), &loaded{u: u, authAt: clock.Now()}), u)
+	en, err := s.BeginTOTP(context.Background(), nil, u, Proof{Password: goodPassword}, Client{IP: ip("192.0.2.1")})
 	if err != nil {
 		b.Fatal(err)
 	}
 	secret, _ := totp.DecodeSecret(en.Secret)
-	recent := authctx.With(context.Background(), &loaded{u: u, authAt: clock.Now()})
-	if _, err := s.ConfirmTOTP(recent, u, totp.Code(secret, totp.Step(clock.Now(), totpParams), totpParams), Client{IP: ip("192.0.2.1")}); err != nil {
+	if _, err := s.ConfirmTOTP(context.Background(), nil, u, Proof{Password: goodPassword}, totp.Code(secret, totp.Step(clock.Now(), totpParams), totpParams), Client{IP: ip("192.0.2.1")}); err != nil {
 		b.Fatal(err)
 	}
 	u, _ = s.Get(context.Background(), u.ID)

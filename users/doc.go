@@ -23,11 +23,22 @@
 //     exactly like real ones. RequestReset answers the same, and makes the
 //     same calls and writes of the same size, for an address without an
 //     account (a decoy token nobody holds).
-//   - Missing authentication for a critical function (CWE-306).
-//     RequireUser guards pages; RequireRecentAuth asks for the password
-//     again before sensitive actions. Only a checked credential makes a
-//     login recent: "sign out other sessions" renews the token but keeps
-//     the session's authentication time.
+//   - Missing authentication for a critical function (CWE-306), and a
+//     stolen session used as the account. RequireUser guards pages. Every
+//     operation that could hand the account over — RequestEmailChange,
+//     ChangePassword, BeginTOTP, ConfirmTOTP, DisableTOTP,
+//     RegenerateRecoveryCodes — takes a Proof (the password, plus a TOTP or
+//     recovery code when the account has TOTP) and checks it in the same
+//     request through the login's own throttled path; a session alone,
+//     however recent, is refused (ErrProofRequired). A step-up renews the
+//     session token. An email change stays pending until a link sent to the
+//     new address is used, in the one transaction that claims the address;
+//     the current address is told at once, with a link that cancels the
+//     change and ends every session. Turning a factor on or off, new
+//     recovery codes, a new password and a confirmed address end every other
+//     session. LoadUser ends a login whose last credential check is older
+//     than Config.AbsoluteLifetime, whatever renewals happened since
+//     ("sign out other sessions" renews the token but keeps that time).
 //   - Brute force and credential stuffing (CWE-307). Attempts are counted
 //     with atomic, conditional DynamoDB writes before any password work, per
 //     login name and client address (5 free, then 30 s doubling to 1 h),
@@ -58,7 +69,12 @@
 //     change kills every outstanding token. Issuing is limited per address
 //     (3 an hour; silently, so the limit reveals nothing) and per client
 //     address (30). A reset ends every session, unlocks the account, does
-//     not log in, and notifies the owner.
+//     not log in, and notifies the owner. Tokens are bound to the exact
+//     stored address and the account item's version, so any change of the
+//     account kills them. A reset that is the first proof of possession of a
+//     never-verified address also removes every second factor and pending
+//     change set up before it (someone may have registered the address
+//     first).
 //   - Single-factor authentication (CWE-308) and replay of one-time codes
 //     (CWE-294). TOTP (RFC 6238) with a 160-bit secret sealed with
 //     AES-256-GCM at rest, enabled only after a code confirms it, ±1 step of
@@ -70,7 +86,7 @@
 //     codes — at login and when confirming an enrolment — are throttled
 //     and counted like passwords; recovery codes (80 bits, hashed, single
 //     use by one conditional write) replace lost devices. Setting TOTP up
-//     or turning it off needs a recent login.
+//     or turning it off needs a Proof.
 //   - Insufficient session expiration (CWE-613). Logout destroys the
 //     session on the server. Each session carries an HMAC of the account's
 //     credential version and session epoch; a password change, "log out
@@ -116,9 +132,13 @@
 // UpdateItems counting the attempt (per account and address, and on the
 // account under the cap), one conditional UpdateItem using the step (or
 // recovery code) and one DeleteItem, plus the session token's renewal; a
-// wrong code: the same reads and counts, then one UpdateItem. Confirming a
-// TOTP enrolment costs the same as a code, without the session renewal.
-// Every DynamoDB call of the package is in dynamo.go.
+// wrong code: the same reads and counts, then one UpdateItem. A step-up
+// Proof costs what a login costs (plus a code's calls for an account with
+// TOTP); the operation then adds its own write: an email change request one
+// TransactWriteItems, its confirmation two GetItems and one
+// TransactWriteItems, a cancel one DeleteItem and one UpdateItem (the last
+// two plus the session store's RevokeAll). The absolute lifetime costs no
+// call. Every DynamoDB call of the package is in the dynamo*.go files.
 //
 // Every error is typed (see the Err* variables and the *Error types), and
 // WriteError turns each into an RFC 9457 problem (docs/PROBLEMS.md).

@@ -1,6 +1,7 @@
 package users
 
-// Every DynamoDB call of the users package is in this file.
+// Every DynamoDB call of the users package is in this file or in another
+// dynamo_<feature>.go (dynamo_email.go: pending email changes).
 //
 // Items (see docs/ARCHITECTURE.md):
 //
@@ -15,6 +16,7 @@ package users
 //	    fails                       consecutive failed logins since the last success
 //	    created, pwat               creation / password-set time, Unix seconds
 //	    ev                          true once the email address is verified (absent: not)
+//	    pem, pemn, pemx, pid        a pending email change (dynamo_email.go)
 //	    mfa                         true while TOTP is enabled (absent: not)
 //	    totp                        the TOTP secret, sealed (AES-256-GCM, PurposeTOTPSeal)
 //	    tstep                       last accepted TOTP time step: only later steps are accepted
@@ -28,7 +30,9 @@ package users
 //	thr#login#<h("mfa", uid, source)>#<window>  n, la, ttl: second-factor attempts (login codes and enrolment confirmations) on one account from one address
 //	thr#tok#<purpose>#ip#<h(source)>#<window>   n, ttl: links of one purpose requested from one address
 //	thr#tok#<purpose>#acct#<h(id)>#<window>     n, ttl: links requested for one address/account
-//	tok#<base64url(sha256(token))>  uid, purp, cv, em, iat, ttl: a one-time token
+//	tok#<base64url(sha256(token))>  uid, purp, cv, ver, em, iat, ttl: a one-time token, bound to the
+//	                                account's credential and item versions and exact address (an
+//	                                email change's also emn, nem, nemn; its cancel link pid)
 //
 // Recovery codes live on the account item (rc) rather than as items of
 // their own: consuming one is one conditional UpdateItem (DELETE from the
@@ -49,6 +53,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -197,6 +202,7 @@ func decodeUser(it item) (*User, error) {
 		u.recovery = ss.Value
 	}
 	u.RecoveryCodes = len(u.recovery)
+	decodePending(it, u)
 	return u, nil
 }
 
@@ -716,23 +722,77 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // tokenRecord is what a one-time token item binds the token to.
 type tokenRecord struct {
-	uid      string
-	purpose  string
-	emailKey string // the normalised address the token was sent to
-	cv       int64  // the account's credential version when it was issued
+	uid     string
+	purpose string
+	// email is the account's address exactly as stored when the token was
+	// issued — not its normalised form: two addresses that normalise alike
+	// (ceo@fass.de and ceo@faß.de) are two mailboxes, and a move from one
+	// to the other must kill the links sent to the first.
+	email string
+	cv    int64 // the account's credential version when it was issued
+	ver   int64 // the account item's version the token is bound to
+	// An email change's confirmation link also carries the normalised
+	// current address (whose marker it releases) and the new address as
+	// typed and normalised; its cancel link names the pending change.
+	emailKey         string
+	newEmail, newKey string
+	pid              string
 }
 
 func tokenPK(hash string) string { return dynaguard.PrefixToken + hash }
 
 // decodeToken reads a token item; ok is false for a malformed one, which is
-// treated like an unknown token.
+// treated like an unknown token. A token without an account version (made
+// before tokens were bound to it) is malformed: it fails closed.
 func decodeToken(it item) (rec tokenRecord, ok bool) {
-	var okU, okP, okC bool
+	var okU, okP, okC, okV bool
 	rec.uid, okU = dynaguard.Str(it, attrUID)
 	rec.purpose, okP = dynaguard.Str(it, attrPurpose)
-	rec.emailKey, _ = dynaguard.Str(it, attrBoundEmail)
+	rec.email, _ = dynaguard.Str(it, attrBoundEmail)
 	rec.cv, okC = dynaguard.Int(it, attrCred)
-	return rec, okU && okP && okC && rec.uid != ""
+	rec.ver, okV = dynaguard.Int(it, attrVersion)
+	rec.emailKey, _ = dynaguard.Str(it, attrEmailKey)
+	rec.newEmail, _ = dynaguard.Str(it, attrPendingEmail)
+	rec.newKey, _ = dynaguard.Str(it, attrPendingKey)
+	rec.pid, _ = dynaguard.Str(it, attrPendingID)
+	return rec, okU && okP && okC && okV && rec.uid != ""
+}
+
+// tokenPut is the conditional Put of a new token item for rec.
+func (st *store) tokenPut(pk string, rec tokenRecord, now, expires time.Time) types.TransactWriteItem {
+	it := item{
+		dynaguard.AttrPK:  dynaguard.S(pk),
+		attrUID:           dynaguard.S(rec.uid),
+		attrPurpose:       dynaguard.S(rec.purpose),
+		attrBoundEmail:    dynaguard.S(rec.email),
+		attrCred:          dynaguard.N(rec.cv),
+		attrVersion:       dynaguard.N(rec.ver),
+		attrIssued:        dynaguard.N(now.Unix()),
+		dynaguard.AttrTTL: dynaguard.TTLValue(expires),
+	}
+	for attr, v := range map[string]string{attrEmailKey: rec.emailKey, attrPendingEmail: rec.newEmail, attrPendingKey: rec.newKey, attrPendingID: rec.pid} {
+		if v != "" {
+			it[attr] = dynaguard.S(v)
+		}
+	}
+	return types.TransactWriteItem{Put: &types.Put{
+		TableName:                st.name(),
+		Item:                     it,
+		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
+	}}
+}
+
+// issueCount is the conditional count of one issue on c, under its limit.
+func (st *store) issueCount(c issueCounter, windowEnd time.Time) types.TransactWriteItem {
+	return types.TransactWriteItem{Update: &types.Update{
+		TableName:                 st.name(),
+		Key:                       dynaguard.Key(c.pk),
+		UpdateExpression:          aws.String("ADD #n :one SET #ttl = :end"),
+		ConditionExpression:       aws.String("attribute_not_exists(#pk) OR #n < :max"),
+		ExpressionAttributeNames:  dynaguard.ExprNames("#n", attrN),
+		ExpressionAttributeValues: item{":one": dynaguard.N(1), ":end": dynaguard.TTLValue(windowEnd), ":max": dynaguard.N(int64(c.max))},
+	}}
 }
 
 // issueOutcome is how issueToken ended.
@@ -758,31 +818,7 @@ type issueCounter struct {
 // passes a decoy record (see RequestReset): the same three writes of the
 // same sizes, for a token nobody holds.
 func (st *store) issueToken(ctx context.Context, ip, acct issueCounter, windowEnd time.Time, pk string, rec tokenRecord, now, expires time.Time) (issueOutcome, error) {
-	count := func(c issueCounter) types.TransactWriteItem {
-		return types.TransactWriteItem{Update: &types.Update{
-			TableName:                 st.name(),
-			Key:                       dynaguard.Key(c.pk),
-			UpdateExpression:          aws.String("ADD #n :one SET #ttl = :end"),
-			ConditionExpression:       aws.String("attribute_not_exists(#pk) OR #n < :max"),
-			ExpressionAttributeNames:  dynaguard.ExprNames("#n", attrN),
-			ExpressionAttributeValues: item{":one": dynaguard.N(1), ":end": dynaguard.TTLValue(windowEnd), ":max": dynaguard.N(int64(c.max))},
-		}}
-	}
-	put := types.TransactWriteItem{Put: &types.Put{
-		TableName: st.name(),
-		Item: item{
-			dynaguard.AttrPK:  dynaguard.S(pk),
-			attrUID:           dynaguard.S(rec.uid),
-			attrPurpose:       dynaguard.S(rec.purpose),
-			attrBoundEmail:    dynaguard.S(rec.emailKey),
-			attrCred:          dynaguard.N(rec.cv),
-			attrIssued:        dynaguard.N(now.Unix()),
-			dynaguard.AttrTTL: dynaguard.TTLValue(expires),
-		},
-		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
-		ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
-	}}
-	err := st.transact(ctx, []types.TransactWriteItem{count(ip), count(acct), put})
+	err := st.transact(ctx, []types.TransactWriteItem{st.issueCount(ip, windowEnd), st.issueCount(acct, windowEnd), st.tokenPut(pk, rec, now, expires)})
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
 		switch {
@@ -831,27 +867,51 @@ func (st *store) consumeToken(ctx context.Context, pk, purpose string, now time.
 }
 
 // resetPassword stores the new password hash of a password reset, on
-// condition that the account still has the credential version and the
-// email address the token was bound to: a password or email change since
-// the token was issued — even one that commits between the token's
-// consumption and this write — makes it ErrInvalidToken. Like setPassword
-// it bumps the credential version (ending every session, and every other
-// token issued for the old one) and clears the failure count (unlocking
-// the account); the email address is marked verified, since the token
-// reached it.
-func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, pepper string, now time.Time) (*User, error) {
+// condition that the account is still at the item version, with the
+// credential version and the exact email address, that the token was bound
+// to: any change of the account since the token was issued — even one that
+// commits between the token's consumption and this write — makes it
+// ErrInvalidToken. Like setPassword it bumps the credential version (ending
+// every session, and every other token issued for the old one) and clears
+// the failure count (unlocking the account); the email address is marked
+// verified, since the token reached it.
+//
+// reclaim is set when the address was never verified before: this reset is
+// the first proof that whoever holds the account holds its address, so
+// whatever was set up before it may be an intruder's who registered the
+// address first. The second factor (secret, recovery codes, an unconfirmed
+// enrolment) and a pending email change are removed and the session epoch
+// goes up, in the same write — on condition that the address is still
+// unverified.
+func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, pepper string, now time.Time, reclaim bool) (*User, error) {
 	expr := "SET #ph = :ph, #pwat = :now, #f = :zero, #cv = #cv + :one, #ver = #ver + :one, #ev = :t"
+	cond := "#cv = :cv AND #ver = :ver AND #email = :em"
 	vals := item{":ph": dynaguard.S(hash), ":now": dynaguard.N(now.Unix()), ":zero": dynaguard.N(0), ":one": dynaguard.N(1),
-		":t": dynaguard.Bool(true), ":cv": dynaguard.N(rec.cv), ":em": dynaguard.S(rec.emailKey)}
+		":t": dynaguard.Bool(true), ":cv": dynaguard.N(rec.cv), ":ver": dynaguard.N(rec.ver), ":em": dynaguard.S(rec.email)}
+	names := map[string]string{"#ph": attrHash, "#pwat": attrPasswordAt, "#f": attrFails, "#cv": attrCred,
+		"#ver": attrVersion, "#pep": attrPepper, "#ev": attrVerified, "#email": attrEmail}
+	var remove []string
 	if pepper == "" {
-		expr += " REMOVE #pep"
+		remove = append(remove, "#pep")
 	} else {
 		expr += ", #pep = :pep"
 		vals[":pep"] = dynaguard.S(pepper)
 	}
-	names := map[string]string{"#ph": attrHash, "#pwat": attrPasswordAt, "#f": attrFails, "#cv": attrCred,
-		"#ver": attrVersion, "#pep": attrPepper, "#ev": attrVerified, "#em": attrEmailKey}
-	u, err := st.updateUser(ctx, rec.uid, expr, "#cv = :cv AND #em = :em", names, vals)
+	if reclaim {
+		expr += ", #se = #se + :one"
+		cond += " AND attribute_not_exists(#ev)"
+		names["#se"] = attrEpoch
+		for i, attr := range []string{attrMFA, attrTOTP, attrTOTPStep, attrRecovery, attrTOTPPending, attrPendingExp,
+			attrPendingEmail, attrPendingKey, attrPendingExpires, attrPendingID} {
+			n := "#r" + strconv.Itoa(i)
+			names[n] = attr
+			remove = append(remove, n)
+		}
+	}
+	if len(remove) > 0 {
+		expr += " REMOVE " + strings.Join(remove, ", ")
+	}
+	u, err := st.updateUser(ctx, rec.uid, expr, cond, names, vals)
 	if errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) {
 		return nil, ErrInvalidToken
 	}
@@ -859,12 +919,12 @@ func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, peppe
 }
 
 // markVerified marks the account's email address verified, on condition
-// that the credential version and the address are still the ones the token
-// was bound to.
+// that the account is still at the item version and has the exact address
+// the token was bound to.
 func (st *store) markVerified(ctx context.Context, rec tokenRecord) (*User, error) {
-	u, err := st.updateUser(ctx, rec.uid, "SET #ev = :t", "#cv = :cv AND #em = :em",
-		map[string]string{"#ev": attrVerified, "#cv": attrCred, "#em": attrEmailKey},
-		item{":t": dynaguard.Bool(true), ":cv": dynaguard.N(rec.cv), ":em": dynaguard.S(rec.emailKey)})
+	u, err := st.updateUser(ctx, rec.uid, "SET #ev = :t", "#cv = :cv AND #ver = :ver AND #email = :em",
+		map[string]string{"#ev": attrVerified, "#cv": attrCred, "#ver": attrVersion, "#email": attrEmail},
+		item{":t": dynaguard.Bool(true), ":cv": dynaguard.N(rec.cv), ":ver": dynaguard.N(rec.ver), ":em": dynaguard.S(rec.email)})
 	if errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) {
 		return nil, ErrInvalidToken
 	}
@@ -947,30 +1007,39 @@ func enrolRefused(old item, u *User, limit int64) error {
 // has not lapsed. Of two concurrent confirmations one wins; the other gets
 // ErrNoEnrollment. Like an accepted login code it resets the failure count
 // that countEnrolAttempt raised, on condition that the count is within
-// maxFails (withinCap; *ThrottledError Locked otherwise).
-func (st *store) confirmTOTP(ctx context.Context, u *User, sealed []byte, step int64, codes []string, now time.Time, maxFails int64) error {
-	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+// maxFails (withinCap; *ThrottledError Locked otherwise). The session
+// epoch goes up with it: a new factor ends every session made without it.
+func (st *store) confirmTOTP(ctx context.Context, u *User, sealed []byte, step int64, codes []string, now time.Time, maxFails int64) (*User, error) {
+	out, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:        st.name(),
 		Key:              dynaguard.Key(userPK(u.ID)),
-		UpdateExpression: aws.String("SET #totp = :totp, #ts = :ts, #mfa = :t, #rc = :rc, #f = :zero, #ver = #ver + :one REMOVE #tn, #tnx"),
+		UpdateExpression: aws.String("SET #totp = :totp, #ts = :ts, #mfa = :t, #rc = :rc, #f = :zero, #se = #se + :one, #ver = #ver + :one REMOVE #tn, #tnx"),
 		ConditionExpression: aws.String("attribute_exists(#pk) AND #tn = :tn AND #tnx > :now AND attribute_not_exists(#mfa) AND " +
 			withinCap),
 		ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK, "#totp": attrTOTP, "#ts": attrTOTPStep, "#mfa": attrMFA,
-			"#rc": attrRecovery, "#f": attrFails, "#ver": attrVersion, "#tn": attrTOTPPending, "#tnx": attrPendingExp},
+			"#rc": attrRecovery, "#f": attrFails, "#se": attrEpoch, "#ver": attrVersion, "#tn": attrTOTPPending, "#tnx": attrPendingExp},
 		ExpressionAttributeValues: item{":totp": dynaguard.B(sealed), ":ts": dynaguard.N(step), ":t": dynaguard.Bool(true),
 			":rc": &types.AttributeValueMemberSS{Value: codes}, ":zero": dynaguard.N(0), ":one": dynaguard.N(1),
 			":tn": dynaguard.B(u.totpPending), ":now": dynaguard.N(now.Unix()), ":max": dynaguard.N(maxFails)},
+		ReturnValues:                        types.ReturnValueAllNew,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
-	return enrolResult(err, u, maxFails)
+	if err := enrolResult(err, u, maxFails); err != nil {
+		return nil, err
+	}
+	updated, err := decodeUser(out.Attributes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w (%s)", ErrUnavailable, err, u.ID)
+	}
+	return updated, nil
 }
 
 // disableTOTP removes the secret, its last step, any unconfirmed enrolment
-// and the recovery codes, if TOTP is enabled.
+// and the recovery codes, if TOTP is enabled, and raises the session epoch.
 func (st *store) disableTOTP(ctx context.Context, uid string) (*User, error) {
 	u, err := st.updateUser(ctx, uid,
-		"SET #ver = #ver + :one REMOVE #mfa, #totp, #ts, #rc, #tn, #tnx", "attribute_exists(#mfa)",
-		map[string]string{"#ver": attrVersion, "#mfa": attrMFA, "#totp": attrTOTP, "#ts": attrTOTPStep,
+		"SET #se = #se + :one, #ver = #ver + :one REMOVE #mfa, #totp, #ts, #rc, #tn, #tnx", "attribute_exists(#mfa)",
+		map[string]string{"#se": attrEpoch, "#ver": attrVersion, "#mfa": attrMFA, "#totp": attrTOTP, "#ts": attrTOTPStep,
 			"#rc": attrRecovery, "#tn": attrTOTPPending, "#tnx": attrPendingExp},
 		item{":one": dynaguard.N(1)})
 	if errors.Is(err, ErrConflict) {
@@ -980,11 +1049,12 @@ func (st *store) disableTOTP(ctx context.Context, uid string) (*User, error) {
 }
 
 // setRecoveryCodes replaces the whole set of recovery codes in one write:
-// the old codes stop working at the instant the new ones start.
+// the old codes stop working at the instant the new ones start. The session
+// epoch goes up with it.
 func (st *store) setRecoveryCodes(ctx context.Context, uid string, codes []string) (*User, error) {
-	u, err := st.updateUser(ctx, uid, "SET #rc = :rc", "attribute_exists(#mfa)",
-		map[string]string{"#rc": attrRecovery, "#mfa": attrMFA},
-		item{":rc": &types.AttributeValueMemberSS{Value: codes}})
+	u, err := st.updateUser(ctx, uid, "SET #rc = :rc, #se = #se + :one, #ver = #ver + :one", "attribute_exists(#mfa)",
+		map[string]string{"#rc": attrRecovery, "#mfa": attrMFA, "#se": attrEpoch, "#ver": attrVersion},
+		item{":rc": &types.AttributeValueMemberSS{Value: codes}, ":one": dynaguard.N(1)})
 	if errors.Is(err, ErrConflict) {
 		return nil, ErrTOTPNotEnabled
 	}

@@ -115,13 +115,15 @@ func Example() {
 		u, _ := users.FromContext(r.Context())
 		fmt.Fprintf(w, "hello %s", u.Username)
 	})))
-	mux.Handle("POST /account/email", accounts.RequireRecentAuth(sm, 10*time.Minute)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /account/email", accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := users.FromContext(r.Context())
-		if _, err := accounts.ChangeEmail(r.Context(), u, r.FormValue("email")); err != nil {
-			users.WriteError(w, r, err)
+		proof := users.Proof{Password: r.FormValue("password"), Code: r.FormValue("code")}
+		c := users.Client{IP: clientIP(r), UserAgent: r.UserAgent()}
+		if err := accounts.RequestEmailChange(r.Context(), sm, u, r.FormValue("email"), proof, c); err != nil {
+			users.WriteError(w, r, err) // 401 with a wrong proof: nothing changed
 			return
 		}
-		http.Redirect(w, r, "/account", http.StatusSeeOther)
+		http.Redirect(w, r, "/account", http.StatusSeeOther) // pending until the new address confirms
 	})))
 	log.Fatal(http.ListenAndServe(":8080", sm.LoadAndSave(mux)))
 }
@@ -135,7 +137,8 @@ func ExampleUsers_ChangePassword() {
 	)
 	handler := accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := users.FromContext(r.Context())
-		err := accounts.ChangePassword(r.Context(), sm, u, r.FormValue("current"), r.FormValue("new"),
+		proof := users.Proof{Password: r.FormValue("current"), Code: r.FormValue("code")}
+		err := accounts.ChangePassword(r.Context(), sm, u, proof, r.FormValue("new"),
 			users.Client{IP: clientIP(r), UserAgent: r.UserAgent()})
 		if err != nil {
 			users.WriteError(w, r, err)
@@ -237,17 +240,18 @@ func ExampleUsers_RequestReset() {
 	_ = sm
 }
 
-// Turning on TOTP: a recent login, a QR code of the URI, a code to confirm,
-// and the recovery codes shown once.
+// Turning on TOTP: the password, a QR code of the URI, a code (and the
+// password again) to confirm, and the recovery codes shown once.
 func ExampleUsers_BeginTOTP() {
 	var (
 		accounts *users.Users
 		sm       *scs.SessionManager
 	)
 	mux := http.NewServeMux()
-	mux.Handle("POST /account/totp", accounts.RequireRecentAuth(sm, 10*time.Minute)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /account/totp", accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := users.FromContext(r.Context())
-		en, err := accounts.BeginTOTP(r.Context(), u)
+		c := users.Client{IP: clientIP(r), UserAgent: r.UserAgent()}
+		en, err := accounts.BeginTOTP(r.Context(), sm, u, users.Proof{Password: r.FormValue("password")}, c)
 		if err != nil {
 			users.WriteError(w, r, err)
 			return
@@ -256,9 +260,10 @@ func ExampleUsers_BeginTOTP() {
 	})))
 	mux.Handle("POST /account/totp/confirm", accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := users.FromContext(r.Context())
-		codes, err := accounts.ConfirmTOTP(r.Context(), u, r.FormValue("code"), users.Client{IP: clientIP(r), UserAgent: r.UserAgent()})
+		c := users.Client{IP: clientIP(r), UserAgent: r.UserAgent()}
+		codes, err := accounts.ConfirmTOTP(r.Context(), sm, u, users.Proof{Password: r.FormValue("password")}, r.FormValue("code"), c)
 		if err != nil {
-			// 401 second-factor-failed or reauthentication-required,
+			// 401 second-factor-failed or proof-required,
 			// 429 login-throttled, 409 totp-enrollment-expired
 			users.WriteError(w, r, err)
 			return
@@ -275,4 +280,42 @@ func ExampleMessage() {
 	m := users.Message{Kind: users.MessagePasswordReset, To: "ada@example.com", UserID: "u1", Token: "do-not-print-me"}
 	fmt.Println(m)
 	// Output: users.Message{password-reset to="ada@example.com" user=u1 token=[redacted]}
+}
+
+// Changing the email address: the request needs the password (and a code
+// with TOTP) in the same form; the change waits for the link sent to the
+// new address; the current address gets a link that cancels it. Both links
+// open a page with a button, whose POST calls the library.
+func ExampleUsers_RequestEmailChange() {
+	var (
+		accounts *users.Users
+		sm       *scs.SessionManager
+	)
+	client := func(r *http.Request) users.Client { return users.Client{IP: clientIP(r), UserAgent: r.UserAgent()} }
+	mux := http.NewServeMux()
+	mux.Handle("POST /account/email", accounts.RequireUser(sm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := users.FromContext(r.Context())
+		proof := users.Proof{Password: r.FormValue("password"), Code: r.FormValue("code")}
+		if err := accounts.RequestEmailChange(r.Context(), sm, u, r.FormValue("email"), proof, client(r)); err != nil {
+			users.WriteError(w, r, err) // 401 proof-required: nothing changed
+			return
+		}
+		fmt.Fprintln(w, "Open the link we sent to the new address; until then your address stays as it is.")
+	})))
+	mux.HandleFunc("POST /email/change/confirm", func(w http.ResponseWriter, r *http.Request) {
+		u, err := accounts.ConfirmEmailChange(r.Context(), sm, r.FormValue("token"), client(r))
+		if err != nil {
+			users.WriteError(w, r, err) // 400 token-invalid, 409 email-taken
+			return
+		}
+		fmt.Fprintf(w, "Your address is now %s; every other session was signed out.\n", u.Email)
+	})
+	mux.HandleFunc("POST /email/change/cancel", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := accounts.CancelEmailChange(r.Context(), r.FormValue("token")); err != nil {
+			users.WriteError(w, r, err)
+			return
+		}
+		fmt.Fprintln(w, "Cancelled, and every session signed out. Log in and change your password.")
+	})
+	_ = mux
 }

@@ -251,7 +251,7 @@ func newAppFor(e *env, users *Users, store *sessionstore.Store) *app {
 		}))
 	}
 	mux.Handle("POST /password", withUser(func(w http.ResponseWriter, r *http.Request, u *User) error {
-		return users.ChangePassword(r.Context(), a.sm, u, r.FormValue("current"), r.FormValue("new"), client(r))
+		return users.ChangePassword(r.Context(), a.sm, u, Proof{Password: r.FormValue("current"), Code: r.FormValue("code")}, r.FormValue("new"), client(r))
 	}))
 	mux.Handle("POST /logout-everywhere", withUser(func(w http.ResponseWriter, r *http.Request, u *User) error {
 		return users.LogoutEverywhere(r.Context(), a.sm, u)

@@ -31,7 +31,8 @@ func (f MailerFunc) Send(ctx context.Context, m Message) error { return f(ctx, m
 // MessageKind says what a Message is about.
 type MessageKind string
 
-// Message kinds. The first two carry a Token; the others are notices that
+// Message kinds. The first two (and MessageConfirmEmailChange and
+// MessageEmailChangeRequested) carry a Token; the others are notices that
 // a careful application sends to the user (they are how the owner learns
 // of a takeover in progress).
 const (
@@ -42,11 +43,23 @@ const (
 	// MessageVerifyEmail carries an email verification token. Put it in a
 	// link to the page that calls VerifyEmail.
 	MessageVerifyEmail MessageKind = "verify-email"
-	// MessagePasswordChanged: the password was reset or changed.
+	// MessagePasswordChanged: the password was reset or changed. Reclaimed
+	// says more, for a reset.
 	MessagePasswordChanged MessageKind = "password-changed"
-	// MessageEmailChanged: the account's email address changed. To is the
-	// previous address, so its owner hears of it.
+	// MessageEmailChanged: a change of the account's email address was
+	// confirmed. To is the previous address, so its owner hears of it;
+	// NewEmail is the new one.
 	MessageEmailChanged MessageKind = "email-changed"
+	// MessageConfirmEmailChange carries the token that confirms a pending
+	// email change (RequestEmailChange). To is the NEW address: only its
+	// holder can complete the change. Put it in a link to the page that
+	// calls ConfirmEmailChange.
+	MessageConfirmEmailChange MessageKind = "confirm-email-change"
+	// MessageEmailChangeRequested tells the CURRENT address (To) that a
+	// change to NewEmail was requested, with a Token that cancels it and
+	// ends every session of the account. Put it in a link to the page that
+	// calls CancelEmailChange, and word it "if this was not you".
+	MessageEmailChangeRequested MessageKind = "email-change-requested"
 	// MessageTOTPEnabled and MessageTOTPDisabled: the TOTP second factor
 	// was turned on or off.
 	MessageTOTPEnabled  MessageKind = "totp-enabled"
@@ -71,7 +84,9 @@ type Message struct {
 	Kind MessageKind
 	// To is the account's email address as stored — never an address
 	// typed into a form, so a look-alike address that normalises to the
-	// same account cannot receive its reset link.
+	// same account cannot receive its reset link. The one exception is
+	// MessageConfirmEmailChange, which goes to the new address the user
+	// asked for: proving that it reaches its holder is its purpose.
 	To     string
 	UserID string
 	// Token is the one-time token of a password reset or verification
@@ -85,6 +100,16 @@ type Message struct {
 	// Remaining is the number of unused recovery codes
 	// (MessageRecoveryCodeUsed).
 	Remaining int
+	// NewEmail is the address an email change moves to
+	// (MessageEmailChangeRequested, MessageEmailChanged).
+	NewEmail string
+	// Reclaimed (MessagePasswordChanged, after a reset) says that the reset
+	// was the first proof that the account's holder holds its address:
+	// every second factor and any pending email change set up before it
+	// were removed and every session ended — someone may have registered
+	// the address before its owner. Tell the user, and to set up a second
+	// factor again if they had one.
+	Reclaimed bool
 }
 
 // String describes m without its token.

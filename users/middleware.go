@@ -62,8 +62,9 @@ func FromContext(ctx context.Context) (*User, bool) {
 // AuthTime returns when the logged-in user last authenticated in this
 // session — the password, and for an account with TOTP the code too (zero
 // when nobody is logged in). Only a checked credential moves it: a login
-// (Login, CompleteLogin), or ChangePassword for an account without TOTP.
-// LogoutOthers and the other token renewals keep it.
+// (Login, CompleteLogin) or an operation that took a Proof. LogoutOthers
+// and the other token renewals keep it; Config.AbsoluteLifetime counts
+// from it.
 func AuthTime(ctx context.Context) time.Time {
 	l, ok := loadedFrom(ctx)
 	if !ok || l.u == nil {
@@ -83,7 +84,10 @@ func AuthTime(ctx context.Context) time.Time {
 // the server and the request treated as anonymous — when the account is
 // gone or disabled, or when the session's auth hash no longer matches the
 // account's credential version and session epoch (the password changed, or
-// the user logged out everywhere). If the account cannot be read the
+// the user logged out everywhere), or when its last credential check (the
+// login, or a step-up with a Proof) is older than Config.AbsoluteLifetime —
+// renewals that checked no credential (LogoutOthers, RenewToken) do not
+// move that time. If the account cannot be read the
 // request is answered 503: it is never let through as the user, nor quietly
 // downgraded to anonymous.
 func (s *Users) LoadUser(sm *scs.SessionManager) func(http.Handler) http.Handler {
@@ -113,9 +117,14 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 			WriteError(w, r, err)
 			return nil, false
 		}
+		expired := s.now().Sub(time.Unix(lg.at, 0)) > s.lifetime
 		switch {
-		case u == nil, u.Disabled, !s.authHashValid(u, lg.hash):
-			s.log.InfoContext(ctx, "users: session rejected: account gone, disabled, or credentials changed since login", "user", uid)
+		case u == nil, u.Disabled, !s.authHashValid(u, lg.hash), expired:
+			if expired {
+				s.log.InfoContext(ctx, "users: session ended: its last credential check is older than the absolute lifetime", "user", uid)
+			} else {
+				s.log.InfoContext(ctx, "users: session rejected: account gone, disabled, or credentials changed since login", "user", uid)
+			}
 			if err := sm.Destroy(ctx); err != nil {
 				WriteError(w, r, unavailable("destroy session", err))
 				return nil, false
@@ -149,10 +158,12 @@ func (s *Users) RequireUser(sm *scs.SessionManager) func(http.Handler) http.Hand
 	}
 }
 
-// RequireRecentAuth returns middleware for sensitive actions (changing the
-// email address, disabling a second factor, deleting the account): the user
-// must be logged in and have entered their password within maxAge in this
-// session. Others are answered like RequireUser's, with "reauth=1" in the
+// RequireRecentAuth returns middleware for an application's own sensitive
+// pages (deleting the account, showing billing details): the user must be
+// logged in and have checked a credential within maxAge in this session.
+// It is no substitute for a Proof, which the operations of this package that
+// could hand the account over take themselves: whoever holds a copy of a
+// recent session passes it. Others are answered like RequireUser's, with "reauth=1" in the
 // login URL, or a 401 problem "reauthentication-required". After the user
 // re-enters their password (Authenticate), Login refreshes the time (with
 // TOTP, CompleteLogin does, once the code is entered too).

@@ -42,6 +42,10 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		p = problem.Problem{Reason: "token-rate-limited", Status: http.StatusTooManyRequests,
 			Title:  "Too many requests",
 			Detail: "Too many links were requested. Wait before asking for another one.", Extra: map[string]any{"retry_after": retry}}
+	case errors.Is(err, ErrProofRequired):
+		p = problem.Problem{Reason: "proof-required", Status: http.StatusUnauthorized,
+			Title:  "Please confirm it is you",
+			Detail: "This change needs your current password, and a code from your authenticator app if you use one. Nothing was changed."}
 	case errors.Is(err, ErrInvalidToken):
 		p = problem.Problem{Reason: "token-invalid", Status: http.StatusBadRequest,
 			Title:  "Link invalid or expired",

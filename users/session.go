@@ -215,27 +215,26 @@ func (s *Users) Logout(ctx context.Context, sm *scs.SessionManager) error {
 	return nil
 }
 
-// ChangePassword replaces u's password. The current password is required
-// and checked like a login (throttled per account and client address,
-// counted towards MaxFailures; a wrong one returns ErrInvalidCredentials);
-// the new one must pass the policy. The credential version goes up, so
-// every other session of the user fails its next check, and the session
-// store ends them too; the current session stays logged in with a new token.
-// The Mailer gets a MessagePasswordChanged.
-//
-// The password just checked refreshes the session's authentication time
-// (AuthTime, Recent) — unless the account has TOTP: a password alone is not
-// a full login for it, so the time stays that of the last login with the
-// code, and someone who knows the password but not the code cannot turn a
-// stolen session into a "recent login" that may disable TOTP. A session
-// that is not u's own login is never logged in by it: the password changes,
-// every session of u ends, and the request's session is left as it was.
+// ChangePassword replaces u's password. It needs a Proof — the current
+// password and, when the account has TOTP, a current code — checked like a
+// login in this request (throttled per account and client address, counted
+// towards MaxFailures; a wrong one matches ErrProofRequired and
+// ErrInvalidCredentials or ErrInvalidCode); the new password must pass the
+// policy. The credential version goes up, so every other session of the
+// user fails its next check, and the session store ends them too; the
+// current session stays logged in with a new token and a fresh credential
+// check. A session that is not u's own login is never logged in by it: the
+// password changes, every session of u ends, and the request's session is
+// left as it was. The Mailer gets a MessagePasswordChanged.
 //
 // The write is conditioned on the credential version the current password
 // was verified against: of two concurrent changes, one wins and the other
 // gets ErrConflict.
-func (s *Users) ChangePassword(ctx context.Context, sm *scs.SessionManager, u *User, current, next string, c Client) error {
-	fresh, err := s.attempt(ctx, target{uid: u.ID}, current, c.IP)
+//
+// Cost: the step-up (see Proof), the new hash, one UpdateItem and the
+// session store's RevokeAll.
+func (s *Users) ChangePassword(ctx context.Context, sm *scs.SessionManager, u *User, p Proof, next string, c Client) error {
+	fresh, err := s.stepUp(ctx, u, p, c)
 	if err != nil {
 		return err
 	}
@@ -252,12 +251,7 @@ func (s *Users) ChangePassword(ctx context.Context, sm *scs.SessionManager, u *U
 	}
 	s.log.InfoContext(ctx, "users: password changed", "user", u.ID)
 	s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID, IP: c.IP})
-	cur, _ := getLogin(ctx, sm, sessionAuth)
-	authAt := cur.at
-	if !updated.TOTPEnabled {
-		authAt = s.now().Unix()
-	}
-	return s.keepCurrent(ctx, sm, updated, c, authAt)
+	return s.factorsChanged(ctx, sm, updated, c, true)
 }
 
 // keepCurrent moves the request's session, when it is u's login, to a new

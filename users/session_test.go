@@ -243,14 +243,15 @@ func TestOnlyACheckedCredentialRefreshesAuthTime(t *testing.T) {
 	if got := loginOf(sctx, sm).at; got != loggedIn || loginOf(sctx, sm).userID != gus.ID {
 		t.Fatalf("after LogoutOthers: auth time %d (want %d), user %q", got, loggedIn, loginOf(sctx, sm).userID)
 	}
-	if err := e.users.ChangePassword(sctx, sm, mustGet(t, e, gus.ID), goodPassword, "violet elephant trampoline", c); err != nil {
+	if err := e.users.ChangePassword(sctx, sm, mustGet(t, e, gus.ID), pw, "violet elephant trampoline", c); err != nil {
 		t.Fatal(err)
 	}
 	if got := loginOf(sctx, sm).at; got != e.clock.Now().Unix() {
 		t.Fatalf("after ChangePassword: auth time %d, want now (%d)", got, e.clock.Now().Unix())
 	}
 
-	// With TOTP, the password alone keeps the time of the last full login.
+	// With TOTP, the password alone is no proof; password and code are, and
+	// make the check recent.
 	hal := e.create("hal@example.com", "hal")
 	secret, _ := e.enable(hal)
 	tctx := e.pending(e.users, sm, hal)
@@ -259,11 +260,18 @@ func TestOnlyACheckedCredentialRefreshesAuthTime(t *testing.T) {
 	}
 	full := loginOf(tctx, sm).at
 	e.clock.Advance(time.Hour)
-	if err := e.users.ChangePassword(tctx, sm, mustGet(t, e, hal.ID), goodPassword, "violet elephant trampoline", c); err != nil {
+	if err := e.users.ChangePassword(tctx, sm, mustGet(t, e, hal.ID), pw, "violet elephant trampoline", c); !errors.Is(err, ErrProofRequired) {
+		t.Fatalf("TOTP account, password alone: %v", err)
+	}
+	if got := loginOf(tctx, sm).at; got != full {
+		t.Fatalf("a refused proof moved the auth time: %d (want %d)", got, full)
+	}
+	e.clock.Advance(30 * time.Second)
+	if err := e.users.ChangePassword(tctx, sm, mustGet(t, e, hal.ID), Proof{Password: goodPassword, Code: e.code(secret, 0)}, "violet elephant trampoline", c); err != nil {
 		t.Fatal(err)
 	}
-	if got := loginOf(tctx, sm).at; got != full || loginOf(tctx, sm).userID != hal.ID {
-		t.Fatalf("TOTP account after ChangePassword: auth time %d (want %d), user %q", got, full, loginOf(tctx, sm).userID)
+	if got := loginOf(tctx, sm).at; got != e.clock.Now().Unix() || loginOf(tctx, sm).userID != hal.ID {
+		t.Fatalf("TOTP account after ChangePassword: auth time %d (want now), user %q", got, loginOf(tctx, sm).userID)
 	}
 
 	// A session that is not the account's login is never logged in as it.
@@ -271,7 +279,7 @@ func TestOnlyACheckedCredentialRefreshesAuthTime(t *testing.T) {
 	if err := e.users.LogoutOthers(anon, sm, mustGet(t, e, gus.ID), c); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.users.ChangePassword(anon, sm, mustGet(t, e, hal.ID), "violet elephant trampoline", goodPassword, c); err != nil {
+	if err := e.users.ChangePassword(anon, sm, mustGet(t, e, hal.ID), Proof{Password: "violet elephant trampoline", Code: e.code(secret, 1)}, goodPassword, c); err != nil {
 		t.Fatal(err)
 	}
 	if uid := loginOf(anon, sm).userID; uid != "" {

@@ -36,6 +36,12 @@ type TokenConfig struct {
 	// Window is the length of the fixed, epoch-aligned counting window.
 	// Default 1 h.
 	Window time.Duration
+	// EmailChangeTTL is how long an email change stays pending: its
+	// confirmation link (to the new address) and its cancel link (to the
+	// current one) work this long. Email change requests are limited like
+	// links, per account (PerAccount) and per client address (PerIP).
+	// Default 24 h.
+	EmailChangeTTL time.Duration
 }
 
 func (c TokenConfig) withDefaults() TokenConfig {
@@ -54,6 +60,9 @@ func (c TokenConfig) withDefaults() TokenConfig {
 	if c.Window < time.Second {
 		c.Window = time.Hour
 	}
+	if c.EmailChangeTTL <= 0 {
+		c.EmailChangeTTL = 24 * time.Hour
+	}
 	return c
 }
 
@@ -62,6 +71,10 @@ func (c TokenConfig) withDefaults() TokenConfig {
 const (
 	purposeReset  = "password-reset"
 	purposeVerify = "verify-email"
+	// An email change's confirmation link (to the new address) and its
+	// cancel link (to the current one).
+	purposeEmailChange = "email-change"
+	purposeEmailCancel = "email-change-cancel"
 )
 
 // tokenBytes is the entropy of a one-time token: 256 bits.
@@ -143,8 +156,10 @@ func (s *Users) decoyUserID(emailKey string) string {
 // address: it sends the Mailer a MessagePasswordReset with a single-use
 // token (256 random bits, stored only as its SHA-256, valid for
 // TokenConfig.ResetTTL, bound to the account, to its current credential
-// version and to its email address) — to the address stored on the account,
-// never to the one typed.
+// version, to the version of its item and to its email address exactly as
+// stored) — to the address stored on the account, never to the one typed,
+// and never to a pending new address (RequestEmailChange), which has no
+// account until it is confirmed.
 //
 // It answers the same whether or not the address has an account, and does
 // the same work:
@@ -209,9 +224,9 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) e
 	// and size for the never-existing user item read above, whose token is
 	// dropped here — nobody can present it, and it expires like any other.
 	// The address itself is not stored.
-	rec := tokenRecord{uid: s.decoyUserID(key), purpose: purposeReset, emailKey: strings.Repeat("-", len(key)), cv: 1}
+	rec := tokenRecord{uid: s.decoyUserID(key), purpose: purposeReset, email: strings.Repeat("-", len(strings.TrimSpace(email))), cv: 1, ver: 1}
 	if real {
-		rec = tokenRecord{uid: u.ID, purpose: purposeReset, emailKey: u.emailKey, cv: u.credVersion}
+		rec = tokenRecord{uid: u.ID, purpose: purposeReset, email: u.Email, cv: u.credVersion, ver: u.version}
 	}
 	out, err := s.st.issueToken(ctx, ipc, acct, end, tpk, rec, now, expires)
 	if err != nil {
@@ -241,9 +256,9 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) e
 //
 //  1. one GetItem of the token and one GetItem of the account (both
 //     strongly consistent): an unknown, expired or other-purpose token, or
-//     an account whose password or email address changed since the token
-//     was issued (or that is disabled or gone), is ErrInvalidToken — before
-//     any hashing.
+//     an account that changed in any way since the token was issued (its
+//     item version, password or exact email address; or it is disabled or
+//     gone), is ErrInvalidToken — before any hashing.
 //  2. the policy check and the new hash (in a hashing slot: ErrBusy).
 //  3. one DeleteItem that consumes the token (condition: it exists, is
 //     live at the time of this write — taken after the hashing, not
@@ -256,6 +271,14 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) e
 //     next request, and every other token issued for it dies), the failure
 //     count is cleared (unlocking a locked account), and the email address
 //     is marked verified.
+//
+// When the account's address had never been verified, the reset is the
+// first proof that the account's holder holds the address — and an
+// intruder may have registered it first (pre-registration hijack). Then
+// the same write also removes every second factor (TOTP secret, recovery
+// codes, an unconfirmed enrolment) and any pending email change, and raises
+// the session epoch; the Mailer's MessagePasswordChanged says so
+// (Reclaimed).
 //
 // Then every session of the account is revoked in the session store, and
 // the Mailer gets a MessagePasswordChanged. A storage error never completes
@@ -279,7 +302,7 @@ func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (*
 	if err != nil {
 		return nil, err
 	}
-	if u == nil || u.Disabled || u.credVersion != rec.cv || u.emailKey != rec.emailKey {
+	if u == nil || u.Disabled || u.credVersion != rec.cv || u.version != rec.ver || u.Email != rec.email {
 		return nil, ErrInvalidToken
 	}
 	if err := s.policy.CheckPassword(ctx, newPassword, u.Email, u.Username); err != nil {
@@ -299,11 +322,17 @@ func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (*
 	if rec.uid != u.ID {
 		return nil, ErrInvalidToken // cannot happen: token items are never rewritten
 	}
-	updated, err := s.st.resetPassword(ctx, rec, hash, pepper, now)
+	reclaim := !u.EmailVerified
+	updated, err := s.st.resetPassword(ctx, rec, hash, pepper, now, reclaim)
 	if err != nil {
 		return nil, err
 	}
 	s.revokeAll(ctx, updated.ID, "")
+	if reclaim {
+		s.log.WarnContext(ctx, "users: password reset proved the address for the first time; second factors and pending changes removed, every session ended", "user", updated.ID)
+		s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID, Reclaimed: true})
+		return updated, nil
+	}
 	s.log.InfoContext(ctx, "users: password reset", "user", updated.ID)
 	s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID})
 	return updated, nil
@@ -311,8 +340,9 @@ func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (*
 
 // RequestEmailVerification sends the Mailer a MessageVerifyEmail for u's
 // current email address, with a single-use token valid for
-// TokenConfig.VerifyTTL and bound to that address and to u's credential
-// version: changing the address (or the password) kills it. It does
+// TokenConfig.VerifyTTL and bound to that exact address, to u's credential
+// version and to the version of its item: any change of the account kills
+// it. It does
 // nothing for an address already verified. One TransactWriteItems (the two
 // issuing counters and the token). Errors: *RateLimitedError (PerAccount
 // links per account, PerIP per client address, per Window),
@@ -328,7 +358,7 @@ func (s *Users) RequestEmailVerification(ctx context.Context, u *User, ip netip.
 	ipc, acct, end := s.issueLimits(purposeVerify, "id\x00"+u.ID, ip, now)
 	token, tpk := newToken()
 	expires := now.Add(s.tokens.VerifyTTL)
-	rec := tokenRecord{uid: u.ID, purpose: purposeVerify, emailKey: u.emailKey, cv: u.credVersion}
+	rec := tokenRecord{uid: u.ID, purpose: purposeVerify, email: u.Email, cv: u.credVersion, ver: u.version}
 	out, err := s.st.issueToken(ctx, ipc, acct, end, tpk, rec, now, expires)
 	if err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alexedwards/scs/v2"
+
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/totp"
 )
@@ -210,31 +212,31 @@ func normalizeRecovery(code string) (string, bool) {
 
 // ---- enrolment and management
 
-// requireRecent refuses an action unless ctx is a request of u's own
-// session (loaded by LoadUser or RequireUser) that logged in within
-// Config.ReauthAge.
-func (s *Users) requireRecent(ctx context.Context, u *User) error {
-	cur, ok := FromContext(ctx)
-	if !ok || u == nil || cur.ID != u.ID || !s.Recent(ctx, s.reauthAge) {
-		return ErrReauthRequired
-	}
-	return nil
-}
-
-// BeginTOTP starts a TOTP enrolment for u: a fresh 160-bit secret, stored
-// sealed on the account as pending (one UpdateItem, refused with
-// ErrTOTPEnabled when TOTP is already on; an earlier unconfirmed enrolment
-// is replaced). Nothing changes at login until ConfirmTOTP.
+// BeginTOTP starts a TOTP enrolment for u, the session's user: a fresh
+// 160-bit secret, stored sealed on the account as pending (an earlier
+// unconfirmed enrolment is replaced). Nothing changes at login until
+// ConfirmTOTP.
 //
-// ctx must be the request's context behind RequireUser, and the session
-// must have logged in within Config.ReauthAge (ErrReauthRequired
-// otherwise): someone who only holds a session cannot tie the account to
-// their own authenticator.
-func (s *Users) BeginTOTP(ctx context.Context, u *User) (*Enrollment, error) {
-	if err := s.requireRecent(ctx, u); err != nil {
-		return nil, err
+// It needs a Proof (the password: the account has no second factor yet),
+// checked like a login (see Proof): a session alone cannot tie the account
+// to an authenticator of its holder's choosing. A session that is u's
+// login moves to a new token with a fresh credential check. Errors: any
+// refused proof (ErrProofRequired), ErrTOTPEnabled, ErrBusy,
+// ErrUnavailable.
+//
+// Cost: the step-up (that of a login), then one UpdateItem.
+func (s *Users) BeginTOTP(ctx context.Context, sm *scs.SessionManager, u *User, p Proof, c Client) (*Enrollment, error) {
+	if u == nil {
+		return nil, ErrNotFound
 	}
 	if u.TOTPEnabled {
+		return nil, ErrTOTPEnabled
+	}
+	fresh, err := s.stepUp(ctx, u, p, c)
+	if err != nil {
+		return nil, err
+	}
+	if fresh.TOTPEnabled {
 		return nil, ErrTOTPEnabled
 	}
 	secret, err := totp.NewSecret()
@@ -249,41 +251,52 @@ func (s *Users) BeginTOTP(ctx context.Context, u *User) (*Enrollment, error) {
 	if err := s.st.beginTOTP(ctx, u.ID, sealed, lapses); err != nil {
 		return nil, err
 	}
+	if err := s.steppedUp(ctx, sm, fresh, c); err != nil {
+		return nil, err
+	}
 	return &Enrollment{
 		Secret:  totp.EncodeSecret(secret),
-		URI:     totp.URI(secret, s.totp.Issuer, u.Email, totpParams),
+		URI:     totp.URI(secret, s.totp.Issuer, fresh.Email, totpParams),
 		Expires: lapses,
 	}, nil
 }
 
-// ConfirmTOTP completes the enrolment BeginTOTP started, with a code from
-// the authenticator app (proving it holds the secret): TOTP is enabled, and
-// the returned recovery codes — show them once; they are stored only as
-// hashes — replace any earlier set. The confirming code's time step counts
-// as used. c is the client, as for CompleteLogin.
+// ConfirmTOTP completes the enrolment BeginTOTP started, with code from the
+// authenticator app (proving it holds the secret) and a Proof (the
+// password) checked again in this request: TOTP is enabled, and the
+// returned recovery codes — show them once; they are stored only as hashes
+// — replace any earlier set. The confirming code's time step counts as
+// used. Turning a second factor on ends every other session of the account
+// (the session epoch goes up in the same write); the request's session,
+// when it is u's login, continues under a new token. The Mailer gets a
+// MessageTOTPEnabled.
 //
-// Like BeginTOTP it needs a login within Config.ReauthAge in this session
-// (ErrReauthRequired). And a code is a code: confirmations are throttled
-// and counted exactly like CompleteLogin's attempts, on the same counters
-// (Throttle.PerAccount per account and client address, PerIP per
-// address), and each one is counted on the account's consecutive failures
-// before the code is checked, under Throttle.MaxFailures — so a session
-// cannot guess the six digits of an enrolment without limit. A throttled
-// attempt gets a *ThrottledError before any check; a confirmed enrolment,
-// like a completed login, clears the failure count.
+// The enrolment code is a code: it is throttled and counted exactly like
+// CompleteLogin's attempts, on the same counters (Throttle.PerAccount per
+// account and client address, PerIP per address), and counted on the
+// account's consecutive failures before it is checked, under
+// Throttle.MaxFailures. A throttled attempt gets a *ThrottledError before
+// any check; a confirmed enrolment clears the failure count.
 //
-// What it costs: one BatchGetItem (strongly consistent: the two counters
-// and the account), two conditional UpdateItems (count the attempt on the
-// (account, address) counter and on the account), then on success one
-// UpdateItem — conditioned on the enrolment being the one the code was
-// checked against — and one DeleteItem (the counter); on failure one
+// What it costs: the step-up (that of a login), then one BatchGetItem
+// (strongly consistent: the two counters and the account), two conditional
+// UpdateItems (count the attempt on the (account, address) counter and on
+// the account), then on success one UpdateItem — conditioned on the
+// enrolment being the one the code was checked against — one DeleteItem
+// (the counter) and the session store's RevokeAll; on failure one
 // UpdateItem (the address's failure count).
 //
-// Errors: ErrInvalidCode, *ThrottledError, ErrReauthRequired,
-// ErrNoEnrollment (none, lapsed, or replaced by a newer BeginTOTP),
-// ErrTOTPEnabled, ErrNotFound, ErrUnavailable.
-func (s *Users) ConfirmTOTP(ctx context.Context, u *User, code string, c Client) (recoveryCodes []string, err error) {
-	if err := s.requireRecent(ctx, u); err != nil {
+// Errors: ErrProofRequired (and its cause), ErrInvalidCode,
+// *ThrottledError, ErrNoEnrollment (none, lapsed, or replaced by a newer
+// BeginTOTP), ErrTOTPEnabled, ErrNotFound, ErrBusy, ErrUnavailable.
+func (s *Users) ConfirmTOTP(ctx context.Context, sm *scs.SessionManager, u *User, p Proof, code string, c Client) (recoveryCodes []string, err error) {
+	if u == nil {
+		return nil, ErrNotFound
+	}
+	if u.TOTPEnabled {
+		return nil, ErrTOTPEnabled
+	}
+	if _, err := s.stepUp(ctx, u, p, c); err != nil {
 		return nil, err
 	}
 	now := s.now()
@@ -337,7 +350,8 @@ func (s *Users) ConfirmTOTP(ctx context.Context, u *User, code string, c Client)
 		return nil, err
 	}
 	codes, hashes := newRecoveryCodes(u.ID, s.totp.RecoveryCodes)
-	if err := s.st.confirmTOTP(ctx, fresh, sealed, step, hashes, now, maxFails); err != nil {
+	updated, err := s.st.confirmTOTP(ctx, fresh, sealed, step, hashes, now, maxFails)
+	if err != nil {
 		return nil, err
 	}
 	if err := s.st.deleteItem(ctx, k.pair); err != nil {
@@ -346,42 +360,73 @@ func (s *Users) ConfirmTOTP(ctx context.Context, u *User, code string, c Client)
 		s.log.WarnContext(ctx, "users: second-factor attempt counter not cleared after TOTP was enabled", "user", u.ID, "err", err)
 	}
 	s.log.InfoContext(ctx, "users: TOTP enabled", "user", u.ID)
-	s.notify(ctx, Message{Kind: MessageTOTPEnabled, To: fresh.Email, UserID: u.ID})
+	s.notify(ctx, Message{Kind: MessageTOTPEnabled, To: updated.Email, UserID: u.ID, IP: c.IP})
+	s.keepCodes(ctx, sm, updated, c)
 	return codes, nil
 }
 
 // DisableTOTP turns the second factor off: the secret, its last step and
-// the recovery codes are removed in one UpdateItem. Like BeginTOTP it
-// needs a login within Config.ReauthAge in this session
-// (ErrReauthRequired) — which, for an account with TOTP, means password
-// and code. ErrTOTPNotEnabled when it is off.
-func (s *Users) DisableTOTP(ctx context.Context, u *User) error {
-	if err := s.requireRecent(ctx, u); err != nil {
+// the recovery codes are removed, and the session epoch goes up, in one
+// UpdateItem. It needs a Proof — password and a current TOTP or recovery
+// code — checked like a login in this request. Every other session of the
+// account ends; the request's session, when it is u's login, continues
+// under a new token. The Mailer gets a MessageTOTPDisabled.
+// ErrTOTPNotEnabled when it is off.
+//
+// Cost: the step-up (a login and a second-factor code), one UpdateItem and
+// the session store's RevokeAll.
+func (s *Users) DisableTOTP(ctx context.Context, sm *scs.SessionManager, u *User, p Proof, c Client) error {
+	if u == nil {
+		return ErrNotFound
+	}
+	if !u.TOTPEnabled {
+		return ErrTOTPNotEnabled
+	}
+	if _, err := s.stepUp(ctx, u, p, c); err != nil {
 		return err
 	}
-	return s.RemoveTOTP(ctx, u.ID)
+	updated, err := s.st.disableTOTP(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "users: TOTP disabled", "user", u.ID)
+	s.notify(ctx, Message{Kind: MessageTOTPDisabled, To: updated.Email, UserID: u.ID, IP: c.IP})
+	return s.factorsChanged(ctx, sm, updated, c, true)
 }
 
-// RemoveTOTP turns the second factor of account id off without the
-// recent-login check: for administrators, once they have confirmed the
-// owner's identity by other means (lost device and recovery codes).
+// RemoveTOTP turns the second factor of account id off without a proof:
+// for administrators, once they have confirmed the owner's identity by
+// other means (lost device and recovery codes). Every session of the
+// account ends.
 func (s *Users) RemoveTOTP(ctx context.Context, id string) error {
 	u, err := s.st.disableTOTP(ctx, id)
 	if err != nil {
 		return err
 	}
+	s.revokeAll(ctx, id, "")
 	s.log.InfoContext(ctx, "users: TOTP disabled", "user", id)
 	s.notify(ctx, Message{Kind: MessageTOTPDisabled, To: u.Email, UserID: id})
 	return nil
 }
 
-// RegenerateRecoveryCodes replaces u's recovery codes with a new set (one
-// UpdateItem: the old codes stop working at the moment the new ones start)
-// and returns them; show them once. It needs a login within
-// Config.ReauthAge (ErrReauthRequired), and TOTP enabled
-// (ErrTOTPNotEnabled).
-func (s *Users) RegenerateRecoveryCodes(ctx context.Context, u *User) ([]string, error) {
-	if err := s.requireRecent(ctx, u); err != nil {
+// RegenerateRecoveryCodes replaces u's recovery codes with a new set and
+// returns them; show them once. One UpdateItem replaces the set (the old
+// codes stop working at the moment the new ones start) and raises the
+// session epoch: every other session ends, the request's session, when it
+// is u's login, continues under a new token. It needs a Proof (password and
+// a current TOTP or recovery code) and TOTP enabled (ErrTOTPNotEnabled).
+// The Mailer gets a MessageRecoveryCodesRegenerated.
+//
+// Cost: the step-up (a login and a second-factor code), one UpdateItem and
+// the session store's RevokeAll.
+func (s *Users) RegenerateRecoveryCodes(ctx context.Context, sm *scs.SessionManager, u *User, p Proof, c Client) ([]string, error) {
+	if u == nil {
+		return nil, ErrNotFound
+	}
+	if !u.TOTPEnabled {
+		return nil, ErrTOTPNotEnabled
+	}
+	if _, err := s.stepUp(ctx, u, p, c); err != nil {
 		return nil, err
 	}
 	codes, hashes := newRecoveryCodes(u.ID, s.totp.RecoveryCodes)
@@ -390,6 +435,18 @@ func (s *Users) RegenerateRecoveryCodes(ctx context.Context, u *User) ([]string,
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "users: recovery codes replaced", "user", u.ID)
-	s.notify(ctx, Message{Kind: MessageRecoveryCodesRegenerated, To: updated.Email, UserID: u.ID})
+	s.notify(ctx, Message{Kind: MessageRecoveryCodesRegenerated, To: updated.Email, UserID: u.ID, IP: c.IP})
+	s.keepCodes(ctx, sm, updated, c)
 	return codes, nil
+}
+
+// keepCodes moves the session to the new factors after a change that made
+// recovery codes, which are shown once: a failure to renew the session is
+// logged rather than returned, so the codes are not lost. The change itself
+// already ended every session bound to the old epoch, this one included —
+// the user logs in again with the new factor.
+func (s *Users) keepCodes(ctx context.Context, sm *scs.SessionManager, u *User, c Client) {
+	if err := s.factorsChanged(ctx, sm, u, c, true); err != nil {
+		s.log.WarnContext(ctx, "users: the session could not move to the new factors; it ends at its next request", "user", u.ID, "err", err)
+	}
 }

@@ -22,6 +22,9 @@ import (
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
 
+// pw is the proof of an account without a second factor.
+var pw = Proof{Password: goodPassword}
+
 // authed returns a request context in which u is logged in and
 // authenticated at the fake clock's now (what RequireUser provides).
 func (e *env) authed(u *User) context.Context {
@@ -33,14 +36,21 @@ func (e *env) authed(u *User) context.Context {
 // not the current one.
 func (e *env) enable(u *User) (secret []byte, codes []string) {
 	e.t.Helper()
-	en, err := e.users.BeginTOTP(e.authed(u), u)
+	return e.enableWith(u, goodPassword)
+}
+
+// enableWith is enable for an account whose password is password.
+func (e *env) enableWith(u *User, password string) (secret []byte, codes []string) {
+	e.t.Helper()
+	pw := Proof{Password: password}
+	en, err := e.users.BeginTOTP(e.authed(u), nil, u, pw, Client{})
 	if err != nil {
 		e.t.Fatalf("BeginTOTP: %v", err)
 	}
 	if secret, err = totp.DecodeSecret(en.Secret); err != nil {
 		e.t.Fatal(err)
 	}
-	if codes, err = e.users.ConfirmTOTP(e.authed(u), u, e.code(secret, 0), Client{IP: ip("192.0.2.250")}); err != nil {
+	if codes, err = e.users.ConfirmTOTP(e.authed(u), nil, u, pw, e.code(secret, 0), Client{IP: ip("192.0.2.250")}); err != nil {
 		e.t.Fatalf("ConfirmTOTP: %v", err)
 	}
 	e.clock.Advance(30 * time.Second)
@@ -122,18 +132,17 @@ func TestTOTPEnrolment(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.TOTP.Issuer = "Example Co" })
 	enrol := Client{IP: ip("192.0.2.20")}
 	ned := e.create("ned@example.com", "ned")
-	if _, err := e.users.BeginTOTP(ctx, ned); err != ErrReauthRequired {
-		t.Fatalf("without a login: %v", err)
+	// Without a proof — however recent the session's login — nothing
+	// starts: a copied session cookie is not the account.
+	for _, p := range []Proof{{}, {Password: "wrong password entirely"}} {
+		if _, err := e.users.BeginTOTP(e.authed(ned), nil, ned, p, enrol); !errors.Is(err, ErrProofRequired) || !errors.Is(err, ErrInvalidCredentials) {
+			t.Fatalf("begin with proof %+v: %v", p, err)
+		}
 	}
-	old := authctx.With(ctx, &loaded{u: ned, authAt: e.clock.Now().Add(-11 * time.Minute)})
-	if _, err := e.users.BeginTOTP(old, ned); err != ErrReauthRequired {
-		t.Fatalf("with an old login: %v", err)
+	if got := mustGet(t, e, ned.ID); got.totpPending != nil {
+		t.Fatal("an enrolment started without a proof")
 	}
-	other := e.create("other@example.com", "other")
-	if _, err := e.users.BeginTOTP(e.authed(other), ned); err != ErrReauthRequired {
-		t.Fatalf("as another user: %v", err)
-	}
-	en, err := e.users.BeginTOTP(e.authed(ned), ned)
+	en, err := e.users.BeginTOTP(e.authed(ned), nil, ned, pw, Client{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,25 +164,20 @@ func TestTOTPEnrolment(t *testing.T) {
 	if p, err := e.users.BeginLogin(sctx0, sm0, mustGet(t, e, ned.ID), Client{}); err != nil || p {
 		t.Fatalf("login before confirmation: pending %v %v", p, err)
 	}
-	// Confirming needs a recent login too, and another user's session
-	// cannot confirm it.
-	if _, err := e.users.ConfirmTOTP(ctx, ned, e.code(secret, 0), enrol); err != ErrReauthRequired {
-		t.Fatalf("confirm without a login: %v", err)
+	// Confirming needs the proof again, even with the right code.
+	for _, p := range []Proof{{}, {Password: "wrong password entirely"}} {
+		if _, err := e.users.ConfirmTOTP(e.authed(ned), nil, ned, p, e.code(secret, 0), enrol); !errors.Is(err, ErrProofRequired) {
+			t.Fatalf("confirm with proof %+v: %v", p, err)
+		}
 	}
-	if _, err := e.users.ConfirmTOTP(old, ned, e.code(secret, 0), enrol); err != ErrReauthRequired {
-		t.Fatalf("confirm with an old login: %v", err)
-	}
-	if _, err := e.users.ConfirmTOTP(e.authed(other), ned, e.code(secret, 0), enrol); err != ErrReauthRequired {
-		t.Fatalf("confirm as another user: %v", err)
-	}
-	if _, err := e.users.ConfirmTOTP(e.authed(ned), ned, e.code(secret, 5), enrol); err != ErrInvalidCode {
+	if _, err := e.users.ConfirmTOTP(e.authed(ned), nil, ned, pw, e.code(secret, 5), enrol); err != ErrInvalidCode {
 		t.Fatalf("wrong code: %v", err)
 	}
-	if _, err := e.users.ConfirmTOTP(e.authed(ned), ned, "12345", enrol); err != ErrInvalidCode {
+	if _, err := e.users.ConfirmTOTP(e.authed(ned), nil, ned, pw, "12345", enrol); err != ErrInvalidCode {
 		t.Fatalf("malformed code: %v", err)
 	}
 	confirming := e.code(secret, 0)
-	codes, err := e.users.ConfirmTOTP(e.authed(ned), ned, confirming, enrol)
+	codes, err := e.users.ConfirmTOTP(e.authed(ned), nil, ned, pw, confirming, enrol)
 	if err != nil || len(codes) != 10 {
 		t.Fatalf("confirm: %d codes, %v", len(codes), err)
 	}
@@ -189,10 +193,10 @@ func TestTOTPEnrolment(t *testing.T) {
 	if !u.TOTPEnabled || u.RecoveryCodes != 10 || e.mail.count(MessageTOTPEnabled) != 1 {
 		t.Fatalf("after confirm: %+v", u)
 	}
-	if _, err := e.users.ConfirmTOTP(e.authed(ned), ned, confirming, enrol); err != ErrTOTPEnabled {
+	if _, err := e.users.ConfirmTOTP(e.authed(ned), nil, mustGet(t, e, ned.ID), pw, confirming, enrol); err != ErrTOTPEnabled {
 		t.Fatalf("confirm twice: %v", err)
 	}
-	if _, err := e.users.BeginTOTP(e.authed(u), u); err != ErrTOTPEnabled {
+	if _, err := e.users.BeginTOTP(e.authed(u), nil, u, pw, Client{}); err != ErrTOTPEnabled {
 		t.Fatalf("begin when enabled: %v", err)
 	}
 	// The confirming code cannot also log in.
@@ -208,15 +212,15 @@ func TestTOTPEnrolment(t *testing.T) {
 
 	// An enrolment lapses, and a newer one replaces an older one.
 	pat := e.create("pat@example.com", "pat")
-	first, _ := e.users.BeginTOTP(e.authed(pat), pat)
-	second, _ := e.users.BeginTOTP(e.authed(pat), pat)
+	first, _ := e.users.BeginTOTP(e.authed(pat), nil, pat, pw, Client{})
+	second, _ := e.users.BeginTOTP(e.authed(pat), nil, pat, pw, Client{})
 	s1, _ := totp.DecodeSecret(first.Secret)
-	if _, err := e.users.ConfirmTOTP(e.authed(pat), pat, e.code(s1, 0), enrol); err != ErrInvalidCode {
+	if _, err := e.users.ConfirmTOTP(e.authed(pat), nil, pat, pw, e.code(s1, 0), enrol); err != ErrInvalidCode {
 		t.Fatalf("code of a replaced enrolment: %v", err)
 	}
 	e.clock.Advance(10 * time.Minute)
 	s2, _ := totp.DecodeSecret(second.Secret)
-	if _, err := e.users.ConfirmTOTP(e.authed(pat), pat, e.code(s2, 0), enrol); err != ErrNoEnrollment {
+	if _, err := e.users.ConfirmTOTP(e.authed(pat), nil, pat, pw, e.code(s2, 0), enrol); err != ErrNoEnrollment {
 		t.Fatalf("lapsed enrolment: %v", err)
 	}
 }
@@ -231,7 +235,7 @@ func TestConfirmTOTPThrottled(t *testing.T) {
 	const maxFails = 8
 	e := newEnv(t, func(c *Config) { c.Throttle.MaxFailures = maxFails })
 	ora := e.create("ora@example.com", "ora")
-	en, err := e.users.BeginTOTP(e.authed(ora), ora)
+	en, err := e.users.BeginTOTP(e.authed(ora), nil, ora, pw, Client{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,40 +243,39 @@ func TestConfirmTOTPThrottled(t *testing.T) {
 	wrong := wrongCode(t, secret, e)
 	a, b, c := Client{IP: ip("192.0.2.1")}, Client{IP: ip("192.0.2.2")}, Client{IP: ip("192.0.2.3")}
 	for i := range 5 {
-		if _, err := e.users.ConfirmTOTP(e.authed(ora), ora, wrong, a); err != ErrInvalidCode {
+		if _, err := e.users.ConfirmTOTP(e.authed(ora), nil, ora, pw, wrong, a); err != ErrInvalidCode {
 			t.Fatalf("wrong code %d: %v", i, err)
 		}
 	}
 	e.rec.Reset()
-	_, err = e.users.ConfirmTOTP(e.authed(ora), ora, e.code(secret, 0), a)
+	_, err = e.users.ConfirmTOTP(e.authed(ora), nil, ora, pw, e.code(secret, 0), a)
 	var te *ThrottledError
 	if !errors.As(err, &te) || te.Locked || te.RetryAfter != 30*time.Second {
 		t.Fatalf("sixth attempt from one address: %v", err)
 	}
-	if got := ops(e.rec.Calls()); got != "BatchGetItem" {
+	// The proof (a login's calls) comes first, then the throttle stops the
+	// code before any check.
+	if got := ops(e.rec.Calls()); got != "BatchGetItem,GetItem,UpdateItem,UpdateItem,DeleteItem,BatchGetItem" {
 		t.Fatalf("a throttled confirmation made %s", got)
 	}
-	if u := mustGet(t, e, ora.ID); u.TOTPEnabled || u.fails != 5 {
-		t.Fatalf("after the throttled attempt: enabled %v, fails %d", u.TOTPEnabled, u.fails)
+	if u := mustGet(t, e, ora.ID); u.TOTPEnabled {
+		t.Fatal("enabled by a throttled attempt")
 	}
-	// Another address is not slowed down, but counts towards the cap.
-	for i := range maxFails - 5 {
-		if _, err := e.users.ConfirmTOTP(e.authed(ora), ora, wrong, b); err != ErrInvalidCode {
+	// Another address is not slowed down. (The account's failure cap does
+	// not bound enrolment codes: each confirmation first needs the correct
+	// password, which — as at login — clears the count; whoever has the
+	// password can start an enrolment of their own anyway.)
+	for i := range 5 {
+		if _, err := e.users.ConfirmTOTP(e.authed(ora), nil, ora, pw, wrong, b); err != ErrInvalidCode {
 			t.Fatalf("wrong code %d from another address: %v", i, err)
 		}
 	}
-	if _, err := e.users.ConfirmTOTP(e.authed(ora), ora, e.code(secret, 0), c); !errors.As(err, &te) || !te.Locked {
-		t.Fatalf("right code at the cap: %v", err)
-	}
-	if err := e.users.Unlock(ctx, ora.ID); err != nil {
-		t.Fatal(err)
-	}
 	e.rec.Reset()
-	codes, err := e.users.ConfirmTOTP(e.authed(ora), ora, e.code(secret, 0), c)
+	codes, err := e.users.ConfirmTOTP(e.authed(ora), nil, ora, pw, e.code(secret, 0), c)
 	if err != nil || len(codes) == 0 {
-		t.Fatalf("after Unlock: %v", err)
+		t.Fatalf("right code from a third address: %v", err)
 	}
-	if got := ops(e.rec.Calls()); got != "BatchGetItem,UpdateItem,UpdateItem,UpdateItem,DeleteItem" {
+	if got := ops(e.rec.Calls()); got != "BatchGetItem,GetItem,UpdateItem,UpdateItem,DeleteItem,BatchGetItem,UpdateItem,UpdateItem,UpdateItem,DeleteItem,Query" {
 		t.Fatalf("confirmation calls: %s", got)
 	}
 	t.Logf("ConfirmTOTP: %s", ops(e.rec.Calls()))
@@ -290,18 +293,23 @@ func TestConfirmTOTPStorageFaults(t *testing.T) {
 	for i, s := range []struct {
 		op string
 		n  int
-	}{{"BatchGetItem", 1}, {"UpdateItem", 1}, {"UpdateItem", 2}, {"UpdateItem", 3}, {"DeleteItem", 1}} {
+	}{
+		// The step-up: the password checked like a login.
+		{"BatchGetItem", 1}, {"GetItem", 1}, {"UpdateItem", 1}, {"DeleteItem", 1},
+		// The enrolment code.
+		{"BatchGetItem", 2}, {"UpdateItem", 2}, {"UpdateItem", 3}, {"UpdateItem", 4}, {"DeleteItem", 2},
+	} {
 		u := e.create(fmt.Sprintf("f%d@example.com", i), fmt.Sprintf("f%d", i))
-		en, err := e.users.BeginTOTP(e.authed(u), u)
+		en, err := e.users.BeginTOTP(e.authed(u), nil, u, pw, Client{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		secret, _ := totp.DecodeSecret(en.Secret)
 		e.faults.FailNth(s.op, s.n, ddbtest.InternalError)
-		codes, err := e.users.ConfirmTOTP(e.authed(u), u, e.code(secret, 0), Client{IP: ip("192.0.2.1")})
+		codes, err := e.users.ConfirmTOTP(e.authed(u), nil, u, pw, e.code(secret, 0), Client{IP: ip("192.0.2.1")})
 		e.faults.Clear()
 		enabled := mustGet(t, e, u.ID).TOTPEnabled
-		if s.op == "DeleteItem" {
+		if s.op == "DeleteItem" && s.n == 2 {
 			if err != nil || len(codes) == 0 || !enabled {
 				t.Fatalf("fault at the counter's deletion: %v, enabled %v", err, enabled)
 			}
@@ -410,7 +418,10 @@ func TestPendingLoginInvalidatedByAccountChanges(t *testing.T) {
 	e := newEnv(t)
 	sm := newSM(e.store)
 	pia := e.create("pia@example.com", "pia")
-	secret, _ := e.enable(pia)
+	if _, err := e.users.VerifyEmail(ctx, e.verifyToken(pia)); err != nil { // a reset keeps the second factor of a verified address
+		t.Fatal(err)
+	}
+	secret, _ := e.enable(mustGet(t, e, pia.ID))
 	changes := map[string]func(){
 		"logout everywhere": func() { _ = e.users.LogoutEverywhere(ctx, nil, mustGet(t, e, pia.ID)) },
 		"password reset": func() {
@@ -592,11 +603,13 @@ func TestRecoveryCodes(t *testing.T) {
 	if got := mustGet(t, e, sid.ID).RecoveryCodes; got != 8 {
 		t.Fatalf("%d codes left, want 8", got)
 	}
-	// Regenerate: needs a recent login; the old set dies at once.
-	if _, err := e.users.RegenerateRecoveryCodes(ctx, sid); err != ErrReauthRequired {
-		t.Fatalf("regenerate without a login: %v", err)
+	// Regenerate: needs the password and a code; the old set dies at once.
+	for _, p := range []Proof{{}, pw, {Password: goodPassword, Code: "000000"}} {
+		if _, err := e.users.RegenerateRecoveryCodes(e.authed(sid), nil, mustGet(t, e, sid.ID), p, Client{}); !errors.Is(err, ErrProofRequired) {
+			t.Fatalf("regenerate with proof %+v: %v", p, err)
+		}
 	}
-	fresh, err := e.users.RegenerateRecoveryCodes(e.authed(sid), sid)
+	fresh, err := e.users.RegenerateRecoveryCodes(e.authed(sid), nil, mustGet(t, e, sid.ID), Proof{Password: goodPassword, Code: codes[9]}, Client{})
 	if err != nil || len(fresh) != 10 || e.mail.count(MessageRecoveryCodesRegenerated) != 1 {
 		t.Fatalf("regenerate: %v", err)
 	}
@@ -675,30 +688,28 @@ func TestSecondFactorThrottling(t *testing.T) {
 	}
 }
 
-// TOTP off: a recent login is needed; afterwards the password alone logs
+// TOTP off: the password and a code are needed; afterwards the password alone logs
 // in and the recovery codes are gone.
 func TestDisableTOTP(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	val := e.create("val@example.com", "val")
-	e.enable(val)
+	secret, _ := e.enable(val)
 	u := mustGet(t, e, val.ID)
-	if err := e.users.DisableTOTP(ctx, u); err != ErrReauthRequired {
-		t.Fatalf("without a login: %v", err)
+	// A fresh login is not enough: the password and a code are needed.
+	for _, p := range []Proof{{}, pw, {Password: goodPassword, Code: "000000"}, {Password: "wrong password entirely", Code: e.code(secret, 0)}} {
+		if err := e.users.DisableTOTP(e.authed(u), nil, u, p, Client{}); !errors.Is(err, ErrProofRequired) {
+			t.Fatalf("disable with proof %+v: %v", p, err)
+		}
 	}
-	stale := e.authed(u)
-	e.clock.Advance(10*time.Minute + time.Second)
-	if err := e.users.DisableTOTP(stale, u); err != ErrReauthRequired {
-		t.Fatalf("login 10 minutes old: %v", err)
-	}
-	if err := e.users.DisableTOTP(e.authed(u), u); err != nil {
+	if err := e.users.DisableTOTP(e.authed(u), nil, u, Proof{Password: goodPassword, Code: e.code(secret, 0)}, Client{}); err != nil {
 		t.Fatal(err)
 	}
 	u = mustGet(t, e, val.ID)
 	if u.TOTPEnabled || u.RecoveryCodes != 0 || u.totpSealed != nil || e.mail.count(MessageTOTPDisabled) != 1 {
 		t.Fatalf("after disable: %+v", u)
 	}
-	if err := e.users.DisableTOTP(e.authed(u), u); err != ErrTOTPNotEnabled {
+	if err := e.users.DisableTOTP(e.authed(u), nil, u, pw, Client{}); err != ErrTOTPNotEnabled {
 		t.Fatalf("disable twice: %v", err)
 	}
 	sm := newSM(e.store)
@@ -1020,10 +1031,10 @@ func TestTableDumpHoldsNoAccountSecrets(t *testing.T) {
 	abe = mustGet(t, e, abe.ID)
 	abe.EmailVerified = false
 	unusedVerify := e.verifyToken(abe)
-	secret, codes := e.enable(mustGet(t, e, abe.ID))
+	secret, codes := e.enableWith(mustGet(t, e, abe.ID), newPassword)
 	// A pending enrolment's secret too.
 	bea := e.create("bea@example.com", "bea")
-	pending, err := e.users.BeginTOTP(e.authed(bea), bea)
+	pending, err := e.users.BeginTOTP(e.authed(bea), nil, bea, pw, Client{})
 	if err != nil {
 		t.Fatal(err)
 	}

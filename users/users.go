@@ -81,10 +81,13 @@ type Config struct {
 	Tokens TokenConfig
 	// TOTP configures the TOTP second factor.
 	TOTP TOTPConfig
-	// ReauthAge is how recently the user must have logged in (password and,
-	// when enabled, second factor) in this session to start or confirm a
-	// TOTP enrolment, disable TOTP or replace the recovery codes. Only a
-	// checked credential counts (see AuthTime). Default 10 min.
+	// ReauthAge, when set, is an extra check on every operation that takes
+	// a Proof (password and email changes, TOTP on and off, new recovery
+	// codes): the session must also have checked a credential within
+	// ReauthAge (see AuthTime), or the operation fails with
+	// ErrReauthRequired before the proof is looked at. The Proof is the
+	// check that counts; this one only narrows the window further. Default
+	// 0: no extra check.
 	ReauthAge time.Duration
 
 	// LoginURL is where RequireUser sends browsers that are not logged in
@@ -94,6 +97,17 @@ type Config struct {
 
 	Clock  dynaguard.Clock
 	Logger *slog.Logger
+
+	// ---- a stolen session is not the account
+
+	// AbsoluteLifetime is how long a login lasts after its last credential
+	// check (a login, or a step-up with a Proof): LoadUser ends a session
+	// whose check is older, whatever renewals happened since — LogoutOthers,
+	// a token renewal, scs's own Lifetime starting over. A copied session
+	// cookie that keeps itself alive therefore still dies. Default 24 h
+	// (NIST SP 800-63B's reauthentication limit at AAL2); keep it no longer
+	// than the session manager's Lifetime.
+	AbsoluteLifetime time.Duration
 }
 
 // Users manages accounts, passwords, login throttling and login sessions.
@@ -117,6 +131,7 @@ type Users struct {
 	tokens    TokenConfig
 	totp      TOTPConfig
 	reauthAge time.Duration
+	lifetime  time.Duration
 
 	dummyHash string // a hash of a random password, verified for unknown accounts
 }
@@ -152,8 +167,9 @@ func New(cfg Config) (*Users, error) {
 		totp:      cfg.TOTP.withDefaults(),
 		reauthAge: cfg.ReauthAge,
 	}
-	if u.reauthAge <= 0 {
-		u.reauthAge = 10 * time.Minute
+	u.lifetime = cfg.AbsoluteLifetime
+	if u.lifetime <= 0 {
+		u.lifetime = 24 * time.Hour
 	}
 	if u.hasher == nil {
 		u.hasher = DefaultArgon2id
@@ -196,9 +212,15 @@ type User struct {
 	Created  time.Time
 	// PasswordChanged is when the current password was set.
 	PasswordChanged time.Time
-	// EmailVerified: the owner proved control of Email (VerifyEmail, or a
-	// completed password reset). ChangeEmail clears it.
+	// EmailVerified: the owner proved control of Email (VerifyEmail, a
+	// completed password reset, or a confirmed email change).
 	EmailVerified bool
+	// PendingEmail is the address a requested email change would move to
+	// ("" for none), until PendingEmailExpires. It is not the account's
+	// address: it does not log in, receives no reset link and no notice,
+	// and is not reserved, until ConfirmEmailChange.
+	PendingEmail        string
+	PendingEmailExpires time.Time
 	// TOTPEnabled: a confirmed TOTP second factor is required at login.
 	TOTPEnabled bool
 	// RecoveryCodes is the number of unused recovery codes.
@@ -218,6 +240,9 @@ type User struct {
 	totpPending []byte   // sealed secret of an unconfirmed enrolment (nil: none)
 	pendingExp  int64    // Unix seconds when the unconfirmed enrolment lapses
 	recovery    []string // hashes of the unused recovery codes
+
+	pendingKey string // normalised PendingEmail
+	pendingID  string // names the pending change for its cancel link
 }
 
 // ConsecutiveFailures returns the number of failed logins since the last
@@ -273,8 +298,8 @@ var (
 	// ErrSecondFactorRequired: Login was called for an account with TOTP
 	// enabled; use BeginLogin and CompleteLogin.
 	ErrSecondFactorRequired = errors.New("users: this account requires a second factor; use BeginLogin")
-	// ErrReauthRequired: the action needs a login more recent than
-	// Config.ReauthAge in this session.
+	// ErrReauthRequired: the action needs a credential check more recent
+	// than Config.ReauthAge in this session (only when ReauthAge is set).
 	ErrReauthRequired = errors.New("users: a recent login is required")
 	// ErrTOTPEnabled: TOTP is already enabled (disable it first).
 	ErrTOTPEnabled = errors.New("users: TOTP is already enabled")
@@ -324,7 +349,7 @@ func (e *ThrottledError) Is(target error) bool {
 	return target == ErrThrottled || target == ErrInvalidCredentials
 }
 
-// TakenError is a refused Create, ChangeEmail or ChangeUsername: the email
+// TakenError is a refused Create, ConfirmEmailChange or ChangeUsername: the email
 // address, the username, or both belong to another account. It matches
 // ErrEmailTaken and/or ErrUsernameTaken.
 type TakenError struct {

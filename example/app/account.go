@@ -8,7 +8,7 @@ import (
 	"html/template"
 	"image/png"
 	"net/http"
-	"net/url"
+	"strings"
 	"time"
 
 	"github.com/boombuler/barcode"
@@ -43,11 +43,6 @@ func (a *App) sendVerification(w http.ResponseWriter, r *http.Request) {
 	redirect(w, r, "/account")
 }
 
-// reauth sends the user to log in again, then back to next.
-func reauth(w http.ResponseWriter, r *http.Request, next string) {
-	redirect(w, r, "/login?reauth=1&next="+url.QueryEscape(next))
-}
-
 // ---- password ----
 
 func (a *App) passwordGet(w http.ResponseWriter, r *http.Request) {
@@ -68,13 +63,18 @@ func (a *App) passwordPage(w http.ResponseWriter, r *http.Request, v *view) {
 func (a *App) passwordPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u, _ := users.FromContext(ctx)
-	err := a.users.ChangePassword(ctx, a.sm, u, r.PostFormValue("current"), r.PostFormValue("new"), middleware.Client(r))
+	proof := users.Proof{Password: r.PostFormValue("current"), Code: r.PostFormValue("code")}
+	err := a.users.ChangePassword(ctx, a.sm, u, proof, r.PostFormValue("new"), middleware.Client(r))
 	if err != nil {
 		v := a.newView(r, "")
 		v.status, v.Alert = usersAlert(w, err)
-		if errors.Is(err, users.ErrInvalidCredentials) && !errors.Is(err, users.ErrThrottled) {
+		switch {
+		case errors.Is(err, users.ErrThrottled):
+		case errors.Is(err, users.ErrInvalidCredentials):
 			v.Alert = &alert{Title: "Wrong password", Detail: "The current password is not correct."}
 			v.Errors["current"] = "Not correct."
+		case errors.Is(err, users.ErrInvalidCode):
+			v.Errors["code"] = "Not correct, or already used."
 		}
 		var pe *users.PolicyError
 		if errors.As(err, &pe) {
@@ -100,31 +100,37 @@ func (a *App) emailPage(w http.ResponseWriter, r *http.Request, v *view) {
 	a.render(w, "email", v)
 }
 
-// emailPost moves the account to a new address. Whoever controls the
-// address can reset the password, so it needs a recent login; the old
-// address is told, and the new one must be confirmed.
+// emailPost asks to move the account to a new address. Whoever controls
+// the address can reset the password, so it needs the password (and a code
+// with two-step verification) in this very request — a session alone, even
+// a fresh one, is not enough. The change stays pending until the link sent
+// to the new address is opened; the current address is told, with a link
+// that cancels it. The answer is the same whether or not the new address
+// already has an account.
 func (a *App) emailPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !a.users.Recent(ctx, recentAuth) {
-		reauth(w, r, "/account/email")
-		return
-	}
 	u, _ := users.FromContext(ctx)
-	updated, err := a.users.ChangeEmail(ctx, u, r.PostFormValue("email"))
-	if err != nil {
+	email := r.PostFormValue("email")
+	proof := users.Proof{Password: r.PostFormValue("password"), Code: r.PostFormValue("code")}
+	if err := a.users.RequestEmailChange(ctx, a.sm, u, email, proof, middleware.Client(r)); err != nil {
 		v := a.newView(r, "")
 		v.Form = keptInput(r)
+		v.Form.Del("password")
+		v.Form.Del("code")
 		v.status, v.Alert = usersAlert(w, err)
 		markFields(v, err)
+		switch {
+		case errors.Is(err, users.ErrThrottled):
+		case errors.Is(err, users.ErrInvalidCredentials):
+			v.Errors["password"] = "Not correct."
+		case errors.Is(err, users.ErrInvalidCode):
+			v.Errors["code"] = "Not correct, or already used."
+		}
 		a.emailPage(w, r, v)
 		return
 	}
-	msg := "Your email address is now " + updated.Email + ". We sent a link there to confirm it."
-	if err := a.users.RequestEmailVerification(ctx, updated, middleware.ClientIP(r)); err != nil {
-		a.log.WarnContext(ctx, "app: sending the verification link failed", "user", u.ID, "err", err)
-		msg = "Your email address is now " + updated.Email + ". Confirm it from this page."
-	}
-	a.setFlash(r, "ok", msg)
+	a.setFlash(r, "ok", "We sent a link to "+strings.TrimSpace(email)+". Your address changes when you open it; until then "+
+		u.Email+" stays your address.")
 	redirect(w, r, "/account")
 }
 
@@ -243,15 +249,19 @@ func qrDataURL(uri string) template.URL {
 	return template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(b.Bytes()))
 }
 
-// totpSetup starts an enrolment: a new secret, shown until confirmed.
+// proofOf is the step-up proof a form carries: the password, and a code
+// when the account has two-step verification.
+func proofOf(r *http.Request) users.Proof {
+	return users.Proof{Password: r.PostFormValue("password"), Code: r.PostFormValue("code")}
+}
+
+// totpSetup starts an enrolment (it needs the password): a new secret,
+// shown until confirmed.
 func (a *App) totpSetup(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u, _ := users.FromContext(ctx)
-	e, err := a.users.BeginTOTP(ctx, u)
+	e, err := a.users.BeginTOTP(ctx, a.sm, u, proofOf(r), middleware.Client(r))
 	switch {
-	case errors.Is(err, users.ErrReauthRequired):
-		reauth(w, r, "/account/totp")
-		return
 	case err != nil:
 		v := a.newView(r, "")
 		v.status, v.Alert = usersAlert(w, err)
@@ -262,16 +272,13 @@ func (a *App) totpSetup(w http.ResponseWriter, r *http.Request) {
 	redirect(w, r, "/account/totp")
 }
 
-// totpPost confirms the enrolment with a code from the app and shows the
-// recovery codes, once.
+// totpPost confirms the enrolment with a code from the app and the
+// password, and shows the recovery codes, once.
 func (a *App) totpPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u, _ := users.FromContext(ctx)
-	codes, err := a.users.ConfirmTOTP(ctx, u, r.PostFormValue("code"), middleware.Client(r))
+	codes, err := a.users.ConfirmTOTP(ctx, a.sm, u, users.Proof{Password: r.PostFormValue("password")}, r.PostFormValue("code"), middleware.Client(r))
 	switch {
-	case errors.Is(err, users.ErrReauthRequired):
-		reauth(w, r, "/account/totp")
-		return
 	case errors.Is(err, users.ErrNoEnrollment):
 		a.sm.Remove(ctx, sessTOTPPending)
 		a.setFlash(r, "info", "The setup expired. Start it again.")
@@ -297,15 +304,12 @@ func (a *App) showCodes(w http.ResponseWriter, r *http.Request, codes []string, 
 	a.totpPage(w, r, v)
 }
 
-// totpDisable turns the second factor off (needs a recent login).
+// totpDisable turns the second factor off (needs the password and a code).
 func (a *App) totpDisable(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u, _ := users.FromContext(ctx)
-	err := a.users.DisableTOTP(ctx, u)
+	err := a.users.DisableTOTP(ctx, a.sm, u, proofOf(r), middleware.Client(r))
 	switch {
-	case errors.Is(err, users.ErrReauthRequired):
-		reauth(w, r, "/account/totp")
-		return
 	case err != nil && !errors.Is(err, users.ErrTOTPNotEnabled):
 		v := a.newView(r, "")
 		v.status, v.Alert = usersAlert(w, err)
@@ -316,15 +320,12 @@ func (a *App) totpDisable(w http.ResponseWriter, r *http.Request) {
 	redirect(w, r, "/account/totp")
 }
 
-// totpRecovery replaces the recovery codes (needs a recent login).
+// totpRecovery replaces the recovery codes (needs the password and a code).
 func (a *App) totpRecovery(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u, _ := users.FromContext(ctx)
-	codes, err := a.users.RegenerateRecoveryCodes(ctx, u)
+	codes, err := a.users.RegenerateRecoveryCodes(ctx, a.sm, u, proofOf(r), middleware.Client(r))
 	switch {
-	case errors.Is(err, users.ErrReauthRequired):
-		reauth(w, r, "/account/totp")
-		return
 	case err != nil:
 		v := a.newView(r, "")
 		v.status, v.Alert = usersAlert(w, err)

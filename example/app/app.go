@@ -88,10 +88,6 @@ const (
 const (
 	idleTimeout     = 30 * time.Minute
 	sessionLifetime = 12 * time.Hour
-	// recentAuth is how long after entering the password a user may
-	// change the email address or turn the second factor off without
-	// entering it again.
-	recentAuth = 10 * time.Minute
 )
 
 // App is the example application.
@@ -185,11 +181,11 @@ func newApp(cfg Config) (*App, error) {
 		Throttle: cfg.Throttle,
 		Mailer:   a.usersMailer(),
 		TOTP:     users.TOTPConfig{Issuer: "dynaguard example"},
-		// Changing the email address, and turning the second factor
-		// off or on, need a password entered within this time.
-		ReauthAge: recentAuth,
-		Clock:     cfg.Clock,
-		Logger:    a.log,
+		Clock:    cfg.Clock,
+		Logger:   a.log,
+		// A login lasts at most as long as the session: renewals
+		// ("sign out other sessions") never extend it.
+		AbsoluteLifetime: sessionLifetime,
 	})
 	if err != nil {
 		return nil, err
@@ -207,7 +203,8 @@ func newApp(cfg Config) (*App, error) {
 	}
 	a.guard, err = idempotency.New(idempotency.Config{
 		Table:      cfg.Table,
-		Keyring:    cfg.Keys, // stored responses are sealed at rest
+		Keyring:    cfg.Keys,                  // stored responses are sealed at rest
+		Scope:      idempotency.UserOrSession, // behind users.LoadUser (the middleware stack)
 		CacheBytes: 4 << 20,
 		Clock:      cfg.Clock,
 		Logger:     a.log,
@@ -328,6 +325,13 @@ func (a *App) routes(mux *http.ServeMux) {
 
 	mux.HandleFunc("GET /email/verify", a.verifyGet)
 	mux.HandleFunc("POST /email/verify", a.verifyPost)
+	// The links of an email change: confirm (sent to the new address) and
+	// cancel (sent to the current one). Like the other links, the GET
+	// shows a button and the POST acts.
+	mux.HandleFunc("GET /email/change/confirm", a.emailConfirmGet)
+	mux.HandleFunc("POST /email/change/confirm", a.emailConfirmPost)
+	mux.HandleFunc("GET /email/change/cancel", a.emailCancelGet)
+	mux.HandleFunc("POST /email/change/cancel", a.emailCancelPost)
 	page("/email/verify", formPage{render: a.verifyPage})
 
 	mux.Handle("GET /transfers", a.requireUser(a.transfersGet))

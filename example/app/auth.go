@@ -304,3 +304,72 @@ func (a *App) verifyPost(w http.ResponseWriter, r *http.Request) {
 	}
 	redirect(w, r, "/")
 }
+
+// ---- email change links ----
+
+// emailLink is what the page behind an email-change link shows.
+type emailLink struct {
+	Action, Lead, Button string
+}
+
+func (a *App) emailLinkPage(w http.ResponseWriter, r *http.Request, v *view, title string, d emailLink) {
+	v.Title = title
+	v.Narrow = true
+	v.Data = d
+	a.render(w, "email_link", v)
+}
+
+var (
+	confirmLink = emailLink{Action: "/email/change/confirm", Lead: "Press the button to make this your account's email address.",
+		Button: "Confirm my new email address"}
+	cancelLink = emailLink{Action: "/email/change/cancel", Lead: "Press the button to cancel the change of your email address. " +
+		"Every session of your account will be signed out; then log in and change your password.", Button: "Cancel the change"}
+)
+
+// emailConfirmGet shows a button rather than confirming at once (mail
+// scanners fetch links).
+func (a *App) emailConfirmGet(w http.ResponseWriter, r *http.Request) {
+	v := a.newView(r, "")
+	v.Form.Set("token", r.URL.Query().Get("token"))
+	a.emailLinkPage(w, r, v, "Confirm your new email address", confirmLink)
+}
+
+// emailConfirmPost moves the account to the new address: every other
+// session ends; this one, if it is the account's, continues.
+func (a *App) emailConfirmPost(w http.ResponseWriter, r *http.Request) {
+	v := a.newView(r, "")
+	u, err := a.users.ConfirmEmailChange(r.Context(), a.sm, r.PostFormValue("token"), middleware.Client(r))
+	if err != nil {
+		v.status, v.Alert = usersAlert(w, err)
+		if errors.Is(err, users.ErrEmailTaken) {
+			v.Alert = &alert{Title: "Address already in use", Detail: "Another account uses this address, so it cannot be moved to it."}
+		}
+		a.emailLinkPage(w, r, v, "Confirm your new email address", confirmLink)
+		return
+	}
+	a.setFlash(r, "ok", "Your email address is now "+u.Email+". Every other session was signed out.")
+	if v.User != nil && v.User.ID == u.ID {
+		redirect(w, r, "/account")
+		return
+	}
+	redirect(w, r, "/login")
+}
+
+func (a *App) emailCancelGet(w http.ResponseWriter, r *http.Request) {
+	v := a.newView(r, "")
+	v.Form.Set("token", r.URL.Query().Get("token"))
+	a.emailLinkPage(w, r, v, "Cancel the email change", cancelLink)
+}
+
+// emailCancelPost drops the pending change and ends every session of the
+// account, this one included.
+func (a *App) emailCancelPost(w http.ResponseWriter, r *http.Request) {
+	v := a.newView(r, "")
+	if _, err := a.users.CancelEmailChange(r.Context(), r.PostFormValue("token")); err != nil {
+		v.status, v.Alert = usersAlert(w, err)
+		a.emailLinkPage(w, r, v, "Cancel the email change", cancelLink)
+		return
+	}
+	a.setFlash(r, "ok", "The change was cancelled and every session signed out. Log in and change your password.")
+	redirect(w, r, "/login")
+}

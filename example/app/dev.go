@@ -30,9 +30,26 @@ func (a *App) usersMailer() users.Mailer {
 		case users.MessagePasswordChanged:
 			msg.Subject = "Your password was changed"
 			msg.Body = "The password of your account was changed. If you did not do this, reset it at once."
+			if m.Reclaimed {
+				msg.Body = "Your password was reset, and this was the first time this address was confirmed. " +
+					"Anything set up on the account before — two-step verification, recovery codes, a pending " +
+					"address change — was removed and every session signed out, in case someone registered " +
+					"your address before you. Set up two-step verification again if you use it."
+			}
 		case users.MessageEmailChanged:
 			msg.Subject = "Your email address was changed"
-			msg.Body = "Your account no longer uses this address. If you did not do this, contact us at once."
+			msg.Body = "Your account now uses " + m.NewEmail + " and no longer this address. Every session was signed out. " +
+				"If you did not do this, contact us at once."
+		case users.MessageConfirmEmailChange:
+			msg.Link = a.cfg.BaseURL + "/email/change/confirm?token=" + url.QueryEscape(m.Token)
+			msg.Subject = "Confirm your new email address"
+			msg.Body = "Open the link within 24 hours to make this the address of your account. Until then, your " +
+				"current address stays in use. If you did not ask for this, ignore this message."
+		case users.MessageEmailChangeRequested:
+			msg.Link = a.cfg.BaseURL + "/email/change/cancel?token=" + url.QueryEscape(m.Token)
+			msg.Subject = "Your email address is about to change"
+			msg.Body = "Someone with your password asked to move your account to " + m.NewEmail + ". If it was not " +
+				"you, open the link: it cancels the change and signs out every session. Then change your password."
 		case users.MessageTOTPEnabled:
 			msg.Subject = "Two-step verification is on"
 		case users.MessageTOTPDisabled:

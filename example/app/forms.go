@@ -113,6 +113,12 @@ func usersAlert(w http.ResponseWriter, err error) (int, *alert) {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		return http.StatusTooManyRequests, &alert{Title: "Too many requests",
 			Detail: "Wait " + plural(secs, "second") + " before asking for another link."}
+	case errors.Is(err, users.ErrProofRequired) && errors.Is(err, users.ErrInvalidCode):
+		return http.StatusUnauthorized, &alert{Title: "Code needed",
+			Detail: "Enter the current code from your authenticator app, or a recovery code. Nothing was changed."}
+	case errors.Is(err, users.ErrProofRequired):
+		return http.StatusUnauthorized, &alert{Title: "Wrong password",
+			Detail: "Enter your current password to confirm it is you. Nothing was changed."}
 	case errors.Is(err, users.ErrInvalidToken):
 		return http.StatusBadRequest, &alert{Title: "This link is not valid any more",
 			Detail: "It was already used, it expired, or the account changed since it was sent. Ask for a new one."}

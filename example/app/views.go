@@ -86,6 +86,9 @@ type view struct {
 	Narrow bool // a single small form: the page is a narrow column
 	Nav    nav  // which navigation link is the current page
 	Data   any  // page-specific
+	// PendingEmail is the address a requested email change waits to move
+	// to ("" for none, or once it lapsed).
+	PendingEmail string
 
 	status int
 	cache  string // Cache-Control; default no-store
@@ -134,6 +137,9 @@ func (a *App) newView(r *http.Request, title string) *view {
 	v := &view{r: r, Title: title, Form: url.Values{}, Errors: map[string]string{}, Dev: a.dev, Nav: navFor(r.URL.Path), status: http.StatusOK}
 	if u, ok := users.FromContext(r.Context()); ok {
 		v.User = u
+		if u.PendingEmail != "" && a.clock.Now().Before(u.PendingEmailExpires) {
+			v.PendingEmail = u.PendingEmail
+		}
 	}
 	ctx := r.Context()
 	if text := a.sm.PopString(ctx, sessFlashText); text != "" {

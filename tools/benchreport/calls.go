@@ -285,8 +285,36 @@ func measureFlows(ctx context.Context, ts *tables) (*callsReport, error) {
 		return nil, err
 	}
 
-	// TOTP: enrol (a recent login), log out, log in again with the code.
-	setup := user.formPost("/account/totp/setup", nil)
+	// Email change: the request (a step-up with the password), then the
+	// link to the new address; then back again, unmeasured, so the later
+	// flows find the account at its address.
+	moved := "moved." + benchEmail
+	if err := add(m.measureForm(user, "email change request", "POST /account/email (password as step-up proof)", "/account/email",
+		map[string]string{"email": moved, "password": benchPassword}, http.StatusSeeOther)); err != nil {
+		return nil, err
+	}
+	ct, ok := a.outbox.token(moved, users.MessageConfirmEmailChange)
+	if !ok {
+		return nil, fmt.Errorf("no email change confirmation")
+	}
+	if err := add(m.measureForm(user, "email change confirm", "POST /email/change/confirm (claims the address, ends other sessions)", "/email/change/confirm",
+		map[string]string{"token": ct}, http.StatusSeeOther)); err != nil {
+		return nil, err
+	}
+	if w := user.formPost("/account/email", map[string]string{"email": benchEmail, "password": benchPassword}); w.Code != http.StatusSeeOther {
+		return nil, errStatus("POST /account/email", w)
+	}
+	back, ok := a.outbox.token(benchEmail, users.MessageConfirmEmailChange)
+	if !ok {
+		return nil, fmt.Errorf("no email change confirmation")
+	}
+	if w := user.formPost("/email/change/confirm", map[string]string{"token": back}); w.Code != http.StatusSeeOther {
+		return nil, errStatus("POST /email/change/confirm", w)
+	}
+
+	// TOTP: enrol (the password as step-up proof), log out, log in again
+	// with the code.
+	setup := user.formPost("/account/totp/setup", map[string]string{"password": benchPassword})
 	if setup.Code != 200 {
 		return nil, errStatus("POST /account/totp/setup", setup)
 	}
@@ -296,7 +324,7 @@ func measureFlows(ctx context.Context, ts *tables) (*callsReport, error) {
 	}
 	p := totp.Params{}.Defaults()
 	step := totp.Step(time.Now(), p)
-	confirm := user.formPost("/account/totp", map[string]string{"code": totp.Code(secret, step, p)})
+	confirm := user.formPost("/account/totp", map[string]string{"code": totp.Code(secret, step, p), "password": benchPassword})
 	if confirm.Code != 200 {
 		return nil, errStatus("POST /account/totp", confirm)
 	}
@@ -342,8 +370,11 @@ func measureFlows(ctx context.Context, ts *tables) (*callsReport, error) {
 	if !ok {
 		return nil, fmt.Errorf("no reset message")
 	}
-	if err := add(m.measureForm(visitor, "reset confirm", "POST /password/reset/confirm (ends the account's 3 sessions)", "/password/reset/confirm",
+	if err := add(m.measureForm(visitor, "reset confirm", "POST /password/reset/confirm (ends the account's 2 sessions)", "/password/reset/confirm",
 		map[string]string{"token": rtok, "password": "a brand new passphrase 7"}, http.StatusSeeOther)); err != nil {
+		return nil, err
+	}
+	if err := measureEventFlows(m, add); err != nil {
 		return nil, err
 	}
 	return rep, nil

@@ -94,7 +94,7 @@ func newInstance(tbl *dynaguard.Table, keys *dynaguard.Keyring, cfg instanceConf
 	if err != nil {
 		return nil, err
 	}
-	g, err := idempotency.New(idempotency.Config{Table: tbl, Keyring: keys, CacheBytes: cfg.IdemCache, Logger: quiet})
+	g, err := idempotency.New(idempotency.Config{Table: tbl, Keyring: keys, Scope: idempotency.UserOrSession, CacheBytes: cfg.IdemCache, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +130,8 @@ func (a *routes) mux() *http.ServeMux {
 	m.HandleFunc("POST /password/reset/confirm", a.resetConfirm)
 	m.HandleFunc("POST /account/verify", a.verifyRequest)
 	m.HandleFunc("POST /email/verify", a.verifyEmail)
+	m.HandleFunc("POST /account/email", a.emailChange)
+	m.HandleFunc("POST /email/change/confirm", a.emailConfirm)
 	m.HandleFunc("POST /account/totp/setup", a.totpSetup)
 	m.HandleFunc("POST /account/totp", a.totpConfirm)
 	m.HandleFunc("POST /api/items", a.createItem)
@@ -311,13 +313,44 @@ func (a *routes) verifyEmail(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
 }
 
-// totpSetup starts an enrolment and answers its secret (base32).
+// emailChange asks for a new email address with the password as step-up
+// proof; the change waits for the confirmation link.
+func (a *routes) emailChange(w http.ResponseWriter, r *http.Request) {
+	u, ok := a.user(w, r)
+	if !ok {
+		return
+	}
+	proof := users.Proof{Password: r.PostFormValue("password"), Code: r.PostFormValue("code")}
+	if err := a.in.users.RequestEmailChange(r.Context(), a.in.sm, u, r.PostFormValue("email"), proof, middleware.Client(r)); err != nil {
+		users.WriteError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/account", http.StatusSeeOther)
+}
+
+// emailConfirm moves the account to the pending address with the link's
+// token.
+func (a *routes) emailConfirm(w http.ResponseWriter, r *http.Request) {
+	if a.in == nil {
+		http.Error(w, "not available bare", http.StatusNotImplemented)
+		return
+	}
+	if _, err := a.in.users.ConfirmEmailChange(r.Context(), a.in.sm, r.PostFormValue("token"), middleware.Client(r)); err != nil {
+		users.WriteError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/account", http.StatusSeeOther)
+}
+
+// totpSetup starts an enrolment (with the password as proof) and answers
+// its secret (base32).
 func (a *routes) totpSetup(w http.ResponseWriter, r *http.Request) {
 	u, ok := a.user(w, r)
 	if !ok {
 		return
 	}
-	e, err := a.in.users.BeginTOTP(r.Context(), u)
+	proof := users.Proof{Password: r.PostFormValue("password")}
+	e, err := a.in.users.BeginTOTP(r.Context(), a.in.sm, u, proof, middleware.Client(r))
 	if err != nil {
 		users.WriteError(w, r, err)
 		return
@@ -331,7 +364,8 @@ func (a *routes) totpConfirm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	codes, err := a.in.users.ConfirmTOTP(r.Context(), u, r.PostFormValue("code"), middleware.Client(r))
+	proof := users.Proof{Password: r.PostFormValue("password")}
+	codes, err := a.in.users.ConfirmTOTP(r.Context(), a.in.sm, u, proof, r.PostFormValue("code"), middleware.Client(r))
 	if err != nil {
 		users.WriteError(w, r, err)
 		return
