@@ -66,19 +66,31 @@ func NewKeyring(current []byte, previous ...[]byte) (*Keyring, error) {
 	return k, nil
 }
 
+// howToMakeSecret ends the errors of ParseKeyring, whose input is usually
+// the DYNAGUARD_SECRET variable.
+const howToMakeSecret = "DYNAGUARD_SECRET takes hex secrets of at least 32 bytes, current first, comma-separated; " +
+	"make one with `dynaguard secret` (go run github.com/dynaguard/dynaguard/cmd/dynaguard@latest secret) or `openssl rand -hex 32`"
+
 // ParseKeyring reads hex secrets separated by commas, current first — the
-// format of DYNAGUARD_SECRET.
+// format of DYNAGUARD_SECRET. Its errors say how to make a secret.
 func ParseKeyring(hexSecrets string) (*Keyring, error) {
+	if strings.TrimSpace(hexSecrets) == "" {
+		return nil, fmt.Errorf("%w: no secret given (is DYNAGUARD_SECRET set?). %s", ErrSecretTooShort, howToMakeSecret)
+	}
 	parts := strings.Split(strings.TrimSpace(hexSecrets), ",")
 	secrets := make([][]byte, 0, len(parts))
 	for i, p := range parts {
 		b, err := hex.DecodeString(strings.TrimSpace(p))
 		if err != nil {
-			return nil, fmt.Errorf("dynaguard: secret %d is not hex: %w", i, err)
+			return nil, fmt.Errorf("dynaguard: secret %d is not hex: %w. %s", i, err, howToMakeSecret)
 		}
 		secrets = append(secrets, b)
 	}
-	return NewKeyring(secrets[0], secrets[1:]...)
+	k, err := NewKeyring(secrets[0], secrets[1:]...)
+	if err != nil {
+		return nil, fmt.Errorf("%w. %s", err, howToMakeSecret)
+	}
+	return k, nil
 }
 
 // DerivedKey is a 32-byte key for one purpose, from one secret of the

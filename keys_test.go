@@ -97,3 +97,22 @@ func TestKeyringCachesDerivedKeys(t *testing.T) {
 		t.Errorf("Key allocates %v times after the first derivation", n)
 	}
 }
+
+// A missing or bad DYNAGUARD_SECRET says what the variable takes and how to
+// make a value, and still matches ErrSecretTooShort where it is too short.
+func TestParseKeyringErrorsSayHowToMakeASecret(t *testing.T) {
+	for _, in := range []string{"", "  ", "zz", strings.Repeat("ab", 16), strings.Repeat("ab", 32) + ",abcd"} {
+		_, err := dynaguard.ParseKeyring(in)
+		if err == nil {
+			t.Fatalf("ParseKeyring(%q) accepted", in)
+		}
+		for _, want := range []string{"DYNAGUARD_SECRET", "dynaguard secret", "openssl rand -hex 32"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("ParseKeyring(%q): %q lacks %q", in, err, want)
+			}
+		}
+		if in != "zz" && !errors.Is(err, dynaguard.ErrSecretTooShort) {
+			t.Errorf("ParseKeyring(%q): %v is not ErrSecretTooShort", in, err)
+		}
+	}
+}

@@ -140,7 +140,7 @@ func secrets(log *slog.Logger, dev bool) (*dynaguard.Keyring, error) {
 	if s == "" {
 		if !dev {
 			return nil, errors.New("DYNAGUARD_SECRET is not set: give it at least 32 random bytes in hex " +
-				"(for example: openssl rand -hex 32), or run with -dev")
+				"(make one with `go run ./cmd/dynaguard secret` or `openssl rand -hex 32`), or run with -dev")
 		}
 		var b [32]byte
 		if _, err := rand.Read(b[:]); err != nil {

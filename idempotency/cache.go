@@ -82,10 +82,3 @@ func (c *cache) remove(el *list.Element) {
 	delete(c.items, e.pk)
 	c.used -= e.size
 }
-
-// len reports the number of entries (for tests).
-func (c *cache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len()
-}

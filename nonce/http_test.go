@@ -374,8 +374,7 @@ func TestBodyLimit(t *testing.T) {
 }
 
 func TestErrorHandlerRerendersWithInput(t *testing.T) {
-	var e *env
-	e = newEnv(t, func(c *Config) {
+	e := newEnv(t, func(c *Config) {
 		c.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 			if !errors.Is(err, ErrExpired) {
 				DefaultErrorHandler(w, r, err)

@@ -266,7 +266,7 @@ func TestMain(m *testing.M) {
 		rssChild(mode)
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(ddbtest.Main(m, "github.com/dynaguard/dynaguard/users"))
 }
 
 const rssLogins = 500

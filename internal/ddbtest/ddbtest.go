@@ -51,9 +51,11 @@ func Client(t testing.TB) *dynamodb.Client {
 	return client
 }
 
-// NewClient returns a client for a DynamoDB Local endpoint.
+// NewClient returns a client for a DynamoDB Local endpoint. It notes which
+// package of the module makes each request (see [Main]).
 func NewClient(endpoint string) *dynamodb.Client {
 	return dynamodb.New(dynamodb.Options{
+		APIOptions:   recordUsage,
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(endpoint),
 		Credentials:  credentials.NewStaticCredentialsProvider("dynaguard", "dynaguard", ""),

@@ -7,7 +7,6 @@ import (
 	"github.com/dynaguard/dynaguard/users"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"time"
 
@@ -447,5 +446,3 @@ func (m *meter) measureForm(b *browser, flow, request, path string, fields map[s
 	}
 	return m.measure(flow, request, want, func() *httptest.ResponseRecorder { return b.post(path, form) })
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
