@@ -27,10 +27,6 @@ var (
 	adLabel     = "dynaguard/session/v1\x00"
 )
 
-// errOpen is returned for data that does not authenticate. It never leaves
-// the package: such a session is reported as absent.
-var errOpen = seal.ErrOpen
-
 // sealKey is one key of PurposeSessionEncryption.
 type sealKey struct {
 	seal.Key
