@@ -33,7 +33,7 @@ test-go: vet
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 	@# Allocation tests are built only without -race (the race detector
 	@# empties sync.Pools at random), so they get a run of their own.
-	$(GO) test -count=1 -run 'Allocations' ./nonce/
+	$(GO) test -count=1 -run 'Allocations' ./nonce/ ./internal/budget/
 
 vet:
 	$(GO) vet ./...

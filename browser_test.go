@@ -285,6 +285,12 @@ func TestBrowserFlows(t *testing.T) {
 	tb.open("/register")
 	tb.shot("register")
 	tb.fill("#email", acct.email, "#username", acct.username, "#password", acct.password)
+	// The quiet sign-up: every sign-up lands on the login page with the
+	// same message; the new account then logs in.
+	tb.submit("main form button[type=submit]", "/login")
+	tb.expectStatus(200)
+	tb.shot("login-after-signup")
+	tb.fill("#login", acct.email, "#password", acct.password)
 	tb.submit("main form button[type=submit]", "/account")
 	tb.expectStatus(200)
 	if got := tb.text("dl.facts"); !strings.Contains(got, acct.email) {

@@ -35,7 +35,7 @@ func ExampleNewKeyring() {
 	// Output:
 	// 32 false
 	// 2 false true
-	// dynaguard: secret must be at least 32 bytes (secret 0 has 3)
+	// dynaguard: secret must be at least 32 bytes (secret 0 has 3). DYNAGUARD_SECRET takes hex secrets of at least 32 bytes, current first, comma-separated; make one with `dynaguard secret` (go run github.com/dynaguard/dynaguard/cmd/dynaguard@latest secret) or `openssl rand -hex 32`
 }
 
 // At start-up: create the table when it is missing, or check that it has

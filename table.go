@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynaguard/dynaguard/internal/tablehealth"
 )
 
 // The fixed table layout. Every component reads and writes these attribute
@@ -116,10 +118,26 @@ func (t *Table) Create(ctx context.Context) error {
 		}
 		return fmt.Errorf("dynaguard: create table %s: %w", t.Name, Classify(err))
 	}
+	return t.finishCreate(ctx, admin, false)
+}
+
+// finishCreate waits for a new table and turns TTL on; with ifOff, only
+// when it is not on already (another creator may have turned it on, and
+// DynamoDB refuses to enable it twice).
+func (t *Table) finishCreate(ctx context.Context, admin AdminAPI, ifOff bool) error {
 	if err := t.waitActive(ctx, admin); err != nil {
 		return err
 	}
-	_, err = admin.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+	if ifOff {
+		d, err := admin.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(t.Name)})
+		if err != nil {
+			return fmt.Errorf("dynaguard: describe TTL of %s: %w", t.Name, Classify(err))
+		}
+		if ttlProblems(d.TimeToLiveDescription) == nil {
+			return nil
+		}
+	}
+	_, err := admin.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
 		TableName: aws.String(t.Name),
 		TimeToLiveSpecification: &types.TimeToLiveSpecification{
 			AttributeName: aws.String(AttrTTL),
@@ -165,11 +183,32 @@ func tableActive(d *types.TableDescription) bool {
 
 // Ensure creates the table when it does not exist, then checks it. It is what
 // an application calls at start-up when it may own its table.
+//
+// It also lets dynaguard own the table from then on: should the table
+// disappear while the application runs, the first component call that
+// finds it missing starts one background watcher that creates it again
+// (internal/tablehealth). Without Ensure, a missing table is only watched
+// for and logged, never created.
 func (t *Table) Ensure(ctx context.Context) error {
+	tablehealth.For(t, t.Name).SetRecreate(t.ensure)
+	return t.ensure(ctx)
+}
+
+func (t *Table) ensure(ctx context.Context) error {
 	err := t.Check(ctx)
 	var ce *CheckError
 	if errors.As(err, &ce) && ce.Has(ProblemMissing) {
-		if err := t.Create(ctx); err != nil && !errors.Is(err, ErrTableExists) {
+		err := t.Create(ctx)
+		if errors.Is(err, ErrTableExists) {
+			// Another instance is creating it, or a retried CreateTable
+			// found the one its timed-out first attempt made: it may not
+			// be ACTIVE, nor have TTL, yet.
+			var admin AdminAPI
+			if admin, err = t.admin(); err == nil {
+				err = t.finishCreate(ctx, admin, true)
+			}
+		}
+		if err != nil {
 			return err
 		}
 		return t.Check(ctx)

@@ -77,7 +77,10 @@ func run(log *slog.Logger, addr, table, baseURL string, dev bool) error {
 		// and the SDK warns about each one.
 		ddbOpts = append(ddbOpts, func(o *dynamodb.Options) { o.DisableValidateResponseChecksum = true })
 	}
-	tbl := dynaguard.NewTable(dynamodb.NewFromConfig(cfg, ddbOpts...), table)
+	// NewClient bounds every attempt, retries within the SDK's retry quota
+	// and fails fast while DynamoDB is down (see the README's "Client and
+	// budget"); its defaults fit the stack's 3 s budget.
+	tbl := dynaguard.NewTable(dynaguard.NewClient(cfg, dynaguard.ClientConfig{}, ddbOpts...), table)
 	if err := tbl.Ensure(setupCtx); err != nil {
 		return fmt.Errorf("table %s: %w", table, err)
 	}
@@ -101,10 +104,13 @@ func run(log *slog.Logger, addr, table, baseURL string, dev bool) error {
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second, // well below sessionstore's TombstoneTTL (1 h)
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Far above the request budget (3 s; 503 once it is spent), so an
+		// answer is always written rather than the connection closed; well
+		// below sessionstore's TombstoneTTL (1 h).
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 func TestDoExactlyOnceAcrossInstances(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	guards := []*Guard{e.guard(nil, nil), e.guard(nil, nil)}
+	guards := []*Guard{e.guard(nil, contended), e.guard(nil, contended)}
 	var runs, inFlight atomic.Int64
 	fn := func(ctx context.Context) ([]byte, error) {
 		runs.Add(1)

@@ -77,6 +77,11 @@ func (e *env) guard(tbl *dynaguard.Table, mod func(*Config)) *Guard {
 	return g
 }
 
+// contended gives a guard a minute's budget: a hundred writes contending
+// for one key can queue past the default 3 s under -race on a busy shared
+// machine, and the tests that use it are about exactly-once, not time.
+func contended(c *Config) { c.Budget = time.Minute }
+
 // item reads the record for pk straight from the table.
 func (e *env) item(pk string) map[string]types.AttributeValue {
 	e.t.Helper()

@@ -12,12 +12,15 @@ import (
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/authctx"
+	"github.com/dynaguard/dynaguard/internal/budget"
 	"github.com/dynaguard/dynaguard/internal/problem"
 )
 
 // finishTimeout bounds the completion or release write after the handler
 // returns. It runs on a context detached from the request's, so a client
-// that hangs up does not leave its key claimed.
+// that hangs up does not leave its key claimed; inside a request budget it
+// ends at most budget.Grace after the request's deadline, so the answer is
+// not held up by a DynamoDB that stopped answering.
 const finishTimeout = 10 * time.Second
 
 type handler struct {
@@ -166,7 +169,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, cr claimReq, sent 
 		// The handler panicked. Deal with the key, then let the panic go
 		// on to the application's recovery, stack intact.
 		lost, marked := c.stop()
-		fctx, fcancel := context.WithTimeout(context.WithoutCancel(r.Context()), finishTimeout)
+		fctx, fcancel := budget.Detach(r.Context(), finishTimeout)
 		defer fcancel()
 		switch {
 		case lost && !marked:
@@ -194,7 +197,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, cr claimReq, sent 
 		status = http.StatusOK
 		rw.header = snapshot(w.Header(), g.replay)
 	}
-	fctx, fcancel := context.WithTimeout(context.WithoutCancel(r.Context()), finishTimeout)
+	fctx, fcancel := budget.Detach(r.Context(), finishTimeout)
 	defer fcancel()
 	if !c.final.Load() && releases(status) {
 		g.release(fctx, pk, owner)

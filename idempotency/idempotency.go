@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/budget"
 )
 
 // Errors. Storage failures wrap the classified DynamoDB error, so
@@ -98,6 +99,12 @@ var neverReplayed = map[string]bool{
 type Config struct {
 	// Table holds the records (prefix "idem#"). Required.
 	Table *dynaguard.Table
+
+	// Budget bounds each DynamoDB call this component makes when the
+	// request's context has no earlier deadline (middleware.Stack sets one
+	// for the whole request from its own Budget). A call past it fails
+	// closed: 503 with Retry-After. Default 3 s.
+	Budget time.Duration
 
 	// Keyring keys the request fingerprints (HMAC under
 	// dynaguard.PurposeIdempotencyFingerprint, so a table dump does not
@@ -232,7 +239,7 @@ func New(cfg Config) (*Guard, error) {
 		return nil, fmt.Errorf("%w: Keyring is required (it keys fingerprints and seals stored responses)", ErrInvalidConfig)
 	}
 	g := &Guard{
-		store:     newStore(cfg.Table),
+		store:     newStore(budget.Table(cfg.Table, cfg.Budget)),
 		retention: cfg.Retention,
 		lease:     cfg.Lease,
 		maxBody:   cfg.MaxBodyBytes,

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dynaguard/dynaguard/internal/budget"
 )
 
 type claimKey struct{}
@@ -129,18 +131,26 @@ func (c *claimState) markFinal(ctx context.Context) error {
 	case c.lost:
 		return ErrLeaseLost
 	}
+	// Bounded by the request's budget (plus budget.Grace) and by the lease
+	// still secured: a mark that lands after that protects nothing.
+	mctx, mcancel := budget.Detach(ctx, finishTimeout)
+	defer mcancel()
 	var err error
 	for attempt := range markAttempts {
 		if attempt > 0 {
 			t := time.NewTimer(time.Duration(50<<attempt) * time.Millisecond)
-			<-t.C
+			select {
+			case <-t.C:
+			case <-mctx.Done():
+				t.Stop()
+			}
 		}
 		sent := time.Now()
 		deadline := c.secured.Add(-c.g.skew)
-		if !sent.Before(deadline) {
+		if !sent.Before(deadline) || mctx.Err() != nil {
 			break
 		}
-		actx, cancel := context.WithDeadline(context.WithoutCancel(ctx), earliest(sent.Add(5*time.Second), deadline))
+		actx, cancel := context.WithDeadline(mctx, deadline)
 		err = c.g.store.mark(actx, c.pk, c.owner, c.g.clock.Now(), c.g.lease, c.g.retention)
 		cancel()
 		switch {

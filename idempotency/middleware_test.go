@@ -31,7 +31,7 @@ func TestConcurrentDuplicatesAcrossInstancesRunOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	h := &counter{delay: 20 * time.Millisecond}
-	handlers := []http.Handler{e.guard(nil, nil).Handler(h), e.guard(nil, nil).Handler(h)}
+	handlers := []http.Handler{e.guard(nil, contended).Handler(h), e.guard(nil, contended).Handler(h)}
 
 	const n = 100
 	results := make([]*httptest.ResponseRecorder, n)

@@ -13,6 +13,10 @@
 //     scheme for HSTS. Forwarding headers are believed only from proxies the
 //     app names, so an attacker cannot pick a fresh address per request to
 //     dodge per-IP limits.
+//   - Bound: at most MaxInFlight requests at once (503 + Retry-After at
+//     once beyond), and a deadline of Budget (3 s) for each request's
+//     DynamoDB work, so a DynamoDB that stalls costs bounded goroutines,
+//     sockets and waiting, and every request is answered.
 //
 // Chain puts them in order, outermost first.
 //
@@ -20,7 +24,7 @@
 //
 // Stack (see New and Stack.Handler) is the documented order of the whole
 // suite: Recover → RealIP → SecurityHeaders → TRACE and CONNECT refused →
-// http.CrossOriginProtection → scs LoadAndSave (sessionstore) →
+// Bound → http.CrossOriginProtection → scs LoadAndSave (sessionstore) →
 // users.LoadUser → a single-use nonce on every unsafe request outside the
 // API prefix (purpose = the escaped request path), or an Idempotency-Key on
 // API routes → the application's router. The branch is chosen on the escaped

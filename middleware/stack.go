@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/alexedwards/scs/v2"
 
@@ -28,7 +29,9 @@ import (
 type Config struct {
 	// Sessions is the scs session manager. Its Store should be a
 	// *sessionstore.Store and its Codec sessionstore.Codec{} (the codec
-	// is what lets unchanged sessions skip their write).
+	// is what lets unchanged sessions skip their write). If it kept scs's
+	// default ErrorFunc (500), New sets one that answers 503 with
+	// Retry-After, like every other storage failure.
 	Sessions *scs.SessionManager
 	// Users loads the logged-in user on every request.
 	Users *users.Users
@@ -89,6 +92,12 @@ type Config struct {
 	// MaxBodyBytes, and every other route's by the Nonces'. Default
 	// nonce.DefaultMaxBodyBytes (10 MiB).
 	MaxBodyBytes int64
+
+	// Budget is the time each request may spend on DynamoDB work (see
+	// Bound); default DefaultBudget (3 s). MaxInFlight bounds the requests
+	// served at once; default 100 × Budget in seconds.
+	Budget      time.Duration
+	MaxInFlight int
 }
 
 // Stack is the documented order of dynaguard's middleware, ready to wrap a
@@ -125,12 +134,14 @@ func New(cfg Config) (*Stack, error) {
 		return nil, errors.New("middleware: Config.MaxBodyBytes is negative")
 	}
 	exempt := exempter(cfg)
+	adoptSessionErrors(cfg.Sessions, cfg.Logger)
 	st := &Stack{
 		outer: Chain(
 			Recover(cfg.Logger),
 			RealIP(cfg.ClientIP), // before SecurityHeaders, which asks it whether the client uses HTTPS
 			SecurityHeaders(cfg.Headers),
 			refuseMethods,
+			Bound(BoundConfig{Budget: cfg.Budget, MaxInFlight: cfg.MaxInFlight}),
 			crossOriginExcept(cfg.CrossOrigin, exempt),
 			sessionsOf(cfg),
 			identityOf(cfg),
@@ -167,6 +178,7 @@ func apiChain(cfg Config) Middleware {
 //	RealIP                      the client address and scheme, from trusted proxies only
 //	SecurityHeaders             nosniff, Referrer-Policy, frame-ancestors, HSTS
 //	                            TRACE and CONNECT refused (405)
+//	Bound                       503 beyond MaxInFlight; the request's DynamoDB budget
 //	http.CrossOriginProtection  cross-site unsafe requests refused before any work
 //	scs LoadAndSave             the session: 1 consistent GetItem, 0–1 write
 //	users.LoadUser              the user: 1 consistent GetItem; stale sessions end
@@ -178,13 +190,14 @@ func apiChain(cfg Config) Middleware {
 //	  every other route:        single-use nonce on unsafe methods, purpose =
 //	                            escaped path, body limited to the Nonces' MaxBodyBytes
 //	  Exempt routes:            neither, and no cross-origin check (see Config.Exempt)
-//	next
+//	next                        not started once the budget is spent (503)
 //
 // Cheap refusals come first: a cross-origin request never touches
 // DynamoDB, and a forged nonce is refused in memory before its one write.
 // The session is loaded before the user, and both before the nonce and the
 // idempotency key, because those are bound to (or scoped by) who is asking.
 func (s *Stack) Handler(next http.Handler) http.Handler {
+	next = budgetGate(next)
 	apiH, pages := s.api(next), s.pages(next)
 	return s.outer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.exempt && isExempt(r) {

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/budget"
 )
 
 // Defaults of [Config].
@@ -38,6 +39,13 @@ type Config struct {
 	// Table is where consumptions are recorded (one item per used nonce,
 	// under dynaguard.PrefixNonce). Required.
 	Table *dynaguard.Table
+
+	// Budget bounds each DynamoDB call this component makes when the
+	// request's context has no earlier deadline (middleware.Stack sets one
+	// for the whole request from its own Budget). A call past it fails
+	// closed: 503 with Retry-After. Default 3 s.
+	Budget time.Duration
+
 	// Keys signs tokens and the browser cookie, with the keys derived for
 	// dynaguard.PurposeNonceHash and dynaguard.PurposeNonceBlock. Tokens are
 	// issued with the current secret and accepted with any listed one, so
@@ -156,7 +164,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, errors.New("nonce: Config.Keys is required")
 	}
 	m := &Manager{
-		table:        cfg.Table,
+		table:        budget.Table(cfg.Table, cfg.Budget),
 		tableName:    aws.String(cfg.Table.Name),
 		ttl:          or(cfg.TTL, DefaultTTL),
 		fieldName:    or(cfg.FieldName, DefaultFieldName),

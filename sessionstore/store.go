@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/budget"
 )
 
 // Defaults of Config.
@@ -78,6 +79,12 @@ type Config struct {
 	// Table is where sessions live. It may be shared with every other
 	// dynaguard component.
 	Table *dynaguard.Table
+
+	// Budget bounds each DynamoDB call this component makes when the
+	// request's context has no earlier deadline (middleware.Stack sets one
+	// for the whole request from its own Budget). A call past it fails
+	// closed: 503 with Retry-After. Default 3 s.
+	Budget time.Duration
 
 	// Keys keys the token hash (dynaguard.PurposeSessionID) and the data
 	// encryption (dynaguard.PurposeSessionEncryption).
@@ -176,7 +183,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, errors.New("sessionstore: Config.Keys is required")
 	}
 	s := &Store{
-		tbl:        cfg.Table,
+		tbl:        budget.Table(cfg.Table, cfg.Budget),
 		encrypt:    !cfg.Plaintext,
 		tableName:  aws.String(cfg.Table.Name),
 		consistent: aws.Bool(!cfg.EventuallyConsistent),

@@ -31,41 +31,51 @@ type Credentials struct {
 // What an attempt costs, in order (every read strongly consistent):
 //
 //  1. one BatchGetItem: the uniqueness marker of the login name, the
-//     attempt counter of (login name, client address) and the failure
-//     counter of the client address. A throttled attempt stops here, before
-//     any password work, with a *ThrottledError that says when to retry.
+//     attempt counter of (login name, client address), the failure
+//     counters of the client address and of its wider ranges (by default
+//     the IPv4 /24, or the IPv6 /56 and /48) and, when the request carries
+//     a device cookie whose MAC checks out, that device's counter. Whether
+//     the cookie is this account's is known from the marker: if it is, the
+//     device's counter alone applies (Throttle.PerDevice); otherwise the
+//     others do. A throttled attempt stops here, before any password work,
+//     with a *ThrottledError that says when to retry.
 //  2. a hashing slot (ErrBusy if none frees up within HashWait; nothing
 //     has been counted then). The slot is held through step 6's failure
 //     counts.
 //  3. one GetItem: the account the marker points at — or, for a login name
-//     with no account, that name's failure counter, so both cost the same.
-//     An account at Throttle.MaxFailures stops here (Locked).
+//     with no account, that name's count, so both cost the same. For an
+//     unknown client, the account's unknown-client count
+//     (Throttle.UnknownClients, MaxFailures) is checked here: over it, a
+//     *ThrottledError, still before any hashing.
 //  4. one conditional UpdateItem that counts the attempt before the
-//     password is checked: concurrent attempts cannot slip past the limit.
+//     password is checked — on the device's counter or the (login name,
+//     address) one: concurrent attempts cannot slip past the limit.
 //  5. exactly one password verification — against the account's hash, or
 //     against a dummy hash for an unknown login name or an unusable stored
-//     hash. A disabled account is verified too, and fails whatever the
-//     result.
-//  6. failure: two UpdateItems (the account's — or the unknown name's —
-//     consecutive failure count, and the client address's counter).
-//     Success: one DeleteItem (the attempt counter), plus one UpdateItem
-//     when the failure count must be reset or the hash upgraded (a hash of
-//     an older algorithm, parameters or pepper is replaced, on condition
-//     that it is still the stored one).
+//     hash (a stored hash over the cost caps is refused unverified). A
+//     disabled account is verified too, and fails whatever the result.
+//  6. failure of an unknown client: UpdateItems, sent at once, on the
+//     account's (or the unknown name's) unknown-client count, the client
+//     address's counter and each range's — 3 for IPv4, 4 for IPv6 with the
+//     default ranges. A known device's failure writes nothing more (its
+//     reservation is its count). Success: one DeleteItem (the attempt
+//     counter), plus one UpdateItem when the hash must be upgraded (a hash
+//     of an older algorithm, parameters or pepper is replaced, on condition
+//     that it is still the stored one); the device cookie is set on the
+//     response when the request came through LoadUser (no storage).
 //
-// Because the account's failure count is read (step 3) and a failure added
-// to it (step 6) inside one hashing slot, Throttle.MaxFailures is exceeded
-// by at most the verifications that run at the same moment: at most
-// MaxFailures + S - 1 passwords are verified against an account between
-// two successes, S being the hashing slots of every instance together (the
-// sum of their HashConcurrency). See Throttle.
+// Because the unknown-client count is read (step 3) and a failure added to
+// it (step 6) inside one hashing slot, its limits are exceeded by at most
+// the verifications that run at the same moment: S - 1 more, S being the
+// hashing slots of every instance together (the sum of their
+// HashConcurrency). See Throttle.
 //
 // Unknown, wrong and disabled therefore make the same calls and the same
 // hash work. The one difference left is the verification itself when the
 // account still has a legacy hash (bcrypt, Django) until its first login.
 func (s *Users) Authenticate(ctx context.Context, c Credentials) (*User, error) {
-	kind, key := normalizeLogin(c.Login)
-	return s.attempt(ctx, target{kind: kind, key: key}, c.Password, c.IP)
+	kind, key, legacy := normalizeLoginLegacy(c.Login)
+	return s.attempt(ctx, target{kind: kind, key: key, legacy: legacy}, c.Password, c.IP)
 }
 
 // target is whose password an attempt checks: a login name, or (when the
@@ -73,6 +83,11 @@ func (s *Users) Authenticate(ctx context.Context, c Credentials) (*User, error) 
 type target struct {
 	kind, key string
 	uid       string
+	// legacy is the key the login name had before email domains were
+	// processed under UTS #46, when it differs ("" otherwise): an account
+	// registered before then is found under it (read in the same
+	// BatchGetItem) until its address is changed.
+	legacy string
 }
 
 func (t target) account() string {
@@ -110,49 +125,103 @@ func (s *Users) throttled(d time.Duration) error {
 	return &ThrottledError{RetryAfter: d}
 }
 
+// reservation is the counter an attempt is paid for on before its
+// password is checked: the device's for a known device, else the (login
+// name, address) pair's.
+type reservation struct {
+	pk     string
+	lim    Limit
+	end    time.Time
+	seen   counter
+	exists bool
+}
+
+func (r *reservation) read(items map[string]item, now time.Time) {
+	if it := items[r.pk]; it != nil && !dynaguard.Expired(it, now) {
+		r.exists, r.seen = true, decodeCounter(it)
+	}
+}
+
+func liveCounter(items map[string]item, pk string, now time.Time) counter {
+	if it := items[pk]; it != nil && !dynaguard.Expired(it, now) {
+		return decodeCounter(it)
+	}
+	return counter{}
+}
+
 func (s *Users) attempt(ctx context.Context, t target, password string, ip netip.Addr) (*User, error) {
 	now := s.now()
 	k := s.keysFor(t.account(), ip, now)
-	first := []string{k.pair, k.ip}
-	var marker string
+	ranges := s.rangeKeys(ip, now)
+	first := make([]string, 0, 5+len(ranges))
+	first = append(first, k.pair, k.ip)
+	for _, r := range ranges {
+		first = append(first, r.pk)
+	}
+	var (
+		marker string
+		dev    *device
+		dr     *deviceRequest
+		devRes reservation
+	)
+	var legacyMarker string
 	if t.uid == "" {
 		marker = markerPK(t.kind, t.key)
 		first = append(first, marker)
+		if t.legacy != "" {
+			legacyMarker = markerPK(t.kind, t.legacy)
+			first = append(first, legacyMarker)
+		}
+		// A device cookie is read with the rest; whether it is this
+		// account's is known once the marker is.
+		if dev, dr = s.deviceOf(ctx); dev != nil {
+			devRes.pk, devRes.end = s.deviceKey(dev, now)
+			devRes.lim = s.throttle.PerDevice
+			first = append(first, devRes.pk)
+		}
 	}
 	items, err := s.st.batchGet(ctx, first...)
 	if err != nil {
 		return nil, err
 	}
-	pairItem := items[k.pair]
-	pairExists := pairItem != nil && !dynaguard.Expired(pairItem, now)
-	var pair, ipc counter
-	if pairExists {
-		pair = decodeCounter(pairItem)
+	uid := t.uid
+	if uid == "" {
+		uid, _ = dynaguard.Str(items[marker], attrUID)
 	}
-	if it := items[k.ip]; it != nil && !dynaguard.Expired(it, now) {
-		ipc = decodeCounter(it)
+	if uid == "" && legacyMarker != "" {
+		uid, _ = dynaguard.Str(items[legacyMarker], attrUID)
 	}
-	if wait := max(s.throttle.PerAccount.wait(pair, now), s.throttle.PerIP.wait(ipc, now)); wait > 0 {
+	known := dev.isFor(uid)
+	res := reservation{pk: k.pair, lim: s.throttle.PerAccount, end: k.pairEnd}
+	if known {
+		res = devRes
+	}
+	res.read(items, now)
+	wait := res.lim.wait(res.seen, now)
+	if !known {
+		wait = max(wait, s.throttle.PerIP.wait(liveCounter(items, k.ip, now), now))
+		for _, r := range ranges {
+			wait = max(wait, r.lim.wait(liveCounter(items, r.pk, now), now))
+		}
+	}
+	if wait > 0 {
 		return nil, s.throttled(wait)
 	}
 	// The account (or, for a login name with no account, that name's
 	// failure count) — read only once a hashing slot is held.
-	pk, uid := k.unknownAccount, t.uid
-	if uid == "" {
-		uid, _ = dynaguard.Str(items[marker], attrUID)
-	}
+	pk := k.unknownAccount
 	if uid != "" {
 		pk = userPK(uid)
 	}
 
 	// From here to the failure count, the attempt holds a hashing slot:
-	// the account's failure count is read, checked against MaxFailures,
-	// and — after a wrong password — incremented, all while the slot is
-	// held. So an attempt that read a count under the cap and has not yet
-	// added its failure always holds a slot: when the MaxFailures-th
-	// failure is counted, at most (every instance's HashConcurrency, added
-	// up) - 1 verifications are still in flight to pass it. A login
-	// refused as busy was never counted.
+	// the account's unknown-client count is read, checked, and — after a
+	// wrong password — incremented, all while the slot is held. So an
+	// attempt that read a count under the limit and has not yet added its
+	// failure always holds a slot: when the limit is reached, at most
+	// (every instance's HashConcurrency, added up) - 1 verifications are
+	// still in flight to pass it. A login refused as busy was never
+	// counted.
 	release, err := s.limiter.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -174,36 +243,52 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		s.log.ErrorContext(ctx, "users: uniqueness marker points at a missing account", "user", uid)
 	}
 	var u *User
-	var fails int64
-	if acctPK, _ := dynaguard.Str(acct, dynaguard.AttrPK); acct != nil && acctPK == k.unknownAccount {
-		if !dynaguard.Expired(acct, now) {
-			fails, _ = dynaguard.Int(acct, attrFails)
-		}
-	} else if acct != nil {
+	if acctPK, _ := dynaguard.Str(acct, dynaguard.AttrPK); acct != nil && acctPK != k.unknownAccount {
 		if u, err = decodeUser(acct); err != nil {
 			return nil, errors.Join(ErrUnavailable, err)
 		}
-		fails = u.fails
+	} else if acctPK != k.unknownAccount {
+		acct = nil // a marker without its account: counted like an unknown name
 	}
-	if fails >= int64(s.throttle.MaxFailures) {
+	if u != nil && u.TOTPEnabled && u.fails >= int64(s.throttle.MaxFailures) {
+		// Locked by failed second-factor codes (see CompleteLogin).
 		return nil, &ThrottledError{Locked: true}
 	}
+	uc, ucLive := unknownCount(acct, u != nil, s.throttle.UnknownClients.Window, now)
+	if !known {
+		if uc.n >= int64(s.throttle.MaxFailures) {
+			return nil, s.throttled(time.Unix(uc.last, 0).Add(s.throttle.UnknownClients.Window).Sub(now))
+		}
+		if w := s.throttle.UnknownClients.wait(uc, now); w > 0 {
+			return nil, s.throttled(w)
+		}
+	}
 
-	success, newHash, newPepper, err := s.checkPassword(ctx, k, pair, pairExists, now, password, u)
+	success, newHash, newPepper, err := s.checkPassword(ctx, res, now, password, u)
 	if err != nil {
 		return nil, err
 	}
 
 	if !success {
+		if known {
+			// The device's reservation is its count; nobody else's
+			// counters move for it.
+			return nil, ErrInvalidCredentials
+		}
+		countPK, isAccount := k.unknownAccount, false
 		if u != nil {
-			err = s.st.countAccountFailure(ctx, u.ID)
-		} else {
-			err = s.st.countUnknownFailure(ctx, k.unknownAccount, k.unknownAccountTTL)
+			countPK, isAccount = userPK(u.ID), true
 		}
-		if err == nil {
-			err = s.st.countIPFailure(ctx, k.ip, now, k.ipEnd)
+		writes := make([]func(context.Context) error, 0, 2+len(ranges))
+		writes = append(writes, func(ctx context.Context) error {
+			return s.st.countUnknownClient(ctx, countPK, isAccount, ucLive, s.throttle.UnknownClients.Window, now)
+		}, func(ctx context.Context) error {
+			return s.st.countIPFailure(ctx, k.ip, now, k.ipEnd)
+		})
+		for _, r := range ranges {
+			writes = append(writes, func(ctx context.Context) error { return s.st.countIPFailure(ctx, r.pk, now, r.end) })
 		}
-		if err != nil {
+		if err := parallel(ctx, writes...); err != nil {
 			return nil, err
 		}
 		return nil, ErrInvalidCredentials
@@ -230,8 +315,11 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 			s.log.InfoContext(ctx, "users: password hash upgraded", "user", u.ID)
 		}
 	}
-	if err := s.st.deleteItem(ctx, k.pair); err != nil {
+	if err := s.st.deleteItem(ctx, res.pk); err != nil {
 		return nil, err
+	}
+	if t.uid == "" {
+		s.issueDevice(dr, dev, u.ID)
 	}
 	return u, nil
 }
@@ -240,9 +328,13 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 // with the caller holding a hashing slot: the attempt is counted (one
 // conditional write), then exactly one verification runs, plus the
 // upgraded hash on a success that needs one.
-func (s *Users) checkPassword(ctx context.Context, k throttleKeys, pair counter, pairExists bool, now time.Time, password string, u *User) (success bool, newHash, newPepper string, err error) {
-	if err := s.reservePair(ctx, k, pair, pairExists, now); err != nil {
+func (s *Users) checkPassword(ctx context.Context, res reservation, now time.Time, password string, u *User) (success bool, newHash, newPepper string, err error) {
+	ok, cur, err := s.st.reserve(ctx, res.pk, res.seen, res.exists, res.lim, now, res.end)
+	if err != nil {
 		return false, "", "", err
+	}
+	if !ok {
+		return false, "", "", s.throttled(res.lim.wait(cur, now))
 	}
 	against := u
 	if len(password) > maxPasswordBytes {

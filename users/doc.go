@@ -19,7 +19,7 @@
 //     disabled account and a throttled attempt all return
 //     ErrInvalidCredentials; the first three make the same DynamoDB calls
 //     and exactly one password verification (a dummy one for an unknown
-//     account), and login names without an account are throttled and locked
+//     account), and login names without an account are throttled and capped
 //     exactly like real ones. RequestReset answers the same, and makes the
 //     same calls and writes of the same size, for an address without an
 //     account (a decoy token nobody holds).
@@ -42,13 +42,16 @@
 //   - Brute force and credential stuffing (CWE-307). Attempts are counted
 //     with atomic, conditional DynamoDB writes before any password work, per
 //     login name and client address (5 free, then 30 s doubling to 1 h),
-//     per client address over all accounts (50 free, then the same), and
-//     per account: 100 consecutive failures lock it until a password reset
-//     (exact for second-factor codes, which are counted on the account
-//     before their check; for passwords within the hashing slots in use
-//     at once — see Throttle).
-//     An attacker's failures slow down the attacker's address only, so one
-//     address cannot keep the owner out (see Throttle). A limiter bounds
+//     per client address over all accounts (50 free, then the same) and
+//     its wider ranges (IPv4 /24, IPv6 /56 and /48), and per account for
+//     clients without its device cookie, whatever their address (10 free,
+//     then a doubling delay; at 100, NIST's cap, unknown clients wait until
+//     the window lapses or the password changes). A browser that logged in
+//     before holds a device cookie (OWASP "Slow Down Online Guessing Attacks
+//     with Device Cookies") and is counted on its own: no one else's
+//     failures slow it, so guessing cannot lock the owner out. Failed
+//     second-factor codes lock an account at 100 until a reset (exact: they
+//     are counted on the account before their check). A limiter bounds
 //     concurrent hashing, so a login flood gets 503s instead of exhausting
 //     memory.
 //   - Session fixation (CWE-384). Login renews the session token.
@@ -111,7 +114,12 @@
 // or — for an account with TOTP — records the pending second factor and
 // returns pending = true; the code form's handler calls CompleteLogin.
 // Login itself refuses accounts with TOTP, so no handler skips the second
-// factor by mistake.
+// factor by mistake. Behind LoadUser (as in the middleware package's stack),
+// Authenticate also reads and sets the device cookie that keeps the
+// owner's browsers logging in while guessing from elsewhere is slowed;
+// without it every attempt is an unknown client's — slower for the owner
+// under attack, never weaker. Self-service sign-up calls Register (limited
+// per address; quiet mode for taken addresses) rather than Create.
 //
 // The client address is the application's to resolve (the connection's
 // address unless it trusts a proxy — see the middleware package); users

@@ -13,7 +13,8 @@ package users
 //	    se                          session epoch: +1 to end every session
 //	    ver                         item version: +1 on every change of the above (optimistic concurrency)
 //	    dis                         true while disabled (absent: enabled)
-//	    fails                       consecutive failed logins since the last success
+//	    fails                       consecutive failed second-factor codes since the last accepted one
+//	    ucn, ucla, ucv              failed unknown-client passwords: count, last (Unix s), credential version (dynamo_guessing.go)
 //	    created, pwat               creation / password-set time, Unix seconds
 //	    ev                          true once the email address is verified (absent: not)
 //	    pem, pemn, pemx, pid        a pending email change (dynamo_email.go)
@@ -24,12 +25,16 @@ package users
 //	    rc                          string set: hashes of the unused recovery codes
 //	uniq#email#<normalised>         uniqueness marker → uid; no ttl
 //	uniq#username#<normalised>      uniqueness marker → uid; no ttl
+//	uniq#uskel#<skeleton>           look-alike marker of a username → uid; no ttl (dynamo_identifiers.go)
 //	thr#login#<h(login, source)>#<window>   n, la, ttl: attempts on one login name from one address
 //	thr#ip#<h(source)>#<window>             n, la, ttl: failures from one address
-//	thr#acct#<h(login)>                     fails, ttl: failures on a login name with no account
+//	thr#acct#<h(login)>                     ucn, ucla, ucv, ttl: failures on a login name with no account
+//	thr#dev#<h(device)>#<window>            n, la, ttl: attempts from one device cookie (dynamo_guessing.go)
+//	thr#net#<h(prefix)>#<window>            n, la, ttl: failures from one wider address range
 //	thr#login#<h("mfa", uid, source)>#<window>  n, la, ttl: second-factor attempts (login codes and enrolment confirmations) on one account from one address
 //	thr#tok#<purpose>#ip#<h(source)>#<window>   n, ttl: links of one purpose requested from one address
-//	thr#tok#<purpose>#acct#<h(id)>#<window>     n, ttl: links requested for one address/account
+//	thr#tok#<purpose>#acct#<h(id, source)>#<window>  n, ttl: links requested for one address/account by one client address
+//	thr#tok#<purpose>#acct#<h(id)>#<window>     n, ttl: links requested for one address/account in all
 //	tok#<base64url(sha256(token))>  uid, purp, cv, ver, em, iat, ttl: a one-time token, bound to the
 //	                                account's credential and item versions and exact address (an
 //	                                email change's also emn, nem, nemn; its cancel link pid)
@@ -176,6 +181,9 @@ func decodeUser(it item) (*User, error) {
 	u.epoch, okE = dynaguard.Int(it, attrEpoch)
 	u.version, okV = dynaguard.Int(it, attrVersion)
 	u.fails, _ = dynaguard.Int(it, attrFails)
+	if ucv, _ := dynaguard.Int(it, attrUnknownCV); ucv == u.credVersion {
+		u.unknownFails, _ = dynaguard.Int(it, attrUnknownN)
+	}
 	u.Disabled, _ = dynaguard.BoolAttr(it, attrDisabled)
 	if !okH || !okC || !okE || !okV || u.emailKey == "" || u.usernameKey == "" {
 		return nil, errMalformed
@@ -336,39 +344,6 @@ func (st *store) countIPFailure(ctx context.Context, pk string, now, end time.Ti
 	return nil
 }
 
-// countAccountFailure adds a failure to an account's consecutive count. The
-// condition keeps it from recreating an account deleted meanwhile.
-func (st *store) countAccountFailure(ctx context.Context, uid string) error {
-	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 st.name(),
-		Key:                       dynaguard.Key(userPK(uid)),
-		UpdateExpression:          aws.String("ADD #f :one"),
-		ConditionExpression:       aws.String("attribute_exists(#pk)"),
-		ExpressionAttributeNames:  map[string]string{"#pk": dynaguard.AttrPK, "#f": attrFails},
-		ExpressionAttributeValues: item{":one": dynaguard.N(1)},
-	})
-	if err != nil && !dynaguard.IsConditionFailed(err) {
-		return unavailable("UpdateItem", err)
-	}
-	return nil
-}
-
-// countUnknownFailure adds a failure to the count of a login name that has
-// no account, so that it is throttled and locked exactly like one that has.
-func (st *store) countUnknownFailure(ctx context.Context, pk string, expires time.Time) error {
-	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 st.name(),
-		Key:                       dynaguard.Key(pk),
-		UpdateExpression:          aws.String("ADD #f :one SET #ttl = :exp"),
-		ExpressionAttributeNames:  map[string]string{"#f": attrFails, "#ttl": dynaguard.AttrTTL},
-		ExpressionAttributeValues: item{":one": dynaguard.N(1), ":exp": dynaguard.TTLValue(expires)},
-	})
-	if err != nil {
-		return unavailable("UpdateItem", err)
-	}
-	return nil
-}
-
 // loginSucceeded resets the account's failure count and/or, when newHash is
 // set, replaces the password hash by an upgraded one — only if the
 // credential is still the one that was verified (cv and the old hash
@@ -517,9 +492,11 @@ func (st *store) setDisabled(ctx context.Context, uid string, disabled bool) (*U
 		item{":zero": dynaguard.N(0), ":one": dynaguard.N(1)})
 }
 
-// unlock clears an account's failure count.
+// unlock clears an account's failure counts (second-factor codes and
+// unknown-client passwords).
 func (st *store) unlock(ctx context.Context, uid string) (*User, error) {
-	return st.updateUser(ctx, uid, "SET #f = :zero", "", map[string]string{"#f": attrFails}, item{":zero": dynaguard.N(0)})
+	return st.updateUser(ctx, uid, "SET #f = :zero REMOVE #ucn, #ucla, #ucv", "",
+		map[string]string{"#f": attrFails, "#ucn": attrUnknownN, "#ucla": attrUnknownLast, "#ucv": attrUnknownCV}, item{":zero": dynaguard.N(0)})
 }
 
 // create writes a new account and its two uniqueness markers in one
@@ -542,10 +519,18 @@ func (st *store) create(ctx context.Context, u *User) error {
 		marker(kindEmail, u.emailKey),
 		marker(kindUsername, u.usernameKey),
 	}
+	items = append(items, st.claimSkeleton(u.ID, u.usernameKey)...) // 3, and 4 for accounts from before skeletons
+	usernameItems := len(items)
+	items = append(items, st.checkLegacyEmail(u.Email, u.emailKey)...) // last: keys from before UTS #46 domains
 	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
-		if te := (&TakenError{Email: tc.ConditionFailed(1), Username: tc.ConditionFailed(2)}); te.Email || te.Username {
+		taken := tc.ConditionFailed(2) || tc.ConditionFailed(3) || (usernameItems == 5 && tc.ConditionFailed(4))
+		email := tc.ConditionFailed(1)
+		for i := usernameItems; i < len(items); i++ {
+			email = email || tc.ConditionFailed(i)
+		}
+		if te := (&TakenError{Email: email, Username: taken}); te.Email || te.Username {
 			return te
 		}
 		return ErrConflict // the random user ID exists: the caller draws another
@@ -620,10 +605,13 @@ func (st *store) changeIdentifier(ctx context.Context, u *User, kind, display, k
 		}},
 		{Update: update},
 	}
+	if kind == kindUsername {
+		items = st.moveSkeleton(items, u.ID, oldKey, key) // from index 3
+	}
 	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
-		if tc.ConditionFailed(0) {
+		if tc.ConditionFailed(0) || tc.ConditionFailed(3) || tc.ConditionFailed(4) || tc.ConditionFailed(5) {
 			return nil, &TakenError{Email: kind == kindEmail, Username: kind == kindUsername}
 		}
 		return nil, ErrConflict
@@ -656,6 +644,7 @@ func (st *store) deleteUser(ctx context.Context, u *User) error {
 		}},
 		markerDel(kindEmail, u.emailKey),
 		markerDel(kindUsername, u.usernameKey),
+		st.releaseSkeleton(u.ID, u.usernameKey),
 	}
 	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError
@@ -817,14 +806,14 @@ type issueCounter struct {
 // requests cannot exceed it. For an address without an account the caller
 // passes a decoy record (see RequestReset): the same three writes of the
 // same sizes, for a token nobody holds.
-func (st *store) issueToken(ctx context.Context, ip, acct issueCounter, windowEnd time.Time, pk string, rec tokenRecord, now, expires time.Time) (issueOutcome, error) {
-	err := st.transact(ctx, []types.TransactWriteItem{st.issueCount(ip, windowEnd), st.issueCount(acct, windowEnd), st.tokenPut(pk, rec, now, expires)})
+func (st *store) issueToken(ctx context.Context, ip, acct, total issueCounter, windowEnd time.Time, pk string, rec tokenRecord, now, expires time.Time) (issueOutcome, error) {
+	err := st.transact(ctx, []types.TransactWriteItem{st.issueCount(ip, windowEnd), st.issueCount(acct, windowEnd), st.issueCount(total, windowEnd), st.tokenPut(pk, rec, now, expires)})
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
 		switch {
 		case tc.ConditionFailed(0):
 			return limitedIP, nil
-		case tc.ConditionFailed(1):
+		case tc.ConditionFailed(1), tc.ConditionFailed(2):
 			return limitedAccount, nil
 		}
 		// A token hash that exists already: 2^-256; refuse rather than

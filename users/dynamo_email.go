@@ -43,14 +43,14 @@ func decodePending(it item, u *User) {
 }
 
 // requestEmailChange writes a pending email change in one
-// TransactWriteItems: the two request counters (each under its limit), the
+// TransactWriteItems: the three request counters (each under its limit), the
 // confirmation and cancel tokens, and the pending change on the account —
 // on condition that the account is still at the item version and exact
 // address that u was read at (the confirmation token is bound to the next
 // version, which this write makes), and is not disabled. A pending change
 // already there is replaced; its links die with the version (confirm) and
 // the change ID (cancel).
-func (st *store) requestEmailChange(ctx context.Context, u *User, ip, acct issueCounter, windowEnd time.Time, ch emailChange, now time.Time) (issueOutcome, error) {
+func (st *store) requestEmailChange(ctx context.Context, u *User, ip, acct, total issueCounter, windowEnd time.Time, ch emailChange, now time.Time) (issueOutcome, error) {
 	update := types.TransactWriteItem{Update: &types.Update{
 		TableName:        st.name(),
 		Key:              dynaguard.Key(userPK(u.ID)),
@@ -66,6 +66,7 @@ func (st *store) requestEmailChange(ctx context.Context, u *User, ip, acct issue
 	err := st.transact(ctx, []types.TransactWriteItem{
 		st.issueCount(ip, windowEnd),
 		st.issueCount(acct, windowEnd),
+		st.issueCount(total, windowEnd),
 		st.tokenPut(ch.confirmPK, ch.confirm, now, ch.expires),
 		st.tokenPut(ch.cancelPK, ch.cancelRec, now, ch.expires),
 		update,
@@ -75,9 +76,9 @@ func (st *store) requestEmailChange(ctx context.Context, u *User, ip, acct issue
 		switch {
 		case tc.ConditionFailed(0):
 			return limitedIP, nil
-		case tc.ConditionFailed(1):
+		case tc.ConditionFailed(1), tc.ConditionFailed(2):
 			return limitedAccount, nil
-		case tc.ConditionFailed(4):
+		case tc.ConditionFailed(5):
 			return 0, ErrConflict
 		}
 		return 0, fmt.Errorf("%w: token key collision", ErrUnavailable)

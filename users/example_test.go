@@ -125,7 +125,9 @@ func Example() {
 		}
 		http.Redirect(w, r, "/account", http.StatusSeeOther) // pending until the new address confirms
 	})))
-	log.Fatal(http.ListenAndServe(":8080", sm.LoadAndSave(mux)))
+	// LoadUser around every route: it loads the user, and hands
+	// Authenticate the browser's device cookie (and sets a new one).
+	log.Fatal(http.ListenAndServe(":8080", sm.LoadAndSave(accounts.LoadUser(sm)(mux))))
 }
 
 // Changing the password ends every other session of the user; this one

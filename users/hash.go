@@ -148,15 +148,12 @@ func encodePHC(alg string, p phcParams, salt, key []byte) string {
 	return fmt.Sprintf("$%s$v=19$m=%d,t=%d,p=%d$%s$%s", alg, p.m, p.t, p.p, b64.EncodeToString(salt), b64.EncodeToString(key))
 }
 
-// Bounds on parameters read from a stored hash, so that a corrupted or
-// planted hash cannot make one verification allocate gigabytes or run for
-// minutes. They are far above any sensible configuration.
+// Bounds on what a stored hash may ask for (see hashcaps.go): the cost caps
+// are in maxArgonMemory, maxArgonTime, maxArgonWork, maxPBKDF2Iterations,
+// maxBcryptCost and maxKeyLen; these two are only format sanity.
 const (
-	maxArgonMemory = 1 << 20 // KiB (1 GiB)
-	maxArgonTime   = 64
-	minSaltLen     = 8
-	minKeyLen      = 16
-	maxKeyLen      = 128
+	minSaltLen = 8
+	minKeyLen  = 16
 )
 
 // parsePHC parses $argon2{id,i}$v=19$m=..,t=..,p=..$salt$hash strictly:
@@ -191,16 +188,22 @@ func parsePHC(s string) (phcHash, error) {
 		}
 		vals[i] = n
 	}
-	if vals[0] > maxArgonMemory || vals[1] > maxArgonTime || vals[2] > 255 || vals[0] < 8*vals[2] {
+	if vals[2] > 255 || vals[0] < 8*vals[2] {
 		return h, fmt.Errorf("%w: argon2 parameters out of range", ErrUnsupportedHash)
+	}
+	if err := argonCost(vals[0], vals[1]); err != nil {
+		return h, err
 	}
 	h.m, h.t, h.p = uint32(vals[0]), uint32(vals[1]), uint8(vals[2])
 	var err error
 	if h.salt, err = b64.Strict().DecodeString(parts[4]); err != nil || len(h.salt) < minSaltLen {
 		return h, ErrUnsupportedHash
 	}
-	if h.key, err = b64.Strict().DecodeString(parts[5]); err != nil || len(h.key) < minKeyLen || len(h.key) > maxKeyLen {
+	if h.key, err = b64.Strict().DecodeString(parts[5]); err != nil || len(h.key) < minKeyLen {
 		return h, ErrUnsupportedHash
+	}
+	if len(h.key) > maxKeyLen {
+		return h, &HashCostError{Param: "key length", Value: uint64(len(h.key)), Max: maxKeyLen}
 	}
 	return h, nil
 }
@@ -248,8 +251,8 @@ func (b Bcrypt) Verify(password []byte, encoded string) (bool, error) {
 	if len(password) > BcryptMaxInput {
 		return false, nil
 	}
-	if _, err := bcrypt.Cost([]byte(encoded)); err != nil {
-		return false, fmt.Errorf("%w: %w", ErrUnsupportedHash, err)
+	if err := checkHashCost(encoded); err != nil {
+		return false, err
 	}
 	err := bcrypt.CompareHashAndPassword([]byte(encoded), password)
 	switch {
@@ -278,9 +281,6 @@ type DjangoPBKDF2 struct {
 }
 
 const djangoPBKDF2Prefix = "pbkdf2_sha256$"
-
-// maxPBKDF2Iterations bounds the work one stored hash can demand.
-const maxPBKDF2Iterations = 10_000_000
 
 // RawInput reports true: Django hashes the password as typed.
 func (DjangoPBKDF2) RawInput() bool { return true }
@@ -343,12 +343,18 @@ func parseDjangoPBKDF2(encoded string) (iterations int, salt string, key []byte,
 		return 0, "", nil, ErrUnsupportedHash
 	}
 	it, err := strconv.Atoi(parts[0])
-	if err != nil || it < 1 || it > maxPBKDF2Iterations {
+	if err != nil || it < 1 {
 		return 0, "", nil, ErrUnsupportedHash
 	}
+	if it > maxPBKDF2Iterations {
+		return 0, "", nil, &HashCostError{Param: "PBKDF2 iterations", Value: uint64(it), Max: maxPBKDF2Iterations}
+	}
 	key, err = base64.StdEncoding.Strict().DecodeString(parts[2])
-	if err != nil || len(key) < minKeyLen || len(key) > maxKeyLen {
+	if err != nil || len(key) < minKeyLen {
 		return 0, "", nil, ErrUnsupportedHash
+	}
+	if len(key) > maxKeyLen {
+		return 0, "", nil, &HashCostError{Param: "key length", Value: uint64(len(key)), Max: maxKeyLen}
 	}
 	return it, parts[1], key, nil
 }

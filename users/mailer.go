@@ -77,6 +77,11 @@ const (
 	// password. A code form submitted twice (a double click) triggers it
 	// too, so word the notice "if this was not you".
 	MessageCodeReplayed MessageKind = "totp-code-replayed"
+	// MessageSignupExisting: someone tried to sign up with the account's
+	// email address (Register in quiet mode, SignupConfig.Quiet). The sign-up
+	// was answered as if it had worked; this tells the owner, who can log
+	// in or reset the password — or ignore it.
+	MessageSignupExisting MessageKind = "signup-existing"
 )
 
 // Message is one message for the Mailer.

@@ -108,6 +108,7 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 	if _, done := loadedFrom(ctx); done {
 		return r, true
 	}
+	ctx = s.withDevice(ctx, w, r) // the device cookie, for Authenticate (device.go)
 	l := &loaded{sm: sm, sessionCtx: ctx, sessions: s.sessions}
 	if lg, ok := getLogin(ctx, sm, sessionAuth); ok {
 		uid := lg.userID

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -55,8 +56,10 @@ func fold(s string) string {
 // allows case-sensitive local parts, but no mail provider in practical use
 // distinguishes them, and two accounts that differ only in case are an
 // account-takeover trap). It does not remove dots or "+tags": those are
-// provider-specific and different addresses. Internationalised domain names
-// are compared as typed (Unicode and punycode forms are different keys).
+// provider-specific and different addresses. The domain is processed under
+// UTS #46, non-transitional (see normalizeDomain): its Unicode and punycode
+// forms are one key, and "faß.de" and "fass.de" are two. Invisible code
+// points (see invisible) are refused anywhere in the address.
 func NormalizeEmail(email string) (string, error) {
 	email = strings.TrimSpace(email)
 	switch {
@@ -66,6 +69,9 @@ func NormalizeEmail(email string) (string, error) {
 		return "", invalidEmail("the address is not valid text")
 	case len(email) > MaxEmailBytes:
 		return "", invalidEmail(fmt.Sprintf("the address is longer than %d bytes", MaxEmailBytes))
+	}
+	if strings.ContainsFunc(email, invisible) {
+		return "", invalidEmail("the address contains an invisible character")
 	}
 	for _, r := range email {
 		if unicode.IsControl(r) || unicode.IsSpace(r) || r == '<' || r == '>' || r == '"' || r == '(' || r == ')' || r == ',' || r == ';' || r == '\\' {
@@ -86,7 +92,11 @@ func NormalizeEmail(email string) (string, error) {
 	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
 		return "", invalidEmail("the domain after @ is not valid")
 	}
-	n := fold(email)
+	d, err := normalizeDomain(domain)
+	if err != nil {
+		return "", err
+	}
+	n := fold(local) + "@" + d
 	if len(n) > maxNormBytes || strings.Count(n, "@") != 1 || strings.ContainsFunc(n, func(r rune) bool {
 		return unicode.IsControl(r) || unicode.IsSpace(r)
 	}) {
@@ -111,6 +121,9 @@ func NormalizeUsername(username string) (string, error) {
 	}
 	if !utf8.ValidString(username) {
 		return "", invalidUsername("the username is not valid text")
+	}
+	if strings.ContainsFunc(username, invisible) {
+		return "", invalidUsername("a username cannot contain invisible characters")
 	}
 	n := fold(username)
 	if c := utf8.RuneCountInString(n); c > MaxUsernameRunes {
@@ -203,6 +216,16 @@ const (
 // registered simply matches no account (and gets the same answer and the
 // same work as any unknown name).
 func normalizeLogin(login string) (kind, normalized string) {
+	kind, normalized, _ = normalizeLoginLegacy(login)
+	return kind, normalized
+}
+
+// normalizeLoginLegacy is normalizeLogin that also returns the key an email
+// login name had before email domains were processed under UTS #46 (the
+// whole address case folded), when it differs: for a domain in punycode,
+// or one with ß, ς or a joiner. Accounts registered under such a key keep
+// their marker there; see legacyEmailKeys.
+func normalizeLoginLegacy(login string) (kind, normalized, legacy string) {
 	login = strings.TrimSpace(login)
 	kind = loginKind(login)
 	if !utf8.ValidString(login) {
@@ -213,8 +236,54 @@ func normalizeLogin(login string) (kind, normalized string) {
 		login = strings.ToValidUTF8(login, "")
 	}
 	n := fold(login)
+	old := n
+	if kind == kindEmail {
+		// The domain as NormalizeEmail keys it; a login name whose domain
+		// does not process matches no account either way.
+		// (The '@' may have been cut off above.)
+		if at := strings.LastIndexByte(login, '@'); at >= 0 {
+			if d, err := normalizeDomain(login[at+1:]); err == nil {
+				n = fold(login[:at]) + "@" + d
+			}
+		}
+	}
 	if len(n) > maxNormBytes {
 		n = strings.ToValidUTF8(n[:maxNormBytes], "")
 	}
-	return kind, n
+	if len(old) > maxNormBytes {
+		old = strings.ToValidUTF8(old[:maxNormBytes], "")
+	}
+	if kind == kindEmail && old != n {
+		legacy = old
+	}
+	return kind, n, legacy
+}
+
+// legacyEmailKeys returns the keys that the mailbox of a valid email
+// address could have been registered under before domains were processed
+// under UTS #46 — the whole address case folded, as typed, with its domain
+// in Unicode, and with its domain in punycode — except key itself. For an
+// ASCII domain there are none; for "x@faß.de" there is "x@fass.de", for
+// "x@bücher.de" there is "x@xn--bcher-kva.de".
+func legacyEmailKeys(email, key string) []string {
+	email = strings.TrimSpace(email)
+	at := strings.LastIndexByte(email, '@')
+	if at < 0 {
+		return nil
+	}
+	local, domain := email[:at], email[at+1:]
+	var out []string
+	add := func(k string) {
+		if k != key && !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	add(fold(email))
+	if d, err := domainProfile.ToUnicode(domain); err == nil {
+		add(fold(local + "@" + d))
+	}
+	if d, err := domainProfile.ToASCII(domain); err == nil {
+		add(fold(local + "@" + d))
+	}
+	return out
 }

@@ -79,7 +79,17 @@ func (s *Users) hasherFor(encoded string) (h Hasher, current, found bool) {
 // the dummy hash, for an unknown account). It always runs exactly one hash
 // verification — the dummy one when the stored hash cannot be used — so
 // that every failure costs the same. The caller holds a hashing slot.
+//
+// A stored hash over the cost caps (or whose parameters do not parse) is
+// refused before any hasher sees it, and nothing is verified: it is logged
+// and fails at once (see checkHashCost).
 func (s *Users) verifyLocked(password string, u *User) (ok, rehash bool) {
+	if u != nil && u.hash != "" {
+		if err := checkHashCost(u.hash); err != nil {
+			s.log.Error("users: stored password hash refused without verification; the account needs a password reset", "user", u.ID, "err", err)
+			return false, false
+		}
+	}
 	if u != nil {
 		if h, current, found := s.hasherFor(u.hash); found {
 			if in, keyed := s.input(password, h, u.pepperID); keyed {

@@ -41,7 +41,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		retry = int(math.Ceil(rl.RetryAfter.Seconds()))
 		p = problem.Problem{Reason: "token-rate-limited", Status: http.StatusTooManyRequests,
 			Title:  "Too many requests",
-			Detail: "Too many links were requested. Wait before asking for another one.", Extra: map[string]any{"retry_after": retry}}
+			Detail: "Too many links, sign-ups or email changes were requested. Wait before trying again.", Extra: map[string]any{"retry_after": retry}}
 	case errors.Is(err, ErrProofRequired):
 		p = problem.Problem{Reason: "proof-required", Status: http.StatusUnauthorized,
 			Title:  "Please confirm it is you",

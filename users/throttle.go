@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -81,52 +82,56 @@ func (l Limit) window(now time.Time) (name string, end time.Time) {
 	return strconv.FormatInt(secs, 10) + "." + strconv.FormatInt(index, 10), time.Unix((index+1)*secs, 0)
 }
 
-// Throttle limits login attempts. Its defaults follow NIST SP 800-63B: at
-// most MaxFailures (100) consecutive failures per account, and rising waits
-// before that.
+// Throttle limits login attempts. It follows OWASP's "Slow Down Online
+// Guessing Attacks with Device Cookies" and NIST SP 800-63B: guessing is
+// slowed per account whatever the number of addresses it comes from, and
+// the owner's own browser keeps working while it is.
 //
-// Why the escalating delay is per account AND client address: a delay that
-// applied to every client of an account would let an attacker keep the
-// owner out for good from one address, by spending each attempt the moment
-// the previous wait ends. Keyed by (login name, client address), an
-// attacker's failures slow down that attacker's address only; the owner,
-// from any other address, logs in without waiting. Guessing from many
-// addresses is bounded by MaxFailures, which counts every failure of the
-// account whatever its source, and by PerIP, which slows each address
-// across all accounts (credential stuffing).
+// A browser that has logged in to an account holds a device cookie for it
+// (see DeviceCookieConfig). An attempt that presents a valid one for the
+// account it names is a known client: it is counted against that device
+// alone (PerDevice) and no other counter applies to it, so nobody else's
+// failures — from any number of addresses — slow it down. Every other
+// attempt is an unknown client, and meets these limits, checked before any
+// password work:
 //
-// MaxFailures is reached from one address no sooner than the delays allow
-// (with the defaults: 5 at once, then 30 s, 1 min, 2 min ... 1 h — about
-// four days for 100), and a successful login resets the account's count, so
-// an owner who logs in now and then never reaches it; an account that does
-// reach it is unlocked by a password reset (or Unlock), never by waiting.
+//   - UnknownClients: the failures of unknown clients on one account,
+//     from every address together. Past its Free failures (default 10),
+//     each further unknown-client attempt on the account waits a delay that
+//     doubles with every failure — 429 with Retry-After, whatever address
+//     it comes from. At MaxFailures (default 100, NIST's cap) unknown
+//     clients are refused until the count lapses: UnknownClients.Window
+//     after the last failure, or at once when the password is reset. There
+//     is no lock that only a reset lifts, and known devices never meet it.
+//   - PerAccount: one login name from one client address, so one address
+//     slows down before the account-wide count does.
+//   - PerIP and Ranges: one client address (an IPv4 address, or the IPv6
+//     prefix IPv6Prefix) and its wider ranges (by default the IPv4 /24, the
+//     IPv6 /56 and /48) over all accounts — credential stuffing, and one
+//     allocation posing as thousands of clients. Wider ranges get looser
+//     limits, because more people share them.
+//
+// A login name and its account's other login name (email, username) share
+// the account's counts: the unknown-client count lives on the account item.
 //
 // How exact each limit is under concurrency (many requests at once, on any
 // number of instances):
 //
-//   - PerAccount is exact: every password or code check is paid for first
-//     by a conditional write on its (login name, address) counter.
-//   - MaxFailures is exact for second-factor codes (CompleteLogin,
-//     ConfirmTOTP): each check first adds itself to the account's count,
-//     in a conditional write that requires the count to be under
-//     MaxFailures; at most MaxFailures codes are ever checked between two
-//     successes, and none once it is reached.
-//   - For passwords, MaxFailures holds to within the verifications running
-//     at once. Counting every attempt on the account before verifying it
-//     would cost every successful login two more writes (count, then
-//     reset), so the count is read, and a failure added after the
-//     verification, both while the attempt holds a hashing slot. When the
-//     MaxFailures-th failure is counted, only attempts holding a slot can
-//     still have read a lower count: at most MaxFailures + S - 1 passwords
-//     are verified, S being the hashing slots of all instances together
-//     (the sum of their HashConcurrency; by default, their CPUs).
-//   - PerIP is read before an attempt and a failure added after it, so a
-//     burst from one address can pass it by the attempts in flight (for
-//     passwords, those holding or waiting up to HashWait for a hashing
-//     slot). Each of those still needs its own PerAccount reservation, so
-//     the overshoot is at most PerAccount.Free attempts per login name
-//     tried, and for codes each also needs the account's password. PerIP
-//     brakes credential stuffing; it is not an exact count.
+//   - PerAccount and PerDevice are exact: every password check is paid for
+//     first by a conditional write on its (login name, address) counter,
+//     or on its device's counter.
+//   - UnknownClients and MaxFailures hold to within the verifications
+//     running at once: the count is read, and a failure added after the
+//     verification, both while the attempt holds a hashing slot (counting
+//     every attempt before verifying it would cost every successful login
+//     two more writes). At most S - 1 more passwords are verified than the
+//     limit allows, S being the hashing slots of all instances together.
+//   - For second-factor codes, MaxFailures counts the account's failed
+//     codes (a separate count) exactly: see CompleteLogin.
+//   - PerIP and Ranges are read before an attempt and a failure added
+//     after it, so a burst from one address can pass them by the attempts
+//     in flight; each of those still needs its own PerAccount reservation.
+//     They brake credential stuffing; they are not exact counts.
 type Throttle struct {
 	// PerAccount limits failed attempts on one login name from one client
 	// address. Default Free 5, Delay 30 s, MaxDelay 1 h, Window 24 h.
@@ -136,14 +141,46 @@ type Throttle struct {
 	// share an address. Default Free 50, Delay 30 s, MaxDelay 1 h,
 	// Window 24 h.
 	PerIP Limit
-	// MaxFailures is the number of consecutive failed logins after which
-	// an account is locked until its password is reset (Unlock also clears
-	// it). Default 100.
+	// MaxFailures is the number of failed unknown-client logins after which
+	// an account refuses unknown clients until UnknownClients.Window has
+	// passed since the last failure, or the password is reset (Unlock also
+	// clears it). Known devices are not affected. For second-factor codes,
+	// it is the number of consecutive failed codes after which the account
+	// needs a reset or Unlock. Default 100.
 	MaxFailures int
 	// IPv6Prefix is the prefix length an IPv6 client address is counted
 	// under (one subscriber usually has a whole /64). Default 64.
 	IPv6Prefix int
+
+	// UnknownClients limits failed attempts on one account from clients
+	// without its device cookie, from every address together. Its Window
+	// is how long after the last failure the count lapses (a sliding
+	// window, not an epoch-aligned one). Default Free 10, Delay 30 s,
+	// MaxDelay 1 h, Window 24 h.
+	UnknownClients Limit
+	// PerDevice limits failed attempts from one device cookie: a small
+	// lockout of its own, so that a copied device cookie buys no more than
+	// a few guesses. Default Free 5, Delay 1 min, MaxDelay 1 h,
+	// Window 24 h.
+	PerDevice Limit
+	// Ranges are the wider address ranges whose failures are counted too,
+	// each with its own (looser) limit. Nil means the default: the IPv4 /24
+	// and IPv6 /56 with Free 200, and the IPv6 /48 with Free 500 (Delay
+	// 30 s, MaxDelay 1 h, Window 24 h). An empty, non-nil slice counts no
+	// range. At most 4.
+	Ranges []RangeLimit
 }
+
+// RangeLimit is the limit of one wider address range: a client address is
+// also counted under its IPv4Bits prefix (IPv4) or IPv6Bits prefix (IPv6).
+// A zero length leaves that family out of this range.
+type RangeLimit struct {
+	IPv4Bits, IPv6Bits int
+	Limit
+}
+
+// maxRanges bounds the range counters an attempt reads and writes.
+const maxRanges = 4
 
 func (t Throttle) withDefaults() Throttle {
 	t.PerAccount = t.PerAccount.withDefaults(5)
@@ -154,7 +191,37 @@ func (t Throttle) withDefaults() Throttle {
 	if t.IPv6Prefix <= 0 || t.IPv6Prefix > 128 {
 		t.IPv6Prefix = 64
 	}
+	t.UnknownClients = t.UnknownClients.withDefaults(10)
+	if t.PerDevice.Delay <= 0 {
+		t.PerDevice.Delay = time.Minute
+	}
+	t.PerDevice = t.PerDevice.withDefaults(5)
+	if t.Ranges == nil {
+		t.Ranges = []RangeLimit{
+			{IPv4Bits: 24, IPv6Bits: 56, Limit: Limit{Free: 200}},
+			{IPv6Bits: 48, Limit: Limit{Free: 500}},
+		}
+	}
+	ranges := make([]RangeLimit, len(t.Ranges))
+	for i, r := range t.Ranges {
+		r.Limit = r.Limit.withDefaults(200)
+		ranges[i] = r
+	}
+	t.Ranges = ranges
 	return t
+}
+
+// validate reports a configuration that cannot be honoured.
+func (t Throttle) validate() error {
+	if len(t.Ranges) > maxRanges {
+		return fmt.Errorf("users: Throttle.Ranges has %d ranges; at most %d", len(t.Ranges), maxRanges)
+	}
+	for _, r := range t.Ranges {
+		if r.IPv4Bits < 0 || r.IPv4Bits > 32 || r.IPv6Bits < 0 || r.IPv6Bits > 128 {
+			return fmt.Errorf("users: Throttle.Ranges: prefix lengths /%d, /%d out of range", r.IPv4Bits, r.IPv6Bits)
+		}
+	}
+	return nil
 }
 
 // source names the client address a counter is kept for: an IPv4 address,
@@ -193,27 +260,20 @@ func (s *Users) throttleID(parts ...string) string {
 
 // throttleKeys returns the keys of the counters an attempt consults.
 type throttleKeys struct {
-	pair, ip          string    // current-window counters
-	pairEnd, ipEnd    time.Time // their window ends (TTL)
-	unknownAccount    string    // failure count of a login name with no account
-	unknownAccountTTL time.Time
+	pair, ip       string    // current-window counters
+	pairEnd, ipEnd time.Time // their window ends (TTL)
+	unknownAccount string    // unknown-client count of a login name with no account
 }
-
-// unknownMemory is how long the failure count of a login name that has no
-// account is kept after its last failure (an account's own count is kept
-// until a success or reset).
-const unknownMemory = 30 * 24 * time.Hour
 
 func (s *Users) keysFor(account string, ip netip.Addr, now time.Time) throttleKeys {
 	src := s.throttle.source(ip)
 	pw, pairEnd := s.throttle.PerAccount.window(now)
 	iw, ipEnd := s.throttle.PerIP.window(now)
 	return throttleKeys{
-		pair:              dynaguard.PrefixThrottle + "login#" + s.throttleID("login", account, src) + "#" + pw,
-		ip:                dynaguard.PrefixThrottle + "ip#" + s.throttleID("ip", src) + "#" + iw,
-		pairEnd:           pairEnd,
-		ipEnd:             ipEnd,
-		unknownAccount:    dynaguard.PrefixThrottle + "acct#" + s.throttleID("acct", account),
-		unknownAccountTTL: now.Add(unknownMemory),
+		pair:           dynaguard.PrefixThrottle + "login#" + s.throttleID("login", account, src) + "#" + pw,
+		ip:             dynaguard.PrefixThrottle + "ip#" + s.throttleID("ip", src) + "#" + iw,
+		pairEnd:        pairEnd,
+		ipEnd:          ipEnd,
+		unknownAccount: dynaguard.PrefixThrottle + "acct#" + s.throttleID("acct", account),
 	}
 }

@@ -25,9 +25,15 @@ type TokenConfig struct {
 	// 24 h.
 	VerifyTTL time.Duration
 	// PerAccount is how many links of one kind an email address (for
-	// resets) or an account (for verification) can be sent per Window.
-	// Default 3.
+	// resets) or an account (for verification) can be sent per Window at
+	// the request of one client address (IPv6: its Throttle.IPv6Prefix) —
+	// so a stranger's requests never use up the owner's. Default 3.
 	PerAccount int
+	// PerAccountTotal caps the links of one kind an email address or
+	// account can be sent per Window from all client addresses together,
+	// so that many addresses cannot flood a mailbox. Default 10 (and at
+	// least PerAccount).
+	PerAccountTotal int
 	// PerIP is how many links of one kind one client address (IPv6: its
 	// Throttle.IPv6Prefix) can request per Window, whatever the address
 	// asked for; looser than PerAccount because many people can share an
@@ -57,6 +63,10 @@ func (c TokenConfig) withDefaults() TokenConfig {
 	if c.PerIP <= 0 {
 		c.PerIP = 30
 	}
+	if c.PerAccountTotal <= 0 {
+		c.PerAccountTotal = 10
+	}
+	c.PerAccountTotal = max(c.PerAccountTotal, c.PerAccount)
 	if c.Window < time.Second {
 		c.Window = time.Hour
 	}
@@ -114,10 +124,11 @@ func tokenKey(token string) (pk string, ok bool) {
 	return tokenKeyOf(raw), true
 }
 
-// issueLimits returns the two counters an issue of purpose is counted on,
-// for the account (or email address) named by subject, and the end of
-// their window.
-func (s *Users) issueLimits(purpose, subject string, ip netip.Addr, now time.Time) (ipc, acct issueCounter, end time.Time) {
+// issueLimits returns the three counters an issue of purpose is counted
+// on — the client address's, the (account, client address) pair's and the
+// account's total — for the account (or email address) named by subject,
+// and the end of their window.
+func (s *Users) issueLimits(purpose, subject string, ip netip.Addr, now time.Time) (ipc, acct, total issueCounter, end time.Time) {
 	secs := int64(s.tokens.Window / time.Second)
 	index := now.Unix() / secs
 	window := strconv.FormatInt(secs, 10) + "." + strconv.FormatInt(index, 10)
@@ -125,8 +136,9 @@ func (s *Users) issueLimits(purpose, subject string, ip netip.Addr, now time.Tim
 	src := s.throttle.source(ip)
 	prefix := dynaguard.PrefixThrottle + "tok#" + purpose + "#"
 	ipc = issueCounter{pk: prefix + "ip#" + s.throttleID("tok", purpose, "ip", src) + "#" + window, max: s.tokens.PerIP}
-	acct = issueCounter{pk: prefix + "acct#" + s.throttleID("tok", purpose, "acct", subject) + "#" + window, max: s.tokens.PerAccount}
-	return ipc, acct, end
+	acct = issueCounter{pk: prefix + "acct#" + s.throttleID("tok", purpose, "acct", subject, src) + "#" + window, max: s.tokens.PerAccount}
+	total = issueCounter{pk: prefix + "acct#" + s.throttleID("tok", purpose, "acct", subject) + "#" + window, max: s.tokens.PerAccountTotal}
+	return ipc, acct, total, end
 }
 
 // counted returns the count of a live counter item (0 when absent or dead).
@@ -165,14 +177,17 @@ func (s *Users) decoyUserID(emailKey string) string {
 // the same work:
 //
 //  1. one BatchGetItem (strongly consistent): the address's uniqueness
-//     marker and the two issuing counters (per client address, per email
-//     address). Over the per-address limit: *RateLimitedError (429), which
-//     says nothing about the account. Over the per-account limit: nil, and
-//     nothing is sent — the same for an address without an account, whose
-//     requests are counted the same way.
+//     marker and the three issuing counters (per client address; per email
+//     address and requesting client; per email address in all). Over the
+//     per-client limit: *RateLimitedError (429), which says nothing about
+//     the account. Over a per-account limit: nil, and nothing is sent —
+//     the same for an address without an account, whose requests are
+//     counted the same way. Because the per-account limit is kept per
+//     requesting client, a stranger's requests never use up the owner's;
+//     only PerAccountTotal, higher, is shared.
 //  2. one GetItem: the account — or, without one, a user item that never
 //     exists.
-//  3. one TransactWriteItems: both counters (each conditioned on its
+//  3. one TransactWriteItems: the three counters (each conditioned on its
 //     limit) and the token's Put — without an account, the Put of a decoy
 //     token of the same size that nobody holds (it expires unused). A
 //     token is drawn and hashed either way.
@@ -190,16 +205,16 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) e
 		return err
 	}
 	now := s.now()
-	ipc, acct, end := s.issueLimits(purposeReset, "email\x00"+key, ip, now)
+	ipc, acct, total, end := s.issueLimits(purposeReset, "email\x00"+key, ip, now)
 	marker := markerPK(kindEmail, key)
-	items, err := s.st.batchGet(ctx, marker, ipc.pk, acct.pk)
+	items, err := s.st.batchGet(ctx, marker, ipc.pk, acct.pk, total.pk)
 	if err != nil {
 		return err
 	}
 	if counted(items[ipc.pk], now) >= int64(ipc.max) {
 		return rateLimited(end, now)
 	}
-	if counted(items[acct.pk], now) >= int64(acct.max) {
+	if counted(items[acct.pk], now) >= int64(acct.max) || counted(items[total.pk], now) >= int64(total.max) {
 		return nil // silently: the same for addresses with and without an account
 	}
 	uid, _ := dynaguard.Str(items[marker], attrUID)
@@ -228,7 +243,7 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) e
 	if real {
 		rec = tokenRecord{uid: u.ID, purpose: purposeReset, email: u.Email, cv: u.credVersion, ver: u.version}
 	}
-	out, err := s.st.issueToken(ctx, ipc, acct, end, tpk, rec, now, expires)
+	out, err := s.st.issueToken(ctx, ipc, acct, total, end, tpk, rec, now, expires)
 	if err != nil {
 		return err
 	}
@@ -355,11 +370,11 @@ func (s *Users) RequestEmailVerification(ctx context.Context, u *User, ip netip.
 		return nil
 	}
 	now := s.now()
-	ipc, acct, end := s.issueLimits(purposeVerify, "id\x00"+u.ID, ip, now)
+	ipc, acct, total, end := s.issueLimits(purposeVerify, "id\x00"+u.ID, ip, now)
 	token, tpk := newToken()
 	expires := now.Add(s.tokens.VerifyTTL)
 	rec := tokenRecord{uid: u.ID, purpose: purposeVerify, email: u.Email, cv: u.credVersion, ver: u.version}
-	out, err := s.st.issueToken(ctx, ipc, acct, end, tpk, rec, now, expires)
+	out, err := s.st.issueToken(ctx, ipc, acct, total, end, tpk, rec, now, expires)
 	if err != nil {
 		return err
 	}

@@ -128,7 +128,8 @@ func TestResetTokenExpiresDuringHashing(t *testing.T) {
 	}
 }
 
-// A reset unlocks an account locked by failed logins.
+// A reset lifts the unknown-client cap of an account at once (the count
+// belongs to the credential version it was counted under).
 func TestResetUnlocks(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.Throttle.MaxFailures = 3 })
@@ -137,7 +138,7 @@ func TestResetUnlocks(t *testing.T) {
 		_, _ = e.auth("lou", "wrong", fmt.Sprintf("192.0.2.%d", 10+i))
 	}
 	var te *ThrottledError
-	if _, err := e.auth("lou", goodPassword, "192.0.2.20"); !errors.As(err, &te) || !te.Locked {
+	if _, err := e.auth("lou", goodPassword, "192.0.2.20"); !errors.As(err, &te) || te.RetryAfter != 24*time.Hour {
 		t.Fatalf("not locked: %v", err)
 	}
 	if _, err := e.users.ResetPassword(ctx, e.resetToken("lou@example.com"), newPassword); err != nil {
@@ -185,7 +186,7 @@ func TestResetTokenConcurrentConsume(t *testing.T) {
 	// The consume itself, without the reset around it: 100 concurrent
 	// DeleteItems, one record.
 	_, pk := newToken()
-	if _, err := e.users.st.issueToken(ctx, issueCounter{"thr#test#ip", 10}, issueCounter{"thr#test#acct", 10}, e.clock.Now().Add(time.Hour),
+	if _, err := e.users.st.issueToken(ctx, issueCounter{"thr#test#ip", 10}, issueCounter{"thr#test#acct", 10}, issueCounter{"thr#test#total", 10}, e.clock.Now().Add(time.Hour),
 		pk, tokenRecord{uid: "u", purpose: purposeReset, emailKey: "e", cv: 1}, e.clock.Now(), e.clock.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -348,11 +349,12 @@ func TestRequestResetSameWork(t *testing.T) {
 	}
 }
 
-// Per account: PerAccount links per window, then silence — the same for an
-// address without an account. Per client address: *RateLimitedError.
+// Per account: PerAccount links per window and client address, and
+// PerAccountTotal from every address together, then silence — the same for
+// an address without an account. Per client address: *RateLimitedError.
 func TestRequestResetLimits(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) { c.Tokens.PerIP = 8 })
+	e := newEnv(t, func(c *Config) { c.Tokens.PerIP = 8; c.Tokens.PerAccountTotal = 4 })
 	e.create("hal@example.com", "hal")
 	e.clock.Set(time.Unix(1_800_000_000/3600*3600, 0)) // the start of a window
 	for i := range 5 {
@@ -362,8 +364,8 @@ func TestRequestResetLimits(t *testing.T) {
 			}
 		}
 	}
-	if n := e.mail.count(MessagePasswordReset); n != 3 {
-		t.Fatalf("%d links sent for one account in one window, want 3", n)
+	if n := e.mail.count(MessagePasswordReset); n != 4 {
+		t.Fatalf("%d links sent for one account in one window, want 4", n)
 	}
 	// One client address, many addresses: 8 requests, then refused.
 	var rl *RateLimitedError
@@ -381,7 +383,7 @@ func TestRequestResetLimits(t *testing.T) {
 	if err := e.users.RequestReset(ctx, "hal@example.com", ip("203.0.113.5")); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.mail.count(MessagePasswordReset); n != 4 {
+	if n := e.mail.count(MessagePasswordReset); n != 5 {
 		t.Fatalf("%d links after the window", n)
 	}
 	w := httptestRecorder()
@@ -488,12 +490,13 @@ func TestEmailVerification(t *testing.T) {
 	if got, _ := e.users.Get(ctx, lee.ID); !got.EmailVerified {
 		t.Fatal("a completed reset should mark the address verified")
 	}
-	// Per-account limit on verification links: a *RateLimitedError.
+	// Per-account limit on verification links (per client address): a
+	// *RateLimitedError.
 	e.clock.Advance(time.Hour)
 	fresh := e.create("jo3@example.com", "jo3")
 	var rl *RateLimitedError
 	for i := range 4 {
-		err := e.users.RequestEmailVerification(ctx, fresh, ip(fmt.Sprintf("192.0.2.%d", 60+i)))
+		err := e.users.RequestEmailVerification(ctx, fresh, ip("192.0.2.60"))
 		if i < 3 && err != nil || i == 3 && !errors.As(err, &rl) {
 			t.Fatalf("verification request %d: %v", i, err)
 		}
@@ -591,4 +594,35 @@ func jsonRequest() *http.Request {
 	r := httptest.NewRequest("POST", "/", nil)
 	r.Header.Set("Accept", "application/json")
 	return r
+}
+
+// A stranger's reset requests for someone's address do not use up the
+// owner's: the per-account limit is kept per requesting client, under a
+// higher total.
+func TestResetRequestsCannotBeStarved(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.create("ivy@example.com", "ivy")
+	e.clock.Set(time.Unix(1_800_000_000/3600*3600, 0))
+	for range 5 {
+		if err := e.users.RequestReset(ctx, "ivy@example.com", ip("203.0.113.66")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.mail.count(MessagePasswordReset); n != 3 {
+		t.Fatalf("the stranger got %d links sent, want 3", n)
+	}
+	if err := e.users.RequestReset(ctx, "ivy@example.com", ip("192.0.2.7")); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.mail.count(MessagePasswordReset); n != 4 {
+		t.Fatal("the owner's own request was silenced by a stranger's")
+	}
+	// Many addresses together stop at the total.
+	for i := range 20 {
+		_ = e.users.RequestReset(ctx, "ivy@example.com", ip(fmt.Sprintf("198.51.100.%d", i+1)))
+	}
+	if n := e.mail.count(MessagePasswordReset); n != 10 {
+		t.Fatalf("%d links in one window, want the total of 10", n)
+	}
 }

@@ -782,7 +782,9 @@ func wrongCode(t *testing.T, secret []byte, e *env) string {
 func TestSecondFactorCapUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	const maxFails = 10
-	e := newEnv(t, func(c *Config) { c.Throttle.MaxFailures = maxFails })
+	// 200 writes contending for one item can queue past the default budget
+	// (3 s) under -race on a busy machine; this test is about the cap.
+	e := newEnv(t, func(c *Config) { c.Throttle.MaxFailures = maxFails; c.Budget = time.Minute })
 	yul := e.create("yul@example.com", "yul")
 	secret, _ := e.enable(yul)
 	other := e.instance()

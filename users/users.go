@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/budget"
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
 
@@ -34,9 +35,17 @@ type SessionRegistry interface {
 type Config struct {
 	// Table holds the accounts, uniqueness markers and throttling counters.
 	Table *dynaguard.Table
+
+	// Budget bounds each DynamoDB call this component makes when the
+	// request's context has no earlier deadline (middleware.Stack sets one
+	// for the whole request from its own Budget). A call past it fails
+	// closed: 503 with Retry-After. Default 3 s.
+	Budget time.Duration
+
 	// Keys derives the session binding key (PurposeSessionAuth), the keys
-	// of throttling counters (PurposeThrottleKey) and, with Pepper, the
-	// password pepper (PurposePasswordPepper).
+	// of throttling counters (PurposeThrottleKey), the device cookie's key
+	// (a purpose of this package's own) and, with Pepper, the password
+	// pepper (PurposePasswordPepper).
 	Keys *dynaguard.Keyring
 	// Sessions binds login sessions to users and ends them.
 	Sessions SessionRegistry
@@ -108,6 +117,15 @@ type Config struct {
 	// (NIST SP 800-63B's reauthentication limit at AAL2); keep it no longer
 	// than the session manager's Lifetime.
 	AbsoluteLifetime time.Duration
+
+	// ---- online guessing and enumeration (see Throttle)
+
+	// DeviceCookie configures the device cookie that keeps an account's
+	// own browsers logging in while guessing from elsewhere is slowed.
+	DeviceCookie DeviceCookieConfig
+	// Signup limits sign-ups per client address, and chooses what a
+	// sign-up with a taken email address answers.
+	Signup SignupConfig
 }
 
 // Users manages accounts, passwords, login throttling and login sessions.
@@ -134,6 +152,9 @@ type Users struct {
 	lifetime  time.Duration
 
 	dummyHash string // a hash of a random password, verified for unknown accounts
+
+	device DeviceCookieConfig
+	signup SignupConfig
 }
 
 // New returns a Users for cfg. It makes no DynamoDB call; it hashes one
@@ -148,8 +169,14 @@ func New(cfg Config) (*Users, error) {
 	case cfg.Sessions == nil:
 		return nil, errors.New("users: Config.Sessions is required (a *sessionstore.Store)")
 	}
+	if err := cfg.Throttle.validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.DeviceCookie.withDefaults().validate(); err != nil {
+		return nil, err
+	}
 	u := &Users{
-		st:       newStore(cfg.Table),
+		st:       newStore(budget.Table(cfg.Table, cfg.Budget)),
 		keys:     cfg.Keys,
 		authKeys: cfg.Keys.Keys(dynaguard.PurposeSessionAuth),
 		sessions: cfg.Sessions,
@@ -166,6 +193,9 @@ func New(cfg Config) (*Users, error) {
 		tokens:    cfg.Tokens.withDefaults(),
 		totp:      cfg.TOTP.withDefaults(),
 		reauthAge: cfg.ReauthAge,
+
+		device: cfg.DeviceCookie.withDefaults(),
+		signup: cfg.Signup.withDefaults(),
 	}
 	u.lifetime = cfg.AbsoluteLifetime
 	if u.lifetime <= 0 {
@@ -198,6 +228,9 @@ func New(cfg Config) (*Users, error) {
 	if err != nil {
 		return nil, fmt.Errorf("users: hasher: %w", err)
 	}
+	if err := checkHashCost(h); err != nil {
+		return nil, fmt.Errorf("users: Config.Hasher makes hashes that would be refused: %w", err)
+	}
 	u.dummyHash = h
 	return u, nil
 }
@@ -226,14 +259,15 @@ type User struct {
 	// RecoveryCodes is the number of unused recovery codes.
 	RecoveryCodes int
 
-	emailKey    string // normalised email (the uniqueness marker's key)
-	usernameKey string // normalised username
-	hash        string // encoded password hash
-	pepperID    string // DerivedKey.ID of the pepper the hash was made with; "" for none
-	credVersion int64  // bumped by every password change; sessions and one-time tokens bind to it
-	epoch       int64  // bumped to end every session ("log out everywhere", disable)
-	version     int64  // bumped by every change of the item; optimistic concurrency
-	fails       int64  // consecutive failed logins since the last success
+	emailKey     string // normalised email (the uniqueness marker's key)
+	usernameKey  string // normalised username
+	hash         string // encoded password hash
+	pepperID     string // DerivedKey.ID of the pepper the hash was made with; "" for none
+	credVersion  int64  // bumped by every password change; sessions and one-time tokens bind to it
+	epoch        int64  // bumped to end every session ("log out everywhere", disable)
+	version      int64  // bumped by every change of the item; optimistic concurrency
+	fails        int64  // consecutive failed second-factor codes since the last accepted one
+	unknownFails int64  // failed unknown-client passwords counted under the current credential version
 
 	totpSealed  []byte   // sealed TOTP secret (nil: none)
 	totpStep    int64    // last accepted TOTP time step (-1: none)
@@ -245,9 +279,12 @@ type User struct {
 	pendingID  string // names the pending change for its cancel link
 }
 
-// ConsecutiveFailures returns the number of failed logins since the last
-// successful one, as of when u was read.
-func (u *User) ConsecutiveFailures() int { return int(u.fails) }
+// ConsecutiveFailures returns, as of when u was read, the failed password
+// attempts of clients without the account's device cookie still counted
+// against it (see Throttle.UnknownClients; the count lapses a window after
+// the last failure, or with a password change) plus the failed
+// second-factor codes since the last accepted one.
+func (u *User) ConsecutiveFailures() int { return int(u.fails + u.unknownFails) }
 
 // Errors. Every error of this package matches one of these with errors.Is;
 // WriteError turns them into the matching HTTP problem.
@@ -330,15 +367,17 @@ type ThrottledError struct {
 	// RetryAfter is how long to wait before the next attempt can be made
 	// (zero when Locked).
 	RetryAfter time.Duration
-	// Locked: the account reached Throttle.MaxFailures consecutive
-	// failures and cannot log in until its password is reset or it is
-	// unlocked (Unlock).
+	// Locked: the account reached Throttle.MaxFailures consecutive failed
+	// second-factor codes and cannot log in until its password is reset or
+	// it is unlocked (Unlock). Failed passwords never lock an account:
+	// at the cap, unknown clients get a RetryAfter as long as what is left
+	// of the window, and known devices are not affected.
 	Locked bool
 }
 
 func (e *ThrottledError) Error() string {
 	if e.Locked {
-		return "users: too many failed login attempts; the password must be reset"
+		return "users: too many failed second-factor codes; the password must be reset"
 	}
 	return fmt.Sprintf("users: too many failed login attempts; retry in %s", e.RetryAfter)
 }

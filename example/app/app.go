@@ -11,7 +11,7 @@
 // # Request flow
 //
 //	/static/...   embedded CSS and JS: security headers only, no session
-//	everything    middleware.Stack: Recover → SecurityHeaders → RealIP →
+//	everything    middleware.Stack: Recover → SecurityHeaders → Bound → RealIP →
 //	else          CrossOriginProtection → scs (sessionstore) → users.LoadUser
 //	                → /api/...: Idempotency-Key required on POST
 //	                → pages:    single-use nonce on every POST (purpose = path)
@@ -69,12 +69,30 @@ type Config struct {
 	Hasher users.Hasher
 	// Throttle limits login attempts (users' defaults when zero).
 	Throttle users.Throttle
+	// Signup limits sign-ups per client address (users' defaults when
+	// zero). The app always uses the quiet mode: a taken email address is
+	// answered like a new one, and its owner is told by email.
+	Signup users.SignupConfig
 	// ClientIP names the trusted proxies in front of the app (none by
 	// default: the client is the connection's address).
 	ClientIP middleware.ClientIPConfig
 
 	Clock  dynaguard.Clock
 	Logger *slog.Logger
+
+	// Budget and MaxInFlight bound each request (middleware.Config):
+	// defaults 3 s and 300.
+	Budget      time.Duration
+	MaxInFlight int
+	// IdempotencyLease is how long a claimed Idempotency-Key whose
+	// request stopped answering blocks retries (idempotency.Config.Lease);
+	// default idempotency.DefaultLease.
+	IdempotencyLease time.Duration
+}
+
+func signupConfig(c users.SignupConfig) users.SignupConfig {
+	c.Quiet = true
+	return c
 }
 
 // Session keys of the app's own values.
@@ -145,7 +163,7 @@ func newApp(cfg Config) (*App, error) {
 	if a.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
-	a.store, err = sessionstore.New(sessionstore.Config{Table: cfg.Table, Keys: cfg.Keys, Clock: cfg.Clock, Logger: a.log})
+	a.store, err = sessionstore.New(sessionstore.Config{Table: cfg.Table, Keys: cfg.Keys, Clock: cfg.Clock, Logger: a.log, Budget: cfg.Budget})
 	if err != nil {
 		return nil, err
 	}
@@ -179,13 +197,18 @@ func newApp(cfg Config) (*App, error) {
 		Sessions: a.store,
 		Hasher:   cfg.Hasher,
 		Throttle: cfg.Throttle,
-		Mailer:   a.usersMailer(),
-		TOTP:     users.TOTPConfig{Issuer: "dynaguard example"},
-		Clock:    cfg.Clock,
-		Logger:   a.log,
+		// The device cookie follows the session cookie: __Host- and
+		// Secure except in development over plain HTTP.
+		DeviceCookie: users.DeviceCookieConfig{Insecure: cfg.Dev},
+		Signup:       signupConfig(cfg.Signup),
+		Mailer:       a.usersMailer(),
+		TOTP:         users.TOTPConfig{Issuer: "dynaguard example"},
+		Clock:        cfg.Clock,
+		Logger:       a.log,
 		// A login lasts at most as long as the session: renewals
 		// ("sign out other sessions") never extend it.
 		AbsoluteLifetime: sessionLifetime,
+		Budget:           cfg.Budget,
 	})
 	if err != nil {
 		return nil, err
@@ -197,6 +220,7 @@ func newApp(cfg Config) (*App, error) {
 		ErrorHandler:   a.formError,
 		Clock:          cfg.Clock,
 		Logger:         a.log,
+		Budget:         cfg.Budget,
 	})
 	if err != nil {
 		return nil, err
@@ -206,8 +230,10 @@ func newApp(cfg Config) (*App, error) {
 		Keyring:    cfg.Keys,                  // stored responses are sealed at rest
 		Scope:      idempotency.UserOrSession, // behind users.LoadUser (the middleware stack)
 		CacheBytes: 4 << 20,
+		Lease:      cfg.IdempotencyLease,
 		Clock:      cfg.Clock,
 		Logger:     a.log,
+		Budget:     cfg.Budget,
 	})
 	if err != nil {
 		return nil, err
@@ -237,6 +263,8 @@ func (a *App) handler() (http.Handler, error) {
 		Headers:     headers,
 		ClientIP:    a.cfg.ClientIP,
 		Logger:      a.log,
+		Budget:      a.cfg.Budget,
+		MaxInFlight: a.cfg.MaxInFlight,
 	})
 	if err != nil {
 		return nil, err

@@ -49,6 +49,28 @@ func TestDecodeTransfer(t *testing.T) {
 	}
 }
 
+// Ambiguous JSON is refused, each with a message that names the problem:
+// a reader with other rules (v1 takes the last duplicate, folds case and
+// replaces bad UTF-8) must never see a different transfer.
+func TestDecodeTransferStrict(t *testing.T) {
+	for _, tc := range []struct{ name, body, msg string }{
+		{"duplicate member", `{"to":"bob","amount":1,"amount":100000}`, `"amount" appears more than once`},
+		{"duplicate after escape", `{"to":"bob","\u0074o":"eve","amount":1}`, `"to" appears more than once`},
+		{"name in another case", `{"To":"bob","amount":1}`, `Unknown member "To"`},
+		{"upper-case name", `{"to":"bob","AMOUNT":1}`, `Unknown member "AMOUNT"`},
+		{"unknown member", `{"to":"bob","amount":1,"memo":"x"}`, `Unknown member "memo"`},
+		{"invalid UTF-8", "{\"to\":\"b\xffob\",\"amount\":1}", "not valid UTF-8"},
+		{"unpaired surrogate", `{"to":"b\ud800ob","amount":1}`, "UTF-8"},
+		{"wrong type", `{"to":5,"amount":1}`, `"to" has the wrong type`},
+		{"trailing data", `{"to":"bob","amount":1} {}`, "exactly one valid JSON object"},
+	} {
+		_, msg := decodeTransfer(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body)))
+		if !strings.Contains(msg, tc.msg) {
+			t.Errorf("%s: %q, want a refusal containing %q", tc.name, msg, tc.msg)
+		}
+	}
+}
+
 func TestTransferIDIsPerUserAndKey(t *testing.T) {
 	a, b, c := transferID("u1", "k"), transferID("u1", "k2"), transferID("u2", "k")
 	if a != transferID("u1", "k") || a == b || a == c || len(a) != 16 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/dynaguard/dynaguard/middleware"
 	"github.com/dynaguard/dynaguard/users"
@@ -31,38 +32,41 @@ func (a *App) registerPage(w http.ResponseWriter, r *http.Request, v *view) {
 	a.render(w, "register", v)
 }
 
+// registerPost signs up in the users package's quiet mode: a new address
+// and one that already has an account get the same answer — 303 to the
+// login page with the same message, and an email to the address (a
+// verification link for a new account, a notice for an existing one) — so
+// the form does not tell who has an account. A new account is therefore
+// not logged in here: its owner logs in next, like everyone. Sign-ups are
+// limited per client address before any work (429).
 func (a *App) registerPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	v := a.newView(r, "")
 	v.Form = keptInput(r)
-	u, err := a.users.Create(ctx, users.NewUser{
-		Email:    r.PostFormValue("email"),
+	c := middleware.Client(r)
+	email := r.PostFormValue("email")
+	u, err := a.users.Register(ctx, users.NewUser{
+		Email:    email,
 		Username: r.PostFormValue("username"),
 		Password: r.PostFormValue("password"),
-	})
+	}, c.IP)
 	if err != nil {
 		v.status, v.Alert = usersAlert(w, err)
 		markFields(v, err)
 		a.registerPage(w, r, v)
 		return
 	}
-	c := middleware.Client(r)
-	if _, err := a.users.BeginLogin(ctx, a.sm, u, c); err != nil {
-		a.log.ErrorContext(ctx, "app: login after sign-up failed", "user", u.ID, "err", err)
-		a.setFlash(r, "info", "Your account was created. Please log in.")
-		redirect(w, r, "/login")
-		return
+	if u != nil {
+		if err := a.users.RequestEmailVerification(ctx, u, c.IP); err != nil {
+			a.log.WarnContext(ctx, "app: sending the verification link failed", "user", u.ID, "err", err)
+		}
 	}
-	msg := "Welcome! We sent a link to " + u.Email + " to confirm your address (see the dev outbox)."
-	if !a.dev {
-		msg = "Welcome! We sent a link to " + u.Email + " to confirm your address."
-	}
-	if err := a.users.RequestEmailVerification(ctx, u, c.IP); err != nil {
-		a.log.WarnContext(ctx, "app: sending the verification link failed", "user", u.ID, "err", err)
-		msg = "Welcome! Your account is ready. Confirm your email address from the account page."
+	msg := "We sent a message to " + strings.TrimSpace(email) + ". Follow it to confirm your address, then log in here."
+	if a.dev {
+		msg += " (See the dev outbox.)"
 	}
 	a.setFlash(r, "ok", msg)
-	redirect(w, r, "/account")
+	redirect(w, r, "/login")
 }
 
 // markFields points the form at the field an error is about.

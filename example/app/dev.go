@@ -63,6 +63,11 @@ func (a *App) usersMailer() users.Mailer {
 			msg.Subject = "Security alert: a used login code was sent again"
 			msg.Body = "Someone sent a two-step verification code that had already been used. If it was not you, " +
 				"your password may be known to someone else: change it."
+		case users.MessageSignupExisting:
+			msg.Link = a.cfg.BaseURL + "/login"
+			msg.Subject = "Someone tried to sign up with your address"
+			msg.Body = "Someone tried to create an account with this email address, which already has one. " +
+				"If it was you, log in instead — or reset your password if you forgot it. If not, ignore this message."
 		default:
 			msg.Subject = string(m.Kind)
 		}

@@ -112,7 +112,7 @@ func usersAlert(w http.ResponseWriter, err error) (int, *alert) {
 		secs := max(1, int(math.Ceil(rl.RetryAfter.Seconds())))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		return http.StatusTooManyRequests, &alert{Title: "Too many requests",
-			Detail: "Wait " + plural(secs, "second") + " before asking for another link."}
+			Detail: "Wait " + plural(secs, "second") + " before trying again."}
 	case errors.Is(err, users.ErrProofRequired) && errors.Is(err, users.ErrInvalidCode):
 		return http.StatusUnauthorized, &alert{Title: "Code needed",
 			Detail: "Enter the current code from your authenticator app, or a recovery code. Nothing was changed."}

@@ -15,6 +15,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/dynaguard/dynaguard/idempotency"
 	"github.com/dynaguard/dynaguard/internal/problem"
 	"github.com/dynaguard/dynaguard/users"
@@ -177,8 +180,8 @@ func (a *App) apiTransfersList(w http.ResponseWriter, r *http.Request) {
 // transferRequest is the body of POST /api/transfers. Amount is a raw
 // number so that only an integer literal is accepted (no 1.5, 1e3, "12").
 type transferRequest struct {
-	To     *string         `json:"to"`
-	Amount json.RawMessage `json:"amount"`
+	To     *string        `json:"to"`
+	Amount jsontext.Value `json:"amount"`
 }
 
 // apiTransfersCreate creates a transfer. The stack's idempotency guard runs
@@ -239,28 +242,27 @@ type validTransfer struct {
 }
 
 // decodeTransfer reads exactly one JSON object with exactly the known
-// fields, within maxRequestBody bytes; msg says what is wrong otherwise.
+// members, within maxRequestBody bytes; msg says what is wrong otherwise.
+//
+// The decoder has encoding/json/v2's semantics (go-json-experiment/json,
+// which becomes the standard library's once it leaves GOEXPERIMENT):
+// a duplicate member, a name that matches only in another case, invalid
+// UTF-8 (raw or as an unpaired surrogate escape) and anything after the
+// object are errors, and RejectUnknownMembers refuses unknown members.
+// encoding/json v1 would take the last duplicate, fold case and replace bad
+// UTF-8 silently — so a proxy or signature check reading the same body
+// another way could see another transfer than the one stored.
 func decodeTransfer(w http.ResponseWriter, r *http.Request) (validTransfer, string) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
 	if err != nil {
 		return validTransfer{}, "The body is larger than " + strconv.Itoa(maxRequestBody) + " bytes."
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var req transferRequest
-	if err := dec.Decode(&req); err != nil {
-		var ute *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &ute):
-			return validTransfer{}, `The field "` + ute.Field + `" has the wrong type.`
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return validTransfer{}, "Unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ") + `: only "to" and "amount" are accepted.`
-		default:
-			return validTransfer{}, "The body is not a valid JSON object."
-		}
+	if !utf8.Valid(body) {
+		return validTransfer{}, "The body is not valid UTF-8."
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return validTransfer{}, "The body must hold exactly one JSON object."
+	var req transferRequest
+	if err := jsonv2.Unmarshal(body, &req, jsonv2.RejectUnknownMembers(true)); err != nil {
+		return validTransfer{}, jsonProblem(err)
 	}
 	if req.To == nil || req.Amount == nil {
 		return validTransfer{}, `Both "to" and "amount" are required.`
@@ -276,8 +278,37 @@ func decodeTransfer(w http.ResponseWriter, r *http.Request) (validTransfer, stri
 	return validTransfer{to: to, amount: amount}, ""
 }
 
+// jsonProblem says what is wrong with a body the strict decoder refused.
+func jsonProblem(err error) string {
+	var serr *jsonv2.SemanticError
+	var synerr *jsontext.SyntacticError
+	switch {
+	case errors.Is(err, jsontext.ErrDuplicateName) && errors.As(err, &synerr):
+		return "The member " + memberName(string(synerr.JSONPointer)) + " appears more than once."
+	case errors.Is(err, jsonv2.ErrUnknownName) && errors.As(err, &serr):
+		return "Unknown member " + memberName(string(serr.JSONPointer)) +
+			`: only "to" and "amount" are accepted, in lower case.`
+	case errors.As(err, &serr) && serr.JSONPointer != "":
+		return "The member " + memberName(string(serr.JSONPointer)) + " has the wrong type."
+	case errors.As(err, &synerr) && strings.Contains(synerr.Error(), "surrogate"):
+		return "The body holds invalid UTF-8 (an unpaired surrogate escape)."
+	default:
+		return "The body must be exactly one valid JSON object."
+	}
+}
+
+// memberName quotes the last token of a JSON Pointer, shortened.
+func memberName(ptr string) string {
+	name := ptr[strings.LastIndexByte(ptr, '/')+1:]
+	name = strings.NewReplacer("~1", "/", "~0", "~").Replace(name)
+	if utf8.RuneCountInString(name) > 32 {
+		name = string([]rune(name)[:32]) + "…"
+	}
+	return strconv.Quote(name)
+}
+
 // parseAmountJSON accepts a positive JSON integer of cents up to maxAmount.
-func parseAmountJSON(raw json.RawMessage) (int64, string) {
+func parseAmountJSON(raw jsontext.Value) (int64, string) {
 	s := string(bytes.TrimSpace(raw))
 	if !digits(s) || len(s) > 12 || (len(s) > 1 && s[0] == '0') {
 		return 0, "an integer number of cents is required, such as 1250 for 12.50."

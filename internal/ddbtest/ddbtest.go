@@ -1,6 +1,7 @@
 // Package ddbtest is the test harness shared by every dynaguard package: a
 // client for the DynamoDB Local instance that `make test` starts, a fresh
-// table per test, a call recorder, a fault injector and a fake clock.
+// table per test, a call recorder, a fault injector, a fault proxy on
+// loopback (freeze, delay, refuse) and a fake clock.
 //
 // Storage behaviour is always tested against real DynamoDB (Local); the
 // wrappers here only observe calls or replace chosen ones with errors.

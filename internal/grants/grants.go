@@ -122,6 +122,7 @@ var Components = []Component{
 			t("TransactWriteItems/Update", dynaguard.PrefixThrottle),
 			t("TransactWriteItems/Delete", dynaguard.PrefixUser),
 			t("TransactWriteItems/Delete", dynaguard.PrefixUnique),
+			t("TransactWriteItems/Delete", dynaguard.PrefixToken),
 		},
 	},
 	{

@@ -21,7 +21,10 @@
 //  4. peak memory and latency of 500 concurrent argon2id logins, each
 //     variant in a fresh process (flood.go);
 //  5. peers: scs's in-memory store as the CPU floor of the session flow,
-//     and the seed-style nonce, including its race (peers.go, seed.go).
+//     and the seed-style nonce, including its race (peers.go, seed.go);
+//  6. degraded DynamoDB: two instances, each its own process, at a fixed
+//     request rate while a private DynamoDB Local is frozen, killed and
+//     restarted (degraded.go, degraded_report.go).
 package main
 
 import (
@@ -51,6 +54,7 @@ type results struct {
 	Flood     map[string][]floodRun
 	FloodN    int
 	Nonces    []*nonceSide
+	Degraded  *degradedResult
 	Bench     *benchSet `json:"-"`
 	BenchFile string
 	Elapsed   time.Duration
@@ -58,6 +62,13 @@ type results struct {
 }
 
 func main() {
+	if spec := os.Getenv(degradedEnv); spec != "" {
+		if err := degradedChild(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "degraded child:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if spec := os.Getenv(floodEnv); spec != "" {
 		if err := floodChild(spec); err != nil {
 			fmt.Fprintln(os.Stderr, "flood child:", err)
@@ -79,7 +90,7 @@ func main() {
 		floodRuns = flag.Int("flood-runs", 3, "runs of each flood variant")
 		paced     = flag.Duration("paced", time.Second, "interval of the paced read-only series (100 requests)")
 		cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the whole run (for working on the harness)")
-		sections  = flag.String("sections", "calls,peers,load,flood", "sections to run (for working on the harness; the report needs all)")
+		sections  = flag.String("sections", "calls,peers,load,flood,degraded", "sections to run (for working on the harness; the report needs all)")
 	)
 	flag.Parse()
 	if *cpuprof != "" {
@@ -168,6 +179,12 @@ func run(out, charts, rawDir, gobench string, quick bool, conc int, dur, warm ti
 		logf("4/5 login flood (%d concurrent logins, %d runs per variant)", floodN, floodRuns)
 		if res.Flood, err = floodSection(ctx, ts, ep, floodN, floodRuns, logf); err != nil {
 			return fmt.Errorf("flood: %w", err)
+		}
+	}
+	if only["degraded"] {
+		logf("6/6 degraded DynamoDB (a private DynamoDB Local, frozen, killed and restarted)")
+		if res.Degraded, err = degradedSection(ctx, quick, logf); err != nil {
+			return fmt.Errorf("degraded: %w", err)
 		}
 	}
 	if only["calls"] {

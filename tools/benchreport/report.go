@@ -125,7 +125,7 @@ func writeReport(res *results, out, chartDir string) error {
 	}
 	m.p("")
 
-	goals := goalRows(res)
+	goals := append(goalRows(res), degradedGoals(res)...)
 	m.p("## Goals")
 	m.p("")
 	m.head("goal", "measured", "")
@@ -147,6 +147,9 @@ func writeReport(res *results, out, chartDir string) error {
 		return err
 	}
 	peersReport(&m, res)
+	if err := degradedReport(&m, res, chart); err != nil {
+		return err
+	}
 	appendix(&m, res)
 	return os.WriteFile(out, []byte(m.String()), 0o644)
 }
