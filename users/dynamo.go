@@ -605,13 +605,23 @@ func (st *store) changeIdentifier(ctx context.Context, u *User, kind, display, k
 		}},
 		{Update: update},
 	}
+	claims := 0
 	if kind == kindUsername {
-		items = st.moveSkeleton(items, u.ID, oldKey, key) // from index 3
+		items, claims = st.moveSkeleton(items, u.ID, oldKey, key) // from index 3
 	}
 	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
-		if tc.ConditionFailed(0) || tc.ConditionFailed(3) || tc.ConditionFailed(4) || tc.ConditionFailed(5) {
+		// A stale account first (re-read it): its old markers may have
+		// been released and claimed by others since.
+		if tc.ConditionFailed(2) {
+			return nil, ErrConflict
+		}
+		taken := tc.ConditionFailed(0)
+		for i := 3; i < 3+claims; i++ {
+			taken = taken || tc.ConditionFailed(i)
+		}
+		if taken {
 			return nil, &TakenError{Email: kind == kindEmail, Username: kind == kindUsername}
 		}
 		return nil, ErrConflict

@@ -64,8 +64,9 @@ func (st *store) releaseSkeleton(uid, usernameKey string) types.TransactWriteIte
 // skeletons), the old one released when it differs. A condition check on
 // the old username marker, which the transaction deletes, would name one
 // item twice — and that marker is this account's anyway — so it is left
-// out then.
-func (st *store) moveSkeleton(items []types.TransactWriteItem, uid, oldKey, newKey string) []types.TransactWriteItem {
+// out then. It also returns how many claims it appended: a failed claim
+// means the name is taken, a failed release that the account is stale.
+func (st *store) moveSkeleton(items []types.TransactWriteItem, uid, oldKey, newKey string) ([]types.TransactWriteItem, int) {
 	claim := st.claimSkeleton(uid, newKey)
 	if len(claim) == 2 && usernameSkeleton(newKey) == oldKey {
 		claim = claim[:1]
@@ -74,7 +75,7 @@ func (st *store) moveSkeleton(items []types.TransactWriteItem, uid, oldKey, newK
 	if usernameSkeleton(oldKey) != usernameSkeleton(newKey) {
 		items = append(items, st.releaseSkeleton(uid, oldKey))
 	}
-	return items
+	return items, len(claim)
 }
 
 // checkLegacyEmail returns, for an email address whose mailbox could have

@@ -108,8 +108,9 @@ func TestEmailChangeLimited(t *testing.T) {
 			t.Fatalf("attempt %d: %v", i+1, err)
 		}
 	}
+	fresh := mustGet(t, e, u.ID)
 	e.rec.Reset()
-	if err := e.users.RequestEmailChange(ctx, nil, mustGet(t, e, u.ID), "taken@example.com", pw, c); !errors.Is(err, ErrRateLimited) {
+	if err := e.users.RequestEmailChange(ctx, nil, fresh, "taken@example.com", pw, c); !errors.Is(err, ErrRateLimited) {
 		t.Fatalf("11th attempt: %v", err)
 	}
 	for _, call := range e.rec.Calls() {

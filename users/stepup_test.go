@@ -76,7 +76,7 @@ func TestStepUpThrottled(t *testing.T) {
 	if !errors.As(err, &te) || !errors.Is(err, ErrProofRequired) || e.hasher.verifies.Load() != 0 {
 		t.Fatalf("sixth attempt: %v (%d verifications)", err, e.hasher.verifies.Load())
 	}
-	if got := mustGet(t, e, u.ID).fails; got != 5 {
+	if got := mustGet(t, e, u.ID).ConsecutiveFailures(); got != 5 {
 		t.Fatalf("failures counted on the account: %d, want 5", got)
 	}
 	if err := e.users.ChangePassword(ctx, nil, mustGet(t, e, u.ID), pw, "fresh password 123", Client{IP: ip("192.0.2.77")}); err != nil {
@@ -298,14 +298,14 @@ func TestEmailChangeCalls(t *testing.T) {
 	}{
 		{"request", func(u *User) error {
 			return e.users.RequestEmailChange(ctx, nil, u, "calls2@example.com", pw, Client{})
-		}, "BatchGetItem,GetItem,UpdateItem,DeleteItem,TransactWriteItems"},
+		}, "UpdateItem,BatchGetItem,GetItem,UpdateItem,DeleteItem,TransactWriteItems"}, // address counter, step-up, request
 		{"confirm", func(*User) error {
 			_, err := e.users.ConfirmEmailChange(ctx, nil, e.mail.last(MessageConfirmEmailChange).Token, Client{})
 			return err
 		}, "GetItem,GetItem,TransactWriteItems,Query"},
 		{"request again", func(u *User) error {
 			return e.users.RequestEmailChange(ctx, nil, u, "calls3@example.com", pw, Client{})
-		}, "BatchGetItem,GetItem,UpdateItem,DeleteItem,TransactWriteItems"},
+		}, "UpdateItem,BatchGetItem,GetItem,UpdateItem,DeleteItem,TransactWriteItems"}, // address counter, step-up, request
 		{"cancel", func(*User) error {
 			_, err := e.users.CancelEmailChange(ctx, e.mail.last(MessageEmailChangeRequested).Token)
 			return err

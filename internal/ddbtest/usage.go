@@ -71,7 +71,7 @@ var recordUsage = []func(*middleware.Stack) error{func(s *middleware.Stack) erro
 }}
 
 // callerPackage returns the import path of the innermost module package
-// (outside this harness) that made the request, or "" when that frame is in
+// (outside this harness and internal/budget's client wrapper) that made the request, or "" when that frame is in
 // a _test.go file: a test's own set-up and inspection calls are not the
 // component's.
 func callerPackage() string {
@@ -82,7 +82,9 @@ func callerPackage() string {
 		f, more := frames.Next()
 		fn := f.Function
 		switch {
-		case strings.HasPrefix(fn, modulePath+"/internal/ddbtest."):
+		case strings.HasPrefix(fn, modulePath+"/internal/ddbtest."),
+			// client wrappers every component's calls pass through
+			strings.HasPrefix(fn, modulePath+"/internal/budget."):
 		case strings.HasPrefix(fn, modulePath):
 			if strings.HasSuffix(f.File, "_test.go") {
 				return ""

@@ -123,6 +123,7 @@ var Components = []Component{
 			t("TransactWriteItems/Delete", dynaguard.PrefixUser),
 			t("TransactWriteItems/Delete", dynaguard.PrefixUnique),
 			t("TransactWriteItems/Delete", dynaguard.PrefixToken),
+			t("TransactWriteItems/ConditionCheck", dynaguard.PrefixUnique),
 		},
 	},
 	{
