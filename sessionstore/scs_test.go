@@ -133,17 +133,18 @@ func TestIdleTimeout(t *testing.T) {
 
 // IdleTimeout slides with activity — also when most commits are skipped —
 // and the session still ends after an idle period. scs reads the wall clock,
-// so the sliding part needs real time: requests every 250 ms for 1.25 s
-// against a 1 s idle timeout.
+// so the sliding part needs real time: requests every 800 ms for 4 s
+// against a 3 s idle timeout (room for slow requests on a loaded machine:
+// only a gap of 3 s between two requests would end the session).
 func TestIdleTimeoutSlidesWithActivity(t *testing.T) {
 	t.Parallel()
 	tbl, rec := ddbtest.Record(ddbtest.NewTable(t))
 	clock := &realOffsetClock{}
 	st := newStore(t, tbl, withClock(clock))
-	b := newBrowser(t, app(manager(st, idle(time.Second)), st))
+	b := newBrowser(t, app(manager(st, idle(3*time.Second)), st))
 	b.must("/put?k=v&v=x")
 	for range 5 {
-		time.Sleep(250 * time.Millisecond)
+		time.Sleep(800 * time.Millisecond)
 		if got := b.must("/get?k=v"); got != "x" {
 			t.Fatalf("active session expired: %q", got)
 		}
@@ -151,7 +152,7 @@ func TestIdleTimeoutSlidesWithActivity(t *testing.T) {
 	if w := rec.Writes(); w < 2 {
 		t.Fatalf("%d writes: the expiry did not slide", w)
 	}
-	clock.Advance(1100 * time.Millisecond)
+	clock.Advance(3100 * time.Millisecond)
 	if got := b.must("/get?k=v"); got != "" {
 		t.Fatalf("session outlived its idle timeout: %q", got)
 	}

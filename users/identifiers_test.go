@@ -141,7 +141,7 @@ func TestLookAlikeOfAccountWithoutSkeleton(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	old := e.create("apple@example.com", "apple")
-	if err := e.users.st.deleteItem(ctx, markerPK(kindSkeleton, "apple")); err != nil {
+	if err := removeItem(e, markerPK(kindSkeleton, "apple")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.users.Create(ctx, NewUser{Email: "b@example.com", Username: "аррӏе", Password: goodPassword}); !errors.Is(err, ErrUsernameTaken) {
@@ -185,7 +185,7 @@ func TestLegacyEmailKeys(t *testing.T) {
 		u := e.create(c.typed, "u"+c.oldKey[:3]+fmt.Sprint(len(c.oldKey)))
 		// Move the account to its key of before: what an account made by
 		// an earlier version has.
-		if err := e.users.st.deleteItem(ctx, markerPK(kindEmail, u.emailKey)); err != nil {
+		if err := removeItem(e, markerPK(kindEmail, u.emailKey)); err != nil {
 			t.Fatal(err)
 		}
 		plantMarker(t, e, markerPK(kindEmail, c.oldKey), u.ID)
@@ -227,4 +227,11 @@ func setAttr(t *testing.T, e *env, pk, name, value string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// removeItem deletes an item as the test's own set-up: through the table's
+// client from here, so that the request is not counted as the component's.
+func removeItem(e *env, pk string) error {
+	_, err := e.users.st.tbl.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: e.users.st.name(), Key: dynaguard.Key(pk)})
+	return err
 }
