@@ -380,9 +380,10 @@ func Final(ctx context.Context) error {
 // Fence returns the fencing token of the claim ctx runs under, and false
 // when ctx holds no claimed key. Every claim of a key — the first, and each
 // takeover after a lapsed lease — gets a larger token than the claim before
-// it (the claim time in Unix milliseconds; a takeover waits for the lease
-// plus MaxClockSkew, which keeps it increasing while clocks stay within the
-// skew). A handler whose side effect is a conditional write of its own can
+// it: the token is the claim time in Unix milliseconds, and a claim only
+// succeeds where the stored lease (at least the previous token) or the
+// record's expiry (later still) is at or below the claimer's time, so the
+// claim's own condition keeps the tokens increasing whatever the clocks. A handler whose side effect is a conditional write of its own can
 // carry the token and refuse a smaller one ("fence < :token"), so that a
 // holder that lost its lease and still runs cannot overwrite its
 // successor's work — the one overlap the middleware cannot stop itself.
