@@ -10,7 +10,9 @@ package dynaguard_test
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -965,7 +967,8 @@ func TestIntegrationTableDumpHoldsNoSecret(t *testing.T) {
 	keep(totp.EncodeSecret(secret), hex.EncodeToString(secret), base64.StdEncoding.EncodeToString(secret), base64.RawURLEncoding.EncodeToString(secret))
 	keepCookies(u)
 
-	expect(t, u.api(c.a, http.MethodPost, "k-dump-1", `{"to":"bob","amount":4200}`), http.StatusCreated, "API transfer")
+	const apiBody = `{"to":"bob","amount":4200}`
+	expect(t, u.api(c.a, http.MethodPost, "k-dump-1", apiBody), http.StatusCreated, "API transfer")
 	keep("k-dump-1")
 	keepCookies(u)
 
@@ -1002,11 +1005,37 @@ func TestIntegrationTableDumpHoldsNoSecret(t *testing.T) {
 			t.Errorf("the table dump contains a secret (%d characters, starts %q)", len(s), s[:4])
 		}
 	}
-	t.Logf("checked %d secrets against a %d-byte dump of %d items", len(secrets), len(dump), len(ddbtest.Scan(t, c.tbl)))
+	// Every stored hash against a dictionary of what the test sent: no
+	// unkeyed hash of a body or secret — alone, or framed as the idempotency
+	// fingerprint once was — appears, so none can be found by guessing.
+	guesses := 0
+	for _, s := range append([]string{apiBody}, secrets...) {
+		for _, h := range unkeyedHashes(s) {
+			guesses++
+			if strings.Contains(dump, hex.EncodeToString(h)) {
+				t.Errorf("the table dump holds an unkeyed hash of a value the test sent (starts %q)", s[:4])
+			}
+		}
+	}
+	t.Logf("checked %d secrets and %d hash guesses against a %d-byte dump of %d items", len(secrets), guesses, len(dump), len(ddbtest.Scan(t, c.tbl)))
 	// The events of both instances hold none of them either, nor the
 	// account's address or username (an event names the account by its
 	// random ID).
 	c.noSecretInEvents(t, append(secrets, acct.email, acct.username))
+}
+
+// unkeyedHashes is what an attacker with a dump would try for a guessed
+// value v: SHA-256 of v, and the unkeyed request fingerprint of an API POST
+// of v (length-prefixed method, path, query, content type and body).
+func unkeyedHashes(v string) [][]byte {
+	plain := sha256.Sum256([]byte(v))
+	h := sha256.New()
+	h.Write([]byte("dynaguard/idempotency/v1 request\x00"))
+	for _, f := range []string{http.MethodPost, "/api/transfers", "", "application/json", v} {
+		h.Write(binary.AppendUvarint(nil, uint64(len(f))))
+		h.Write([]byte(f))
+	}
+	return [][]byte{plain[:], h.Sum(nil)}
 }
 
 // -dev over plain HTTP: cookies without Secure (and without __Host-, which

@@ -31,6 +31,8 @@ const (
 	PurposeSessionAuth       Purpose = "session-auth"       // HMAC binding a login session to the user's credential version and session epoch
 	PurposeThrottleKey       Purpose = "throttle-key"       // keyed hashes of login identifiers and client addresses in throttling counters
 	PurposeTOTPSeal          Purpose = "totp-seal"          // AEAD of TOTP secrets at rest
+
+	PurposeIdempotencyFingerprint Purpose = "idempotency-fingerprint" // HMAC fingerprints of idempotent requests and Do payloads
 )
 
 // ErrSecretTooShort is returned for a secret shorter than MinSecretLen.

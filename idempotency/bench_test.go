@@ -83,7 +83,7 @@ func benchGuard(b *testing.B, api dynaguard.API, mod func(*Config)) *Guard {
 }
 
 func benchGuardOn(b *testing.B, tbl *dynaguard.Table, mod func(*Config)) *Guard {
-	cfg := Config{Table: tbl, Scope: UserOrSession, Logger: slog.New(slog.DiscardHandler)}
+	cfg := Config{Table: tbl, Keyring: testKeys, Scope: UserOrSession, Logger: slog.New(slog.DiscardHandler)}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -143,15 +143,25 @@ func storedItem(g *Guard) map[string]types.AttributeValue {
 	w := httptest.NewRecorder()
 	created.ServeHTTP(w, benchRequest(""))
 	pk := recordKey(kindHTTP, "user\x00user-1", "k")
-	st := g.prepare(pk, w.Code, snapshot(w.Header(), g.replay), w.Body.Bytes(), 0)
-	return map[string]types.AttributeValue{
+	fp := g.fps.sum(requestInput(r, []byte(benchBody)), 0)
+	ttl := dynaguard.EpochSeconds(time.Now().Add(time.Hour))
+	st, err := g.prepare(pk, fp, ttl, w.Code, snapshot(w.Header(), g.replay), w.Body.Bytes(), 0)
+	if err != nil {
+		panic(err)
+	}
+	item := map[string]types.AttributeValue{
 		dynaguard.AttrPK:  dynaguard.S(pk),
-		dynaguard.AttrTTL: dynaguard.TTLValue(time.Now().Add(time.Hour)),
+		dynaguard.AttrTTL: dynaguard.N(ttl),
 		attrState:         dynaguard.S(stateDone),
-		attrFP:            dynaguard.B(fingerprint(r, []byte(benchBody))),
+		attrFP:            dynaguard.B(fp),
 		attrStatus:        dynaguard.N(int64(st.status)),
 		attrResp:          dynaguard.B(st.blob),
+		attrKID:           dynaguard.S(st.kid),
 	}
+	if st.enc != "" {
+		item[attrEnc] = dynaguard.S(st.enc)
+	}
+	return item
 }
 
 func BenchmarkStubReplay(b *testing.B) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -46,35 +45,51 @@ var ErrFailedFinal = errors.New("idempotency: an earlier run failed after it was
 // Do keys live in their own namespace, apart from every HTTP client's, and
 // are shared by all Do callers of the table: include the source (queue or
 // stream name) in the key when keys of different sources could collide.
-// If storing the result fails after fn has run, Do logs it and still
-// returns the result with a nil error — the work is done — and a duplicate
-// that arrives after the lease lapses runs fn again.
+//
+// A nil error from fn makes its outcome final: if storing the result fails,
+// Do records the final mark (one owner-conditioned write, a few attempts
+// within the lease) before it returns, so the key is never taken over, and
+// retries the completion in the background (Config.CompletionRetry);
+// duplicates get *InFlightError, then ErrOutcomeUnknown once the lease has
+// lapsed, until it lands. Do still returns the result with a nil error —
+// the work is done. Only if the mark cannot be written either (DynamoDB
+// refuses every write for the record for the whole lease while a
+// duplicate's claim gets through) can a duplicate run fn again; that is
+// logged.
 func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(context.Context) ([]byte, error)) (result []byte, replayed bool, err error) {
 	if key == "" || len(key) > MaxTaskKeyLen {
 		return nil, false, ErrInvalidKey
 	}
-	sum := sha256.Sum256(fingerprint)
-	fp := sum[:]
+	in := taskInput(fingerprint)
+	fp := g.fps.sum(in, 0)
 	pk := recordKey(kindTask, "", key)
 	now := g.clock.Now()
 	if resp, cfp, ok := g.cache.get(pk, now); ok {
-		g.taskEvent(ctx, cfp, fp)
-		return taskResult(resp, cfp, fp)
+		g.taskEvent(ctx, g.fps.matches(in, fp, cfp))
+		return g.taskResult(resp, in, fp, cfp)
 	}
-	owner := rand.Text()
-	rec, err := g.store.claim(ctx, pk, fp, owner, now, g.lease, g.retention)
+	cr := claimReq{pk: pk, owner: rand.Text(), fp: fp, now: now, lease: g.lease, retention: g.retention, skew: g.skew}
+	sent := time.Now()
+	rec, err := g.store.claim(ctx, cr)
+	if err == nil && g.rotatedTakeover(rec, in, fp, now) {
+		cr.fp = rec.fp
+		sent = time.Now()
+		rec, err = g.store.claim(ctx, cr)
+	}
 	if err != nil {
 		g.storageFailure(ctx, err)
 		return nil, false, err
 	}
 	if rec != nil {
-		if !bytes.Equal(rec.fp, fp) {
+		switch {
+		case !g.fps.matches(in, fp, rec.fp):
 			g.event(ctx, dynaguard.EventIdempotencyMismatch)
 			return nil, false, ErrFingerprintMismatch
-		}
-		if rec.state == stateRunning {
+		case rec.state == stateRunning && rec.final && g.lapsed(rec, now):
+			return nil, false, ErrOutcomeUnknown
+		case rec.state == stateRunning:
 			g.event(ctx, dynaguard.EventIdempotencyConflict)
-			return nil, false, &InFlightError{LeaseExpires: time.UnixMilli(rec.leaseMS)}
+			return nil, false, &InFlightError{LeaseExpires: time.UnixMilli(rec.leaseMS).Add(g.skew)}
 		}
 		resp, oerr := g.open(pk, rec)
 		if oerr != nil {
@@ -82,10 +97,10 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 		}
 		g.cache.put(pk, rec.fp, resp, time.Unix(rec.ttl, 0), now)
 		g.event(ctx, dynaguard.EventIdempotencyReplayed)
-		return taskResult(resp, rec.fp, fp)
+		return g.taskResult(resp, in, fp, rec.fp)
 	}
 	g.event(ctx, dynaguard.EventIdempotencyClaimed)
-	return g.runTask(ctx, pk, owner, fp, fn)
+	return g.runTask(ctx, cr, sent, fn)
 }
 
 // Statuses of a stored Do outcome: a result, or a failure made final.
@@ -94,9 +109,9 @@ const (
 	taskFailed = 500
 )
 
-func taskResult(resp *response, stored, fp []byte) ([]byte, bool, error) {
+func (g *Guard) taskResult(resp *response, in fpInput, fp, stored []byte) ([]byte, bool, error) {
 	switch {
-	case !bytes.Equal(stored, fp):
+	case !g.fps.matches(in, fp, stored):
 		return nil, false, ErrFingerprintMismatch
 	case resp.omitted > 0 || resp.unreadable:
 		return nil, true, ErrResultNotKept
@@ -106,15 +121,16 @@ func taskResult(resp *response, stored, fp []byte) ([]byte, bool, error) {
 	return bytes.Clone(resp.body), true, nil
 }
 
-func (g *Guard) runTask(ctx context.Context, pk, owner string, fp []byte, fn func(context.Context) ([]byte, error)) (result []byte, replayed bool, err error) {
+func (g *Guard) runTask(ctx context.Context, cr claimReq, sent time.Time, fn func(context.Context) ([]byte, error)) (result []byte, replayed bool, err error) {
+	pk, owner, fp := cr.pk, cr.owner, cr.fp
 	fnCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	c := &claimState{g: g, pk: pk, owner: owner, cancel: cancel}
+	c := &claimState{g: g, pk: pk, owner: owner, fence: epochMillis(cr.now), cancel: cancel}
 	fnCtx = context.WithValue(fnCtx, claimKey{}, c)
 	finishCtx := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	}
-	c.start()
+	c.start(sent)
 	done := false
 	defer func() {
 		if done {
@@ -122,43 +138,44 @@ func (g *Guard) runTask(ctx context.Context, pk, owner string, fp []byte, fn fun
 		}
 		// fn panicked: free the key (or store the failure when final), and
 		// let the panic go on.
-		lost := c.stop()
+		lost, marked := c.stop()
 		fctx, fcancel := finishCtx()
 		defer fcancel()
-		if lost {
+		switch {
+		case lost && !marked:
 			return
+		case c.final.Load():
+			g.finishTask(fctx, c, fp, taskFailed, []byte("panic"))
+		default:
+			g.release(fctx, pk, owner)
 		}
-		if c.final.Load() {
-			g.finishTask(fctx, pk, owner, fp, taskFailed, []byte("panic"))
-			return
-		}
-		g.release(fctx, pk, owner)
 	}()
 	result, err = fn(fnCtx)
 	done = true
 
-	lost := c.stop()
-	if lost {
+	lost, marked := c.stop()
+	if lost && !marked {
 		return result, false, err
 	}
 	fctx, fcancel := finishCtx()
 	defer fcancel()
 	if err != nil {
 		if c.final.Load() {
-			g.finishTask(fctx, pk, owner, fp, taskFailed, []byte(err.Error()))
+			g.finishTask(fctx, c, fp, taskFailed, []byte(err.Error()))
 		} else {
 			g.release(fctx, pk, owner)
 		}
 		return nil, false, err
 	}
-	g.finishTask(fctx, pk, owner, fp, taskOK, result)
+	g.finishTask(fctx, c, fp, taskOK, result)
 	return result, false, nil
 }
 
-func (g *Guard) finishTask(ctx context.Context, pk, owner string, fp []byte, status int, body []byte) {
+func (g *Guard) finishTask(ctx context.Context, c *claimState, fp []byte, status int, body []byte) {
 	var truncated int64
 	if len(body) > maxCapture {
 		truncated = int64(len(body))
 	}
-	g.finish(ctx, pk, owner, fp, status, nil, body, truncated)
+	c.markOnFailure = true // fn's outcome is final either way: mark it before Do returns
+	g.finish(ctx, c, fp, status, nil, body, truncated)
 }

@@ -41,12 +41,14 @@
 //	403  the request cannot be attributed to a client
 //	413  body over Config.MaxBodyBytes (the body is fingerprinted)
 //	422  key already used with a different request
-//	409  the key's first request is still running (Retry-After)
+//	409  the key's first request is still running, or took effect and its
+//	     outcome is not stored yet (Retry-After)
 //	503  DynamoDB failed; the request was not executed (Retry-After)
 //
 // A replay carries the stored status, the allowlisted headers
 // (Config.ReplayHeaders — never Set-Cookie or other per-client headers) and
-// the body, plus "Idempotent-Replayed: true". Keys are kept for
+// the body, plus "Idempotent-Replayed: true" and "Cache-Control: no-store"
+// (as do all of the guard's own answers). Keys are kept for
 // Config.Retention (default 24 h) after completion; publish it to clients.
 //
 // # Outcomes
@@ -62,11 +64,46 @@
 //     answers the stored status and headers with a problem body of reason
 //     "idempotency-response-not-kept" (and the replay marker), and never
 //     runs the handler again. The same answer is given for a sealed
-//     response whose secret has been dropped from the Keyring.
+//     response that no longer authenticates (its record was altered in the
+//     table).
 //   - If DynamoDB fails before the handler runs, the request is refused
 //     with 503 and not executed. If storing the outcome fails afterwards,
-//     the client still gets its response; the failure is logged, and the
-//     key stays claimed until its lease lapses.
+//     the client still gets its response; the completion is retried in the
+//     background (bounded: at most 64 at once, backoff up to 5 s, for
+//     Config.CompletionRetry), and duplicates get 409 until it lands.
+//
+// # Final outcomes
+//
+// Final marks the record at once with an owner-conditioned write: from then
+// on the key is never taken over — not when the completion fails, not when
+// the holder crashes. A duplicate gets 409 while the holder's lease is live
+// and 409 "idempotency-outcome-unknown" after it, until the outcome is
+// stored; the request is never executed a second time. A succeeded Do is
+// final by nature: if its completion fails, the mark is written before Do
+// returns. On a route with Rules.StoreServerErrors the claim itself carries
+// the mark. A request that is not final and whose completion cannot be
+// stored within its lease (plus MaxClockSkew) is taken over by a retry of
+// the same request: a crashed worker must not wedge its key, and a request
+// that never said it took effect is treated as not having done so.
+//
+// # Leases, clocks and what cannot be stopped
+//
+// A claim holds a lease (Config.Lease), renewed every Lease/3 while the
+// handler runs. The holder tracks, on its monotonic clock, the deadline its
+// last successful renewal secured; MaxClockSkew before that deadline, if no
+// renewal has landed (DynamoDB throttling, or the instance cut off from
+// it), the handler's context is canceled with cause ErrLeaseLost
+// (context.Cause) and its outcome is not stored. Another instance takes a
+// key over only when its own clock shows the lease lapsed MaxClockSkew ago.
+// While clocks differ by less than MaxClockSkew the holder is therefore told
+// to stop before anyone else may start.
+//
+// What the library cannot stop: work that ignores its context — a blocking
+// call without a deadline, a side effect already sent — runs on after the
+// cancellation. Give such work the request's context, and for side effects
+// that are themselves conditional writes carry the claim's fencing token
+// (Fence): it grows with every claim of a key, so the work of a holder that
+// lost its lease can be refused where it lands.
 //
 // # Cost
 //
@@ -76,14 +113,28 @@
 // returns the stored record in the same round trip — no read. With
 // Config.CacheBytes set, completed records are kept in process and a
 // replay from the cache costs nothing. A handler running longer than
-// Lease/3 adds one UpdateItem per Lease/3.
+// Lease/3 adds one UpdateItem per Lease/3. Final adds one UpdateItem (the
+// mark; none on StoreServerErrors routes, whose claim carries it). A
+// failed completion adds one UpdateItem per background retry, and for Do
+// one more for the mark. The common path — claim, handler, completion —
+// is unchanged: two writes.
 //
 // # At rest
 //
-// Record keys are SHA-256 hashes of (scope, key); the fingerprint is a
-// SHA-256 hash. Responses are sealed with AES-256-GCM when Config.Keyring is
-// set; without it they are stored as the handler wrote them (compressed or
-// not), so set it whenever responses may hold anything sensitive.
+// Record keys are SHA-256 hashes of (scope, key) — not keyed, so that a
+// retry across a secret rotation finds its record; keys are client-chosen,
+// not credentials. The fingerprint is an HMAC-SHA256 under a key derived
+// for dynaguard.PurposeIdempotencyFingerprint, so a table dump does not let
+// a low-entropy body (a password change, a small transfer) be recovered by
+// guessing; during a rotation it is checked against every listed secret.
+// Responses are sealed (internal/seal: AES-256-GCM under a per-record
+// subkey, 192-bit random nonce) with associated data covering the record
+// key, status, encoding, omitted-body length, expiry and fingerprint: a
+// sealed response cannot be moved to another record, and none of those
+// attributes can be altered in the table without the replay failing closed.
+// Config.Keyring is required. After a secret is dropped, a retry of a
+// request fingerprinted under it is refused as a different payload (422),
+// never executed.
 //
 // # Beyond HTTP
 //

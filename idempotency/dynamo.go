@@ -2,8 +2,8 @@ package idempotency
 
 // Every DynamoDB call of the package is in this file: the claim (one
 // conditional PutItem that also answers duplicates), the lease renewal, the
-// completion and the release — the last three conditional on the owner
-// token of the claim.
+// final mark, the completion and the release — the last four conditional on
+// the owner token of the claim.
 
 import (
 	"context"
@@ -24,7 +24,9 @@ const (
 	attrState   = "state"    // S: "running" or "done"
 	attrOwner   = "owner"    // S: the claim's owner token (running only)
 	attrLease   = "lease_ms" // N: lease expiry in epoch milliseconds (running only)
-	attrFP      = "fp"       // B: SHA-256 fingerprint of the request
+	attrFP      = "fp"       // B: keyed fingerprint of the request (HMAC, PurposeIdempotencyFingerprint)
+	attrFinal   = "final"    // BOOL: the outcome is final — the record is never taken over (running only)
+	attrFence   = "fence"    // N: the claim's fencing token (epoch milliseconds of the claim)
 	attrStatus  = "status"   // N: HTTP status (done, HTTP only)
 	attrResp    = "resp"     // B: the stored response (done)
 	attrEnc     = "enc"      // S: "gzip" when resp is compressed
@@ -33,11 +35,14 @@ const (
 )
 
 // The claim succeeds when the key is free: no record, an expired one, or a
-// running one whose lease has lapsed — and then only for the same request
-// (same fingerprint), so a different payload under a crashed request's key
-// is refused (422) rather than executed in its place.
+// running one whose lease lapsed at least MaxClockSkew ago (:nowms is now
+// minus the skew) — and then only for the same request (same fingerprint),
+// so a different payload under a crashed request's key is refused (422)
+// rather than executed in its place, and never when the record is marked
+// final: its holder has taken effect, and a second run is what the mark is
+// there to prevent.
 const condClaim = dynaguard.CondAbsentOrExpired +
-	" OR (#state = :running AND #lease <= :nowms AND #fp = :fp)"
+	" OR (#state = :running AND #lease <= :nowms AND #fp = :fp AND attribute_not_exists(#final))"
 
 // Renewal, completion and release hold only while this claim still owns the
 // record. A worker whose lease lapsed and was taken over can therefore never
@@ -59,7 +64,9 @@ var (
 	exprCondClaim = aws.String(condClaim)
 	exprCondOwner = aws.String(condOwner)
 	exprRenew     = aws.String("SET #lease = :lease, #ttl = :ttl")
-	namesClaim    = dynaguard.ExprNames("#state", attrState, "#lease", attrLease, "#fp", attrFP)
+	exprMark      = aws.String("SET #lease = :lease, #ttl = :ttl, #final = :true")
+	namesClaim    = dynaguard.ExprNames("#state", attrState, "#lease", attrLease, "#fp", attrFP, "#final", attrFinal)
+	namesMark     = map[string]string{"#state": attrState, "#owner": attrOwner, "#lease": attrLease, "#ttl": dynaguard.AttrTTL, "#final": attrFinal}
 	namesRenew    = map[string]string{"#state": attrState, "#owner": attrOwner, "#lease": attrLease, "#ttl": dynaguard.AttrTTL}
 	namesRelease  = map[string]string{"#state": attrState, "#owner": attrOwner}
 	valRunning    = dynaguard.S(stateRunning)
@@ -83,7 +90,8 @@ var (
 					names["#"+o.name] = o.attr
 				}
 			}
-			v[f].update = aws.String(set + " REMOVE #owner, #lease")
+			v[f].update = aws.String(set + " REMOVE #owner, #lease, #final")
+			names["#final"] = attrFinal
 			v[f].names = names
 		}
 		return v
@@ -100,26 +108,46 @@ const (
 
 func epochMillis(t time.Time) int64 { return t.UnixMilli() }
 
-// claim writes a running record owned by owner. It returns (nil, nil) when
+// claimReq is one claim attempt.
+type claimReq struct {
+	pk, owner string
+	fp        []byte
+	final     bool // the outcome is final from the start (Rules.StoreServerErrors)
+	now       time.Time
+	lease     time.Duration
+	retention time.Duration
+	skew      time.Duration
+}
+
+var valTrue = &types.AttributeValueMemberBOOL{Value: true}
+
+// claim writes a running record owned by c.owner. It returns (nil, nil) when
 // the claim succeeded, the existing record when the key is taken (from the
 // same round trip: ReturnValuesOnConditionCheckFailure=ALL_OLD), and an
 // error when DynamoDB failed — the caller must then refuse the request.
-func (s *store) claim(ctx context.Context, pk string, fp []byte, owner string, now time.Time, lease, retention time.Duration) (*record, error) {
+func (s *store) claim(ctx context.Context, c claimReq) (*record, error) {
+	item := map[string]types.AttributeValue{
+		dynaguard.AttrPK:  dynaguard.S(c.pk),
+		dynaguard.AttrTTL: dynaguard.TTLValue(c.now.Add(c.retention)),
+		attrState:         valRunning,
+		attrOwner:         dynaguard.S(c.owner),
+		attrLease:         dynaguard.N(epochMillis(c.now.Add(c.lease))),
+		attrFP:            dynaguard.B(c.fp),
+		attrFence:         dynaguard.N(epochMillis(c.now)),
+	}
+	if c.final {
+		item[attrFinal] = valTrue
+	}
+	// A lease counts as lapsed only MaxClockSkew after its expiry.
+	lapsedBy, fp := c.now.Add(-c.skew), c.fp
 	_, err := s.tbl.Client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: s.name,
-		Item: map[string]types.AttributeValue{
-			dynaguard.AttrPK:  dynaguard.S(pk),
-			dynaguard.AttrTTL: dynaguard.TTLValue(now.Add(retention)),
-			attrState:         valRunning,
-			attrOwner:         dynaguard.S(owner),
-			attrLease:         dynaguard.N(epochMillis(now.Add(lease))),
-			attrFP:            dynaguard.B(fp),
-		},
+		TableName:                s.name,
+		Item:                     item,
 		ConditionExpression:      exprCondClaim,
 		ExpressionAttributeNames: namesClaim,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":now":     dynaguard.NowValue(now),
-			":nowms":   dynaguard.N(epochMillis(now)),
+			":now":     dynaguard.NowValue(c.now),
+			":nowms":   dynaguard.N(epochMillis(lapsedBy)),
 			":running": valRunning,
 			":fp":      dynaguard.B(fp),
 		},
@@ -161,17 +189,38 @@ func (s *store) renew(ctx context.Context, pk, owner string, now time.Time, leas
 	return ownerResult("renew", err)
 }
 
-// complete turns the claim into a completed record holding the response.
-// The record is kept for the retention from now. It returns ErrLeaseLost
-// when the claim no longer owns the record (nothing is written then), and
-// an error matching dynaguard.ErrItemTooLarge when DynamoDB refused the
-// item's size.
-func (s *store) complete(ctx context.Context, pk, owner string, now time.Time, retention time.Duration, st stored) error {
+// mark records that the claim's outcome is final (and renews the lease in
+// the same write): from then on the record is never taken over, whatever
+// happens to its holder. It returns ErrLeaseLost when the claim no longer
+// owns the record.
+func (s *store) mark(ctx context.Context, pk, owner string, now time.Time, lease, retention time.Duration) error {
+	_, err := s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                s.name,
+		Key:                      dynaguard.Key(pk),
+		UpdateExpression:         exprMark,
+		ConditionExpression:      exprCondOwner,
+		ExpressionAttributeNames: namesMark,
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":running": valRunning,
+			":owner":   dynaguard.S(owner),
+			":lease":   dynaguard.N(epochMillis(now.Add(lease))),
+			":ttl":     dynaguard.TTLValue(now.Add(retention)),
+			":true":    valTrue,
+		},
+	})
+	return ownerResult("mark", err)
+}
+
+// complete turns the claim into a completed record holding the response,
+// kept until st.ttl (epoch seconds). It returns ErrLeaseLost when the claim
+// no longer owns the record (nothing is written then), and an error
+// matching dynaguard.ErrItemTooLarge when DynamoDB refused the item's size.
+func (s *store) complete(ctx context.Context, pk, owner string, st stored) error {
 	values := map[string]types.AttributeValue{
 		":running": valRunning,
 		":owner":   dynaguard.S(owner),
 		":done":    valDone,
-		":ttl":     dynaguard.TTLValue(now.Add(retention)),
+		":ttl":     dynaguard.N(st.ttl),
 		":resp":    dynaguard.B(st.blob),
 	}
 	var f int
@@ -247,6 +296,9 @@ func parseRecord(item map[string]types.AttributeValue) (*record, error) {
 	switch r.state {
 	case stateRunning:
 		r.owner, _ = dynaguard.Str(item, attrOwner)
+		if v, ok := item[attrFinal].(*types.AttributeValueMemberBOOL); ok && v.Value {
+			r.final = true
+		}
 		if r.leaseMS, ok = dynaguard.Int(item, attrLease); !ok {
 			return nil, fmt.Errorf("%w: running record has no lease", ErrUnavailable)
 		}

@@ -1,7 +1,6 @@
 package idempotency
 
 import (
-	"bytes"
 	"context"
 
 	"github.com/dynaguard/dynaguard"
@@ -22,8 +21,8 @@ func (g *Guard) storageFailure(ctx context.Context, err error) {
 }
 
 // taskEvent emits the outcome of a Do call answered from the cache.
-func (g *Guard) taskEvent(ctx context.Context, stored, fp []byte) {
-	if bytes.Equal(stored, fp) {
+func (g *Guard) taskEvent(ctx context.Context, matches bool) {
+	if matches {
 		g.event(ctx, dynaguard.EventIdempotencyReplayed)
 	} else {
 		g.event(ctx, dynaguard.EventIdempotencyMismatch)

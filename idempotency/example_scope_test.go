@@ -85,9 +85,11 @@ func Example_apiKeys() {
 // authentication middleware put in the request's context.
 func ExampleConfig_scope() {
 	type tenantKey struct{}
-	var tbl *dynaguard.Table // dynaguard.NewTable(client, "myapp-auth")
+	var tbl *dynaguard.Table    // dynaguard.NewTable(client, "myapp-auth")
+	var keys *dynaguard.Keyring // dynaguard.ParseKeyring(os.Getenv("DYNAGUARD_SECRET"))
 	guard, err := idempotency.New(idempotency.Config{
-		Table: tbl,
+		Table:   tbl,
+		Keyring: keys,
 		Scope: func(r *http.Request) (string, bool) {
 			tenant, ok := r.Context().Value(tenantKey{}).(string)
 			return tenant, ok && tenant != ""

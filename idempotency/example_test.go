@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
 	"net/http"
 	"os"
 	"time"
@@ -46,10 +47,15 @@ func Example() {
 }
 
 func createPayment(w http.ResponseWriter, r *http.Request) {
-	// ... charge the card ...
+	// ... charge the card, passing it the claim's fencing token ...
 	// The charge happened: from here on, even a failure must not lead to a
-	// second charge on retry.
-	idempotency.Final(r.Context())
+	// second charge on retry. Final records that in the table (one write)
+	// before the response acknowledges the charge.
+	if err := idempotency.Final(r.Context()); err != nil {
+		// Rare (DynamoDB refused the mark, or the lease is lost): the
+		// outcome is still stored as final when the handler returns.
+		slog.WarnContext(r.Context(), "payment: final mark not recorded", "err", err)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Location", "/payments/pay_123")
 	w.WriteHeader(http.StatusCreated)

@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/idempotency"
@@ -28,7 +29,12 @@ func ExampleOnce() {
 		return
 	}
 	defer ddbtest.DropTable(tbl)
-	guard, err := idempotency.New(idempotency.Config{Table: tbl, Scope: idempotency.UserOrSession})
+	keys, err := dynaguard.ParseKeyring(strings.Repeat("42", 32)) // in production: os.Getenv("DYNAGUARD_SECRET")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	guard, err := idempotency.New(idempotency.Config{Table: tbl, Keyring: keys, Scope: idempotency.UserOrSession})
 	if err != nil {
 		fmt.Println(err)
 		return

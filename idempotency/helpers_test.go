@@ -22,6 +22,11 @@ import (
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
+func secret(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+
+// testKeys is the keyring of every test Guard unless a test sets another.
+var testKeys, _ = dynaguard.NewKeyring(secret(1))
+
 // logBuf collects a Guard's log for assertions.
 type logBuf struct {
 	mu sync.Mutex
@@ -61,7 +66,7 @@ func (e *env) guard(tbl *dynaguard.Table, mod func(*Config)) *Guard {
 	if tbl == nil {
 		tbl = e.tbl
 	}
-	cfg := Config{Table: tbl, Scope: UserOrSession, Clock: e.clock, Logger: slog.New(slog.NewTextHandler(e.log, nil))}
+	cfg := Config{Table: tbl, Keyring: testKeys, Scope: UserOrSession, Clock: e.clock, Logger: slog.New(slog.NewTextHandler(e.log, nil))}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net/http"
@@ -67,12 +65,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, *p)
 		return
 	}
-	fp := fingerprint(r, body)
+	in := requestInput(r, body)
+	fp := g.fps.sum(in, 0)
 	pk := recordKey(kindHTTP, scope, key)
 	now := g.clock.Now()
 
 	if resp, cfp, ok := g.cache.get(pk, now); ok {
-		if !bytes.Equal(cfp, fp) {
+		if !g.fps.matches(in, fp, cfp) {
 			g.event(r.Context(), dynaguard.EventIdempotencyMismatch)
 			writeProblem(w, r, probKeyReused)
 			return
@@ -82,8 +81,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	owner := rand.Text()
-	rec, err := g.store.claim(r.Context(), pk, fp, owner, now, g.lease, g.retention)
+	cr := claimReq{pk: pk, owner: rand.Text(), fp: fp, final: h.rules.storeServerErrors,
+		now: now, lease: g.lease, retention: g.retention, skew: g.skew}
+	sent := time.Now()
+	rec, err := g.store.claim(r.Context(), cr)
+	if err == nil && g.rotatedTakeover(rec, in, fp, now) {
+		// The lapsed claim was fingerprinted under a previous secret: take
+		// it over with the fingerprint it stores.
+		cr.fp = rec.fp
+		sent = time.Now()
+		rec, err = g.store.claim(r.Context(), cr)
+	}
 	if err != nil {
 		// Fail closed: without a claim the request is not executed.
 		if r.Context().Err() == nil { // not merely a client that hung up
@@ -94,21 +102,37 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rec != nil {
-		g.answerTaken(w, r, pk, rec, fp, now)
+		g.answerTaken(w, r, pk, rec, in, fp, now)
 		return
 	}
 	g.event(r.Context(), dynaguard.EventIdempotencyClaimed)
-	h.run(w, r, pk, owner, fp, body)
+	h.run(w, r, cr, sent, body)
+}
+
+// lapsed reports whether a running record's lease lapsed at least
+// MaxClockSkew before now: the rule of the claim's condition.
+func (g *Guard) lapsed(rec *record, now time.Time) bool {
+	return rec.leaseMS <= epochMillis(now.Add(-g.skew))
+}
+
+// rotatedTakeover reports whether a refused claim met a lapsed, unmarked
+// claim of the same request fingerprinted under a previous secret.
+func (g *Guard) rotatedTakeover(rec *record, in fpInput, fp []byte, now time.Time) bool {
+	return rec != nil && rec.state == stateRunning && !rec.final && g.lapsed(rec, now) &&
+		!bytes.Equal(rec.fp, fp) && g.fps.matches(in, fp, rec.fp)
 }
 
 // answerTaken answers a request whose key another request holds: 422 for a
-// different payload, 409 while the holder runs, the stored response once it
-// has completed.
-func (g *Guard) answerTaken(w http.ResponseWriter, r *http.Request, pk string, rec *record, fp []byte, now time.Time) {
+// different payload, 409 while the holder runs (or while the outcome of a
+// first run marked final is not stored), the stored response once it has
+// completed.
+func (g *Guard) answerTaken(w http.ResponseWriter, r *http.Request, pk string, rec *record, in fpInput, fp []byte, now time.Time) {
 	switch {
-	case !bytes.Equal(rec.fp, fp):
+	case !g.fps.matches(in, fp, rec.fp):
 		g.event(r.Context(), dynaguard.EventIdempotencyMismatch)
 		writeProblem(w, r, probKeyReused)
+	case rec.state == stateRunning && rec.final && g.lapsed(rec, now):
+		writeProblem(w, r, probOutcomeUnknown)
 	case rec.state == stateRunning:
 		g.event(r.Context(), dynaguard.EventIdempotencyConflict)
 		writeProblem(w, r, probInFlight)
@@ -130,21 +154,20 @@ func (g *Guard) answerTaken(w http.ResponseWriter, r *http.Request, pk string, r
 
 // run executes the handler under the claim, renewing the lease while it
 // runs, then completes or releases the record.
-func (h *handler) run(w http.ResponseWriter, r *http.Request, pk, owner string, fp, body []byte) {
+func (h *handler) run(w http.ResponseWriter, r *http.Request, cr claimReq, sent time.Time, body []byte) {
 	g := h.g
+	pk, owner, fp := cr.pk, cr.owner, cr.fp
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
-	c := &claimState{g: g, pk: pk, owner: owner, cancel: cancel}
-	if h.rules.storeServerErrors {
-		c.final.Store(true)
-	}
+	c := &claimState{g: g, pk: pk, owner: owner, fence: epochMillis(cr.now), cancel: cancel, marked: cr.final}
+	c.final.Store(cr.final)
 	r = r.WithContext(context.WithValue(ctx, claimKey{}, c))
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	rw := &recorder{w: w, replay: g.replay}
 
-	c.start()
+	c.start(sent)
 	done := false
 	defer func() {
 		if done {
@@ -152,26 +175,29 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, pk, owner string, 
 		}
 		// The handler panicked. Deal with the key, then let the panic go
 		// on to the application's recovery, stack intact.
-		lost := c.stop()
+		lost, marked := c.stop()
 		fctx, fcancel := budget.Detach(r.Context(), finishTimeout)
 		defer fcancel()
-		if lost {
+		switch {
+		case lost && !marked:
 			return
-		}
-		if c.final.Load() {
+		case c.final.Load():
 			b, _ := failedFinal.MarshalJSON()
 			hdr := http.Header{"Content-Type": {"application/problem+json"}}
-			g.finish(fctx, pk, owner, fp, failedFinal.Status, hdr, append(b, '\n'), 0)
-			return
+			g.finish(fctx, c, fp, failedFinal.Status, hdr, append(b, '\n'), 0)
+		default:
+			g.release(fctx, pk, owner)
 		}
-		g.release(fctx, pk, owner)
 	}()
 	h.next.ServeHTTP(rw, r)
 	done = true
 
-	lost := c.stop()
-	if lost {
-		return // logged by the renewal; the new owner's record stands
+	lost, marked := c.stop()
+	if lost && !marked {
+		// Logged when the lease was lost. The handler was canceled; what
+		// it answered is not stored, and the record is left to a retry
+		// (after the lease lapses) rather than completed with it.
+		return
 	}
 	status := rw.status
 	if status == 0 {
@@ -188,7 +214,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, pk, owner string, 
 	if rw.over {
 		truncated = rw.n
 	}
-	g.finish(fctx, pk, owner, fp, status, rw.header, rw.buf.Bytes(), truncated)
+	g.finish(fctx, c, fp, status, rw.header, rw.buf.Bytes(), truncated)
 }
 
 // releases reports whether a response says the request was not processed
@@ -199,33 +225,59 @@ func releases(status int) bool {
 }
 
 // finish stores the outcome. Its failure never reaches the client, whose
-// response has already been written: it is logged, and the key stays
-// claimed until its lease lapses, when a retry executes again.
-func (g *Guard) finish(ctx context.Context, pk, owner string, fp []byte, status int, header http.Header, body []byte, truncated int64) {
-	st := g.prepare(pk, status, header, body, truncated)
-	now := g.clock.Now()
-	err := g.store.complete(ctx, pk, owner, now, g.retention, st)
+// response has already been written (or Do's caller, who has its result):
+// it is logged and the completion is retried in the background
+// (retryLater); until it lands the record stays running and duplicates get
+// 409. It reports whether the completion landed now.
+func (g *Guard) finish(ctx context.Context, c *claimState, fp []byte, status int, header http.Header, body []byte, truncated int64) bool {
+	pk, owner := c.pk, c.owner
+	ttl := dynaguard.EpochSeconds(g.clock.Now().Add(g.retention))
+	st, err := g.prepare(pk, fp, ttl, status, header, body, truncated)
+	if err == nil {
+		err = g.store.complete(ctx, pk, owner, st)
+	}
 	if errors.Is(err, dynaguard.ErrItemTooLarge) && st.omitted == 0 {
 		// Our estimate let through an item DynamoDB refused: keep the
 		// status and headers only.
-		st = g.prepare(pk, status, header, nil, max(int64(len(body)), 1))
-		err = g.store.complete(ctx, pk, owner, now, g.retention, st)
+		st, err = g.prepare(pk, fp, ttl, status, header, nil, max(int64(len(body)), 1))
+		if err == nil {
+			err = g.store.complete(ctx, pk, owner, st)
+		}
+	}
+	resp := &response{status: status, header: header, omitted: st.omitted}
+	if st.omitted == 0 {
+		// A copy: the caller (Do's) may modify the result it returns.
+		resp.body = bytes.Clone(body)
 	}
 	switch {
 	case errors.Is(err, ErrLeaseLost):
 		g.log.ErrorContext(ctx, "idempotency: late completion refused, another owner holds the key; the request executed twice", "record", pk)
-		return
-	case err != nil:
-		g.log.ErrorContext(ctx, "idempotency: completion failed; the key stays claimed until its lease lapses", "record", pk, "err", err)
-		return
-	}
-	if g.cache != nil {
-		// A copy: the caller (Do's) may modify the result it returns.
-		resp := &response{status: status, header: header, body: bytes.Clone(body), omitted: st.omitted}
-		if st.omitted > 0 {
-			resp.body = nil
+		if c.markOnFailure {
+			// Should the refusal be anything but a takeover, the mark
+			// keeps the record from being taken over; after a takeover it
+			// is refused as well, and changes nothing.
+			_ = c.markFinal(ctx)
 		}
-		g.cache.put(pk, fp, resp, time.Unix(dynaguard.EpochSeconds(now.Add(g.retention)), 0), now)
+		return false
+	case err != nil:
+		g.log.ErrorContext(ctx, "idempotency: completion failed; retrying in the background, duplicates get 409 meanwhile", "record", pk, "err", err)
+		if c.markOnFailure {
+			// Do's outcome: mark it final before Do returns, so that the
+			// key is not taken over while the completion is retried. A
+			// failure is logged by markFinal.
+			_ = c.markFinal(ctx)
+		}
+		g.retryLater(pk, owner, fp, st, resp)
+		return false
+	}
+	g.cacheOutcome(pk, fp, st, resp)
+	return true
+}
+
+// cacheOutcome caches a stored outcome.
+func (g *Guard) cacheOutcome(pk string, fp []byte, st stored, resp *response) {
+	if g.cache != nil {
+		g.cache.put(pk, fp, resp, time.Unix(st.ttl, 0), g.clock.Now())
 	}
 }
 
@@ -291,24 +343,6 @@ func mbeLimit(e *http.MaxBytesError, def int64) int64 {
 	return e.Limit
 }
 
-// fingerprint is the SHA-256 of the request's method, path, query, content
-// type and body, each length-prefixed so that no two requests encode alike.
-func fingerprint(r *http.Request, body []byte) []byte {
-	h := sha256.New()
-	var buf [binary.MaxVarintLen64]byte
-	field := func(b []byte) {
-		h.Write(binary.AppendUvarint(buf[:0], uint64(len(b))))
-		h.Write(b)
-	}
-	h.Write([]byte("dynaguard/idempotency/v1 request\x00"))
-	field([]byte(r.Method))
-	field([]byte(r.URL.EscapedPath()))
-	field([]byte(r.URL.RawQuery))
-	field([]byte(r.Header.Get("Content-Type")))
-	field(body)
-	return h.Sum(nil)
-}
-
 // writeReplay answers with a stored response, marked as a replay.
 func writeReplay(w http.ResponseWriter, r *http.Request, resp *response) {
 	h := w.Header()
@@ -326,6 +360,9 @@ func writeReplay(w http.ResponseWriter, r *http.Request, resp *response) {
 		h[k] = append([]string(nil), vs...) // the cache shares resp
 	}
 	h.Set(HeaderReplayed, "true")
+	// A replay is one client's stored answer: no shared or browser cache
+	// may keep it and hand it out in place of a fresh request.
+	h.Set("Cache-Control", "no-store")
 	if bodyAllowed(resp.status) {
 		h.Set("Content-Length", strconv.Itoa(len(resp.body)))
 	}

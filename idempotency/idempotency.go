@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dynaguard/dynaguard"
@@ -26,11 +27,22 @@ var (
 	// ErrFingerprintMismatch: the key was used before with a different
 	// payload (fingerprint). The new work was not executed.
 	ErrFingerprintMismatch = errors.New("idempotency: key reused with a different payload")
-	// ErrLeaseLost: the claim lost its record — its lease lapsed and another
-	// caller took the key over. It is the cause of the handler's (or fn's)
-	// context cancellation when a renewal finds the key taken, and is
-	// logged when a late completion or release is refused.
-	ErrLeaseLost = errors.New("idempotency: lease lost to another owner")
+	// ErrLeaseLost: the claim's lease is lost — a renewal found the key
+	// taken over, or renewals failed until the lease the last successful
+	// one secured was about to lapse (MaxClockSkew before it). It is the
+	// cause (context.Cause) of the handler's (or fn's) context
+	// cancellation; the outcome is then not stored. It is also logged when
+	// a late completion or release is refused.
+	ErrLeaseLost = errors.New("idempotency: lease lost")
+	// ErrOutcomeUnknown: the key's first run was marked final (it took
+	// effect) but its holder's lease lapsed before its outcome was stored —
+	// the completion is still being retried, or was given up. The work is
+	// never run again under this key; the HTTP middleware answers 409 with
+	// reason "idempotency-outcome-unknown".
+	ErrOutcomeUnknown = errors.New("idempotency: first run took effect but its outcome is not recorded")
+	// ErrNotClaimed: Final was called with a context that holds no claimed
+	// key.
+	ErrNotClaimed = errors.New("idempotency: context holds no claimed key")
 	// ErrResultNotKept: Do's earlier result was not stored (too large for a
 	// DynamoDB item) or can no longer be read (sealed with a secret that is
 	// no longer configured). fn is not run again.
@@ -59,6 +71,9 @@ const (
 	DefaultRetention    = 24 * time.Hour
 	DefaultLease        = 30 * time.Second
 	DefaultMaxBodyBytes = 1 << 20
+
+	DefaultMaxClockSkew    = 5 * time.Second // or Lease/4 when that is shorter
+	DefaultCompletionRetry = 5 * time.Minute
 )
 
 // DefaultReplayHeaders are the response headers stored and replayed when
@@ -81,7 +96,7 @@ var neverReplayed = map[string]bool{
 	"Upgrade": true, "Content-Length": true, HeaderReplayed: true,
 }
 
-// Config configures a Guard. Table and Scope are required.
+// Config configures a Guard. Table, Keyring and Scope are required.
 type Config struct {
 	// Table holds the records (prefix "idem#"). Required.
 	Table *dynaguard.Table
@@ -92,13 +107,15 @@ type Config struct {
 	// closed: 503 with Retry-After. Default 3 s.
 	Budget time.Duration
 
-	// Keyring, when set, seals every stored response (status aside) with
-	// AES-256-GCM under a key derived for dynaguard.PurposeIdempotencySeal,
-	// so a table dump or backup does not reveal response bodies — which
-	// may hold anything a POST returns, API keys and links included.
-	// Strongly recommended. Responses sealed with a previous secret are
-	// replayed while it stays in the keyring; after that their replay
-	// answers without a body (see the package documentation).
+	// Keyring keys the request fingerprints (HMAC under
+	// dynaguard.PurposeIdempotencyFingerprint, so a table dump does not
+	// give away low-entropy request bodies to guessing) and seals every
+	// stored response (dynaguard.PurposeIdempotencySeal), so a dump or
+	// backup does not reveal response bodies either — which may hold
+	// anything a POST returns, API keys and links included. Required.
+	// Fingerprints and responses made with a previous secret are matched
+	// and replayed while it stays in the keyring; after that a retry of such
+	// a request is refused as a different payload (422), never executed.
 	Keyring *dynaguard.Keyring
 
 	// Retention is how long a completed key is kept and replayed after its
@@ -110,8 +127,7 @@ type Config struct {
 	// Lease is how long a claim holds a key without renewal: the longest a
 	// crashed worker can block its key. A running handler renews it every
 	// Lease/3, so handlers may run longer than Lease. Default
-	// DefaultLease (30 s). Keep it well above the clock skew between your
-	// instances.
+	// DefaultLease (30 s). It must be more than three times MaxClockSkew.
 	Lease time.Duration
 
 	// Rules are the per-request rules of Handler. Require and With apply
@@ -146,11 +162,29 @@ type Config struct {
 	// checked on every hit.
 	CacheBytes int
 
+	// Lease safety and completion (see the package documentation).
+
+	// MaxClockSkew is the largest difference between the clocks of the
+	// instances sharing the table. A holder stops its handler (context
+	// canceled, cause ErrLeaseLost) MaxClockSkew before the lease its last
+	// successful renewal secured would lapse, and another instance takes a
+	// key over only MaxClockSkew after its lease lapsed, so the two never
+	// both believe they hold it while clocks stay within the skew. Default
+	// DefaultMaxClockSkew (5 s), or Lease/4 when that is shorter; it must
+	// be under Lease/3.
+	MaxClockSkew time.Duration
+	// CompletionRetry is how long a completion write that failed after the
+	// handler (or fn) ran is retried in the background, with backoff from
+	// 100 ms to 5 s. Until it lands, duplicates get 409. At most
+	// maxPendingCompletions retries run at once; beyond that a failure is
+	// only logged. Default DefaultCompletionRetry (5 minutes).
+	CompletionRetry time.Duration
+
 	Clock  dynaguard.Clock // default dynaguard.SystemClock
 	Logger *slog.Logger    // default slog.Default()
 	// Events receives one event per keyed request or Do call (claimed,
-	// replayed, conflict, mismatch, lease lost, storage failure) and times
-	// the Guard's DynamoDB calls; see dynaguard.Events.
+	// taken over, replayed, conflict, mismatch, lease lost, storage
+	// failure) and times the Guard's DynamoDB calls; see dynaguard.Events.
 	Events *dynaguard.Events
 }
 
@@ -177,6 +211,11 @@ type Rules struct {
 type Guard struct {
 	store      store
 	sealer     *sealer
+	fps        *fingerprinter
+	skew       time.Duration
+	retryFor   time.Duration
+	pending    chan struct{} // one slot per background completion retry
+	retries    sync.WaitGroup
 	cache      *cache
 	retention  time.Duration
 	lease      time.Duration
@@ -202,6 +241,9 @@ func New(cfg Config) (*Guard, error) {
 	if cfg.Table == nil || cfg.Table.Client == nil || cfg.Table.Name == "" {
 		return nil, fmt.Errorf("%w: Table is required", ErrInvalidConfig)
 	}
+	if cfg.Keyring == nil {
+		return nil, fmt.Errorf("%w: Keyring is required (it keys fingerprints and seals stored responses)", ErrInvalidConfig)
+	}
 	ev := obs.New(cfg.Events, "idempotency", cfg.Clock, cfg.Logger)
 	g := &Guard{
 		ev:        ev,
@@ -211,6 +253,9 @@ func New(cfg Config) (*Guard, error) {
 		maxBody:   cfg.MaxBodyBytes,
 		budget:    storeBudget,
 		scope:     cfg.Scope,
+		skew:      cfg.MaxClockSkew,
+		retryFor:  cfg.CompletionRetry,
+		pending:   make(chan struct{}, maxPendingCompletions),
 		clock:     dynaguard.ClockOrSystem(cfg.Clock),
 		log:       cfg.Logger,
 	}
@@ -226,6 +271,12 @@ func New(cfg Config) (*Guard, error) {
 	if g.log == nil {
 		g.log = slog.Default()
 	}
+	if g.skew == 0 {
+		g.skew = min(DefaultMaxClockSkew, g.lease/4)
+	}
+	if g.retryFor == 0 {
+		g.retryFor = DefaultCompletionRetry
+	}
 	switch {
 	case g.retention < time.Second:
 		return nil, fmt.Errorf("%w: Retention %v is under one second", ErrInvalidConfig, g.retention)
@@ -237,6 +288,10 @@ func New(cfg Config) (*Guard, error) {
 		return nil, fmt.Errorf("%w: MaxBodyBytes is negative", ErrInvalidConfig)
 	case cfg.CacheBytes < 0:
 		return nil, fmt.Errorf("%w: CacheBytes is negative", ErrInvalidConfig)
+	case g.skew < 0 || 3*g.skew >= g.lease:
+		return nil, fmt.Errorf("%w: MaxClockSkew %v must be under a third of Lease %v", ErrInvalidConfig, g.skew, g.lease)
+	case g.retryFor < 0:
+		return nil, fmt.Errorf("%w: CompletionRetry is negative", ErrInvalidConfig)
 	}
 	if cfg.Scope == nil {
 		return nil, fmt.Errorf("%w: Scope is required: nothing would attribute keyed requests to a client, "+
@@ -257,10 +312,8 @@ func New(cfg Config) (*Guard, error) {
 		}
 		g.replay[c] = true
 	}
-	var err error
-	if g.sealer, err = newSealer(cfg.Keyring); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
+	g.sealer = newSealer(cfg.Keyring)
+	g.fps = newFingerprinter(cfg.Keyring)
 	if cfg.CacheBytes > 0 {
 		g.cache = newCache(cfg.CacheBytes)
 	}
@@ -305,13 +358,47 @@ func (g *Guard) With(r Rules) func(http.Handler) http.Handler {
 // is ctx as final: whatever the handler answers from now on — a 5xx, or a
 // panic, stored as a 500 — is stored and replayed, and the request is never
 // executed again under its key. Call it once the handler has done
-// something that must not be repeated, before any step that might still
-// fail. It reports whether ctx belongs to a request that holds a key.
-func Final(ctx context.Context) bool {
+// something that must not be repeated, before anything acknowledges it
+// (before the response is written) and before any step that might still
+// fail.
+//
+// The mark is recorded in the table at once, by one UpdateItem conditioned
+// on the claim's owner (which also renews the lease): from then on the
+// record is never taken over — not after a failed completion, not after
+// the holder crashes — and duplicates get 409 until the outcome is stored
+// (ErrOutcomeUnknown once the holder's lease has lapsed without it). On a
+// route with Rules.StoreServerErrors the claim itself carries the mark and
+// Final costs nothing.
+//
+// It returns nil when the mark is recorded; ErrNotClaimed when ctx holds no
+// key; ErrLeaseLost when the claim is lost (the handler's context is then
+// canceled); and an error matching ErrUnavailable when the write failed
+// (after a few attempts within the lease): the outcome will still be stored
+// as final when the handler returns, but until then a takeover after the
+// lease lapses is not excluded, so a handler that can still back out
+// should.
+func Final(ctx context.Context) error {
 	c, ok := ctx.Value(claimKey{}).(*claimState)
 	if !ok {
-		return false
+		return ErrNotClaimed
 	}
-	c.final.Store(true)
-	return true
+	return c.markFinal(ctx)
+}
+
+// Fence returns the fencing token of the claim ctx runs under, and false
+// when ctx holds no claimed key. Every claim of a key — the first, and each
+// takeover after a lapsed lease — gets a larger token than the claim before
+// it: the token is the claim time in Unix milliseconds, and a claim only
+// succeeds where the stored lease (at least the previous token) or the
+// record's expiry (later still) is at or below the claimer's time, so the
+// claim's own condition keeps the tokens increasing whatever the clocks. A handler whose side effect is a conditional write of its own can
+// carry the token and refuse a smaller one ("fence < :token"), so that a
+// holder that lost its lease and still runs cannot overwrite its
+// successor's work — the one overlap the middleware cannot stop itself.
+func Fence(ctx context.Context) (int64, bool) {
+	c, ok := ctx.Value(claimKey{}).(*claimState)
+	if !ok {
+		return 0, false
+	}
+	return c.fence, true
 }

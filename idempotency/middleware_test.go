@@ -135,7 +135,7 @@ func TestCrashTakeoverAndLateCompletionRefused(t *testing.T) {
 	if w := serve(g2.Handler(second), post("u1", "k", "{}")); w.Code != http.StatusConflict {
 		t.Fatalf("while the lease is live: %d, want 409", w.Code)
 	}
-	e.clock.Advance(5*time.Second + time.Millisecond)
+	e.clock.Advance(5*time.Second + g2.skew + time.Millisecond)
 	if w := serve(g2.Handler(second), post("u1", "k", "{}")); w.Code != http.StatusCreated || replayed(w) || runs.Load() != 1 {
 		t.Fatalf("takeover after the lease lapsed: %d %s (runs %d)", w.Code, w.Body, runs.Load())
 	}
@@ -170,7 +170,7 @@ func TestLateReleaseRefused(t *testing.T) {
 	oldDone := make(chan *httptest.ResponseRecorder)
 	go func() { oldDone <- serve(g1.Handler(old), post("u1", "k", "{}")) }()
 	<-old.started
-	e.clock.Advance(DefaultLease)
+	e.clock.Advance(DefaultLease + DefaultMaxClockSkew)
 
 	cur := newBlocker(http.StatusCreated, "new owner")
 	curDone := make(chan *httptest.ResponseRecorder)
@@ -202,7 +202,7 @@ func TestTakeoverRequiresSamePayload(t *testing.T) {
 	done := make(chan struct{})
 	go func() { serve(g.Handler(old), post("u1", "k", `{"a":1}`)); close(done) }()
 	<-old.started
-	e.clock.Advance(DefaultLease + time.Second)
+	e.clock.Advance(DefaultLease + DefaultMaxClockSkew + time.Second)
 	h := &counter{}
 	if w := serve(g.Handler(h), post("u1", "k", `{"a":2}`)); w.Code != http.StatusUnprocessableEntity || reason(t, w) != ReasonKeyReused {
 		t.Fatalf("different payload after a crash: %d %s", w.Code, w.Body)
@@ -251,7 +251,7 @@ func TestLeaseLostCancelsHandler(t *testing.T) {
 	done := make(chan struct{})
 	go func() { serve(g.Handler(b), post("u1", "k", "{}")); close(done) }()
 	c := <-b.started
-	e.clock.Advance(DefaultLease)
+	e.clock.Advance(DefaultLease + DefaultMaxClockSkew)
 	if w := serve(g.Handler(&counter{}), post("u1", "k", "{}")); w.Code != http.StatusCreated {
 		t.Fatalf("takeover: %d", w.Code)
 	}
@@ -485,8 +485,8 @@ func TestFinalAndStoredFailures(t *testing.T) {
 	var runs atomic.Int64
 	finalThen500 := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		runs.Add(1)
-		if !Final(r.Context()) {
-			t.Error("Final outside a keyed request")
+		if err := Final(r.Context()); err != nil {
+			t.Errorf("Final: %v", err)
 		}
 		http.Error(w, "ledger unavailable", http.StatusBadGateway)
 	})
@@ -520,8 +520,8 @@ func TestFinalAndStoredFailures(t *testing.T) {
 		t.Fatalf("StoreServerErrors: %d runs=%d", w.Code, runs.Load())
 	}
 
-	if Final(context.Background()) {
-		t.Fatal("Final outside a keyed request must report false")
+	if err := Final(context.Background()); !errors.Is(err, ErrNotClaimed) {
+		t.Fatalf("Final outside a keyed request: %v", err)
 	}
 }
 
@@ -717,13 +717,16 @@ func TestClaimFailureRefusesWith503(t *testing.T) {
 }
 
 // A failed completion write does not turn the client's success into an
-// error; the key stays claimed until the lease lapses.
+// error; it is retried in the background, duplicates get 409 meanwhile, and
+// once it lands they get the replay — even after the lease would have
+// lapsed, never a second execution.
 func TestCompletionFailureKeepsClientResponse(t *testing.T) {
 	t.Parallel()
 	tbl, faults := ddbtest.Inject(ddbtest.NewTable(t))
 	e := &env{t: t, tbl: tbl, clock: ddbtest.NewClock(time.Now()), log: &logBuf{}}
 	h := &counter{}
-	g := e.guard(nil, nil).Handler(h)
+	gd := e.guard(nil, nil)
+	g := gd.Handler(h)
 	faults.Fail("UpdateItem", ddbtest.InternalError)
 	w := serve(g, post("u1", "k", "{}"))
 	if w.Code != http.StatusCreated || !strings.Contains(w.Body.String(), `"execution":1`) {
@@ -732,13 +735,14 @@ func TestCompletionFailureKeepsClientResponse(t *testing.T) {
 	if !strings.Contains(e.log.String(), "completion failed") {
 		t.Fatalf("not logged: %s", e.log)
 	}
-	faults.Clear()
-	if w := serve(g, post("u1", "k", "{}")); w.Code != http.StatusConflict {
-		t.Fatalf("within the lease: %d, want 409", w.Code)
+	if w := serve(g, post("u1", "k", "{}")); w.Code != http.StatusConflict || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("while the completion is retried: %d, want 409 with Retry-After", w.Code)
 	}
-	e.clock.Advance(DefaultLease)
-	if w := serve(g, post("u1", "k", "{}")); w.Code != http.StatusCreated || replayed(w) || h.n.Load() != 2 {
-		t.Fatalf("after the lease: %d runs=%d", w.Code, h.n.Load())
+	faults.Clear()
+	gd.retries.Wait()
+	e.clock.Advance(DefaultLease + DefaultMaxClockSkew)
+	if w := serve(g, post("u1", "k", "{}")); w.Code != http.StatusCreated || !replayed(w) || h.n.Load() != 1 {
+		t.Fatalf("after the retried completion: %d replayed=%v runs=%d", w.Code, replayed(w), h.n.Load())
 	}
 }
 
@@ -761,7 +765,7 @@ func TestReleaseFailureFreesKeyAfterLease(t *testing.T) {
 	if w := serve(g, post("u1", "k", "{}")); w.Code != http.StatusConflict {
 		t.Fatalf("within the lease: %d", w.Code)
 	}
-	e.clock.Advance(DefaultLease)
+	e.clock.Advance(DefaultLease + DefaultMaxClockSkew)
 	if w := serve(g, post("u1", "k", "{}")); w.Code != http.StatusCreated || runs.Load() != 2 {
 		t.Fatalf("after the lease: %d", w.Code)
 	}
@@ -818,7 +822,6 @@ func TestKeysAreScopedPerClient(t *testing.T) {
 func TestSealedResponses(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	secret := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 	k1, _ := dynaguard.NewKeyring(secret(1))
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Location", "/keys/LOCATION-SECRET")
@@ -841,22 +844,26 @@ func TestSealedResponses(t *testing.T) {
 	if w := serve(e.guard(nil, func(c *Config) { c.Keyring = k2 }).Handler(h), post("u1", "k", "{}")); !strings.Contains(w.Body.String(), "BODY-SECRET") {
 		t.Fatalf("rotated replay: %d %s", w.Code, w.Body)
 	}
-	// Once the old secret is dropped: status only, never a second run.
+	// Once the old secret is dropped, the stored fingerprint can no longer
+	// be matched: refused as a different payload, never a second run.
 	k3, _ := dynaguard.NewKeyring(secret(3))
 	var runs atomic.Int64
 	h3 := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { runs.Add(1) })
 	w := serve(e.guard(nil, func(c *Config) { c.Keyring = k3 }).Handler(h3), post("u1", "k", "{}"))
-	if w.Code != http.StatusCreated || !replayed(w) || reason(t, w) != ReasonResponseNotKept || runs.Load() != 0 {
-		t.Fatalf("unreadable replay: %d %s runs=%d", w.Code, w.Body, runs.Load())
+	if w.Code != http.StatusUnprocessableEntity || runs.Load() != 0 {
+		t.Fatalf("after the secret was dropped: %d %s runs=%d", w.Code, w.Body, runs.Load())
 	}
 	// A record cannot be moved to another key: the key is associated data.
 	pk := pkFor("u1", "k")
 	blob, _ := dynaguard.Bytes(e.item(pk), attrResp)
-	kid, _ := dynaguard.Str(e.item(pk), attrKID)
-	s, _ := newSealer(k1)
-	if _, err := s.open(pkFor("u2", "k"), kid, blob); err == nil {
+	rec, err := parseRecord(e.item(pk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newSealer(k1).open(pkFor("u2", "k"), rec); err == nil {
 		t.Fatal("sealed response opened under another record key")
 	}
+	_ = blob
 }
 
 // A completed record expires after the retention; the key is then free.
@@ -942,23 +949,28 @@ func TestStreamingHandlerCanFlush(t *testing.T) {
 
 func TestNewRejectsUnsafeConfig(t *testing.T) {
 	tbl := dynaguard.NewTable(stubAPI{}, "t")
+	k := testKeys
 	bad := []Config{
 		{},
-		{Table: tbl, Lease: time.Hour, Retention: time.Hour},
-		{Table: tbl, Retention: time.Millisecond},
-		{Table: tbl, Lease: time.Millisecond},
-		{Table: tbl, MaxBodyBytes: -1},
-		{Table: tbl, CacheBytes: -1},
-		{Table: tbl, ReplayHeaders: []string{"Content-Type", "set-cookie"}},
-		{Table: tbl, ReplayHeaders: []string{"Transfer-Encoding"}},
+		{Table: tbl}, // no Keyring
+		{Table: tbl, Keyring: k, Lease: time.Hour, Retention: time.Hour},
+		{Table: tbl, Keyring: k, Retention: time.Millisecond},
+		{Table: tbl, Keyring: k, Lease: time.Millisecond},
+		{Table: tbl, Keyring: k, MaxBodyBytes: -1},
+		{Table: tbl, Keyring: k, CacheBytes: -1},
+		{Table: tbl, Keyring: k, ReplayHeaders: []string{"Content-Type", "set-cookie"}},
+		{Table: tbl, Keyring: k, ReplayHeaders: []string{"Transfer-Encoding"}},
+		{Table: tbl, Keyring: k, Lease: 30 * time.Second, MaxClockSkew: 10 * time.Second},
+		{Table: tbl, Keyring: k, MaxClockSkew: -time.Second},
+		{Table: tbl, Keyring: k, CompletionRetry: -time.Second},
 	}
 	for i, c := range bad {
 		if _, err := New(c); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("config %d: %v, want ErrInvalidConfig", i, err)
 		}
 	}
-	g, err := New(Config{Table: tbl, Scope: UserOrSession})
-	if err != nil || g.retention != DefaultRetention || g.lease != DefaultLease || g.maxBody != DefaultMaxBodyBytes || !g.rules.methods["POST"] || !g.rules.methods["PATCH"] || g.rules.methods["PUT"] {
+	g, err := New(Config{Table: tbl, Keyring: k, Scope: UserOrSession})
+	if err != nil || g.skew != DefaultMaxClockSkew || g.retryFor != DefaultCompletionRetry || g.retention != DefaultRetention || g.lease != DefaultLease || g.maxBody != DefaultMaxBodyBytes || !g.rules.methods["POST"] || !g.rules.methods["PATCH"] || g.rules.methods["PUT"] {
 		t.Fatalf("defaults: %+v %v", g, err)
 	}
 }

@@ -19,6 +19,7 @@ const (
 	ReasonUnavailable     = "idempotency-unavailable"
 	ReasonResponseNotKept = "idempotency-response-not-kept"
 	ReasonFailedFinal     = "idempotency-request-failed"
+	ReasonOutcomeUnknown  = "idempotency-outcome-unknown"
 )
 
 // retryAfter is the Retry-After of 409 and 503 answers, in seconds. A
@@ -48,6 +49,10 @@ var (
 	probInFlight = problem.Problem{Reason: ReasonInFlight, Status: http.StatusConflict,
 		Title:  "Request with this Idempotency-Key is still in progress",
 		Detail: "An earlier request with this Idempotency-Key has not finished yet. Retry after the time given in Retry-After; you will then receive its response.",
+		Extra:  map[string]any{"retry_after": retryAfter}}
+	probOutcomeUnknown = problem.Problem{Reason: ReasonOutcomeUnknown, Status: http.StatusConflict,
+		Title:  "Outcome of the first request with this Idempotency-Key not yet recorded",
+		Detail: "The first request with this Idempotency-Key took effect, but its outcome has not been recorded yet. It will not be executed again. Retry after the time given in Retry-After to receive its response.",
 		Extra:  map[string]any{"retry_after": retryAfter}}
 	probUnavailable = problem.Problem{Reason: ReasonUnavailable, Status: http.StatusServiceUnavailable,
 		Title:  "Service temporarily unavailable",

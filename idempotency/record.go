@@ -3,18 +3,20 @@ package idempotency
 import (
 	"bytes"
 	"compress/gzip"
-	"crypto/aes"
-	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/seal"
 )
 
 // Record states.
@@ -28,6 +30,7 @@ const (
 type record struct {
 	state   string
 	owner   string
+	final   bool  // running and marked final: never taken over
 	leaseMS int64 // lease expiry, epoch milliseconds (running only)
 	ttl     int64 // record expiry, epoch seconds
 	fp      []byte
@@ -223,62 +226,67 @@ func decompress(b []byte, enc string) ([]byte, error) {
 	return nil, fmt.Errorf("%w: unknown encoding %q", errCorrupt, enc)
 }
 
-// sealer encrypts stored responses with AES-256-GCM under a key derived
-// from the Keyring (PurposeIdempotencySeal), a random nonce per record, and
-// the record's table key as associated data, so a sealed response cannot be
-// moved to another record. Responses sealed with a previous secret still
-// open while that secret is configured.
+// sealer encrypts stored responses with internal/seal (AES-256-GCM under a
+// fresh subkey per record, 192-bit random nonce) under the keys derived for
+// PurposeIdempotencySeal. The associated data binds the ciphertext to the
+// record's table key and to every stored field that shapes the replay — the
+// status, the encoding, the omitted-body length, the expiry and the
+// fingerprint — so a sealed response cannot be moved to another record, and
+// none of those attributes can be changed in the table without the replay
+// failing closed (answered as unreadable, never executed again). Responses
+// sealed with a previous secret still open while that secret is configured.
 type sealer struct {
-	keys []sealKey // current first
+	keys []seal.Key // current first
 }
 
-type sealKey struct {
-	id   string
-	aead cipher.AEAD
+func newSealer(k *dynaguard.Keyring) *sealer {
+	return &sealer{keys: seal.Keys(k.Keys(dynaguard.PurposeIdempotencySeal), sealLabel)}
 }
 
-func newSealer(k *dynaguard.Keyring) (*sealer, error) {
-	if k == nil {
-		return nil, nil
-	}
-	s := &sealer{}
-	for _, dk := range k.Keys(dynaguard.PurposeIdempotencySeal) {
-		block, err := aes.NewCipher(dk.Secret)
-		if err != nil {
-			return nil, err
-		}
-		aead, err := cipher.NewGCMWithRandomNonce(block)
-		if err != nil {
-			return nil, err
-		}
-		s.keys = append(s.keys, sealKey{id: dk.ID, aead: aead})
-	}
-	return s, nil
+const (
+	sealLabel   = "dynaguard/idempotency-seal/v2"
+	sealContext = "dynaguard/idempotency/v2 response\x00"
+)
+
+// sealAD appends the associated data of a stored response to ad.
+func sealAD(ad []byte, pk string, st *stored, fp []byte) []byte {
+	ad = append(ad, sealContext...)
+	ad = append(ad, pk...)
+	ad = append(ad, 0)
+	ad = strconv.AppendInt(ad, int64(st.status), 10)
+	ad = append(ad, 0)
+	ad = append(ad, st.enc...)
+	ad = append(ad, 0)
+	ad = strconv.AppendInt(ad, st.omitted, 10)
+	ad = append(ad, 0)
+	ad = strconv.AppendInt(ad, st.ttl, 10)
+	ad = append(ad, 0)
+	return append(ad, fp...)
 }
 
-const sealContext = "dynaguard/idempotency/v1 sealed response\x00"
-
-func (s *sealer) seal(pk string, plain []byte) (kid string, sealed []byte) {
+func (s *sealer) seal(pk string, st *stored, fp []byte) error {
 	k := s.keys[0]
-	return k.id, k.aead.Seal(nil, nil, plain, []byte(sealContext+pk))
+	sealed, err := k.Seal(st.blob, func(ad []byte) []byte { return sealAD(ad, pk, st, fp) })
+	if err != nil {
+		return err
+	}
+	st.kid, st.blob = k.ID, sealed
+	return nil
 }
 
 var errNoSealKey = errors.New("idempotency: stored response is sealed with a key that is not configured")
 
-func (s *sealer) open(pk, kid string, sealed []byte) ([]byte, error) {
-	if s == nil {
+func (s *sealer) open(pk string, rec *record) ([]byte, error) {
+	k, ok := seal.Find(s.keys, rec.kid)
+	if !ok {
 		return nil, errNoSealKey
 	}
-	for _, k := range s.keys {
-		if k.id == kid {
-			p, err := k.aead.Open(nil, nil, sealed, []byte(sealContext+pk))
-			if err != nil {
-				return nil, fmt.Errorf("%w: %w", errCorrupt, err)
-			}
-			return p, nil
-		}
+	st := stored{status: rec.status, enc: rec.enc, omitted: rec.omitted, ttl: rec.ttl}
+	p, err := k.Open(rec.blob, func(ad []byte) []byte { return sealAD(ad, pk, &st, rec.fp) })
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errCorrupt, err)
 	}
-	return nil, errNoSealKey
+	return p, nil
 }
 
 // stored is a response ready for the completion write.
@@ -288,16 +296,17 @@ type stored struct {
 	enc     string
 	kid     string
 	omitted int64
+	ttl     int64 // the record's expiry, epoch seconds
 }
 
 // prepare turns a response into what the completion write stores:
-// encoded, compressed when that helps, sealed when a Keyring is configured.
+// encoded, compressed when that helps, sealed, to be kept until ttl.
 // A body that was too large to capture (truncated > 0) or still does not
 // fit an item is dropped and its length recorded; the status and headers
 // are always kept (the headers too, unless they alone overflow). It never
 // fails: a body that cannot be kept is dropped, never the completion.
-func (g *Guard) prepare(pk string, status int, header http.Header, body []byte, truncated int64) stored {
-	st := stored{status: status}
+func (g *Guard) prepare(pk string, fp []byte, ttl int64, status int, header http.Header, body []byte, truncated int64) (stored, error) {
+	st := stored{status: status, ttl: ttl}
 	var blob []byte
 	if truncated == 0 {
 		blob, st.enc = compress(encodeResponse(header, body))
@@ -310,10 +319,7 @@ func (g *Guard) prepare(pk string, status int, header http.Header, body []byte, 
 		}
 	}
 	st.blob = blob
-	if g.sealer != nil {
-		st.kid, st.blob = g.sealer.seal(pk, st.blob)
-	}
-	return st
+	return st, g.sealer.seal(pk, &st, fp)
 }
 
 // open reads a completed record back into a response. A body that cannot be
@@ -321,11 +327,9 @@ func (g *Guard) prepare(pk string, status int, header http.Header, body []byte, 
 // unreadable, never an error: the request must still not run again.
 func (g *Guard) open(pk string, rec *record) (*response, error) {
 	resp := &response{status: rec.status, omitted: rec.omitted}
-	blob := rec.blob
-	var err error
-	if rec.kid != "" {
-		blob, err = g.sealer.open(pk, rec.kid, blob)
-	}
+	// Every record this package writes is sealed: one without a key ID
+	// was not written by it, and is not replayed.
+	blob, err := g.sealer.open(pk, rec)
 	if err == nil {
 		blob, err = decompress(blob, rec.enc)
 	}
@@ -370,3 +374,72 @@ const (
 	kindHTTP byte = 'h'
 	kindTask byte = 't'
 )
+
+// Fingerprints. A request's fingerprint is an HMAC-SHA256, under the key
+// derived for dynaguard.PurposeIdempotencyFingerprint, of its method, path,
+// query, content type and the SHA-256 of its body (length-prefixed so that no
+// two requests encode alike); a Do call's is the HMAC of its fingerprint
+// argument. Keyed, because a plain hash of a low-entropy body — a JSON
+// password change, a small transfer — is reversed from a table dump by
+// guessing. The body is hashed first so that checking a stored fingerprint
+// against every secret of a rotation costs one HMAC of a few dozen bytes per
+// secret, not one pass over the body each.
+type fingerprinter struct {
+	macs []*sync.Pool // per key, current first: pooled HMACs
+}
+
+func newFingerprinter(k *dynaguard.Keyring) *fingerprinter {
+	f := &fingerprinter{}
+	for _, dk := range k.Keys(dynaguard.PurposeIdempotencyFingerprint) {
+		secret := dk.Secret
+		f.macs = append(f.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }})
+	}
+	return f
+}
+
+// fpInput is what a fingerprint is the MAC of: computed once per request.
+type fpInput []byte
+
+// sum returns the fingerprint under key i.
+func (f *fingerprinter) sum(in fpInput, i int) []byte {
+	m := f.macs[i].Get().(hash.Hash)
+	m.Reset()
+	m.Write(in)
+	out := m.Sum(nil)
+	f.macs[i].Put(m)
+	return out
+}
+
+// matches reports whether stored is the fingerprint of in under any key:
+// the current one (cur, already computed) or a previous one still in the
+// keyring, so a retry that spans a rotation still matches its record.
+func (f *fingerprinter) matches(in fpInput, cur, stored []byte) bool {
+	if hmac.Equal(cur, stored) {
+		return true
+	}
+	for i := 1; i < len(f.macs); i++ {
+		if hmac.Equal(f.sum(in, i), stored) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestInput is the fingerprint input of an HTTP request.
+func requestInput(r *http.Request, body []byte) fpInput {
+	bodySum := sha256.Sum256(body)
+	path, ct := r.URL.EscapedPath(), r.Header.Get("Content-Type")
+	b := make([]byte, 0, 48+len(r.Method)+len(path)+len(r.URL.RawQuery)+len(ct)+5*binary.MaxVarintLen64)
+	b = append(b, "dynaguard/idempotency/v2 request\x00"...)
+	for _, f := range []string{r.Method, path, r.URL.RawQuery, ct} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return append(b, bodySum[:]...)
+}
+
+// taskInput is the fingerprint input of a Do call.
+func taskInput(fingerprint []byte) fpInput {
+	sum := sha256.Sum256(fingerprint)
+	return append([]byte("dynaguard/idempotency/v2 task\x00"), sum[:]...)
+}

@@ -65,18 +65,20 @@ func TestCompression(t *testing.T) {
 }
 
 func TestPrepareDropsBodyThatDoesNotFit(t *testing.T) {
-	g := &Guard{budget: storeBudget}
+	k, _ := dynaguard.NewKeyring(secret(1))
+	g := &Guard{budget: storeBudget, sealer: newSealer(k)}
 	big := make([]byte, dynaguard.MaxItemSize)
 	_, _ = rand.Read(big) // does not compress
-	st := g.prepare("pk", 201, http.Header{"Location": {"/x"}}, big, 0)
-	if st.omitted != int64(len(big)) || len(st.blob) > storeBudget {
-		t.Fatalf("omitted %d, blob %d", st.omitted, len(st.blob))
+	fp := []byte("fp")
+	st, err := g.prepare("pk", fp, 99, 201, http.Header{"Location": {"/x"}}, big, 0)
+	if err != nil || st.omitted != int64(len(big)) || len(st.blob) > storeBudget {
+		t.Fatalf("omitted %d, blob %d, err %v", st.omitted, len(st.blob), err)
 	}
-	resp, err := g.open("pk", &record{status: 201, blob: st.blob, enc: st.enc, omitted: st.omitted})
+	resp, err := g.open("pk", &record{status: 201, blob: st.blob, enc: st.enc, kid: st.kid, omitted: st.omitted, ttl: 99, fp: fp})
 	if err != nil || resp.header.Get("Location") != "/x" || len(resp.body) != 0 {
 		t.Fatalf("open: %+v %v", resp, err)
 	}
-	if st := g.prepare("pk", 200, nil, nil, 12345); st.omitted != 12345 {
+	if st, _ := g.prepare("pk", fp, 99, 200, nil, nil, 12345); st.omitted != 12345 {
 		t.Fatal("truncated capture must be recorded as omitted")
 	}
 }

@@ -14,11 +14,11 @@ import (
 // what to use instead.
 func TestNewRequiresScope(t *testing.T) {
 	tbl := dynaguard.NewTable(stubAPI{}, "t")
-	_, err := New(Config{Table: tbl})
+	_, err := New(Config{Table: tbl, Keyring: testKeys})
 	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "UserOrSession") {
 		t.Fatalf("no Scope: %v", err)
 	}
-	if _, err := New(Config{Table: tbl, Scope: UserOrSession}); err != nil {
+	if _, err := New(Config{Table: tbl, Keyring: testKeys, Scope: UserOrSession}); err != nil {
 		t.Fatal(err)
 	}
 }

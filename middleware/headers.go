@@ -18,8 +18,12 @@ type HeadersConfig struct {
 	// appended to it unless it already names frame-ancestors.
 	ContentSecurityPolicy string
 	// HSTS, when positive, sends Strict-Transport-Security with this
-	// max-age on HTTPS requests. Off by default: turn it on once the whole
-	// site is served over HTTPS.
+	// max-age on HTTPS requests: those whose connection is TLS, or — when
+	// RealIP runs first, as in Stack — whose trusted proxy reports
+	// X-Forwarded-Proto: https (or Forwarded: proto=https). Behind a
+	// TLS-terminating load balancer, list it in ClientIPConfig's
+	// TrustedProxies. Off by default: turn it on once the whole site is
+	// served over HTTPS.
 	HSTS                  time.Duration
 	HSTSIncludeSubdomains bool
 }
@@ -27,7 +31,9 @@ type HeadersConfig struct {
 // SecurityHeaders sets response headers that close common browser-side
 // holes: X-Content-Type-Options: nosniff, a Referrer-Policy, CSP
 // frame-ancestors (with X-Frame-Options for old browsers), and optional HSTS.
-// Headers a handler sets itself win, since these are set first.
+// Headers a handler sets itself win, since these are set first. Put RealIP
+// before it when a TLS-terminating proxy stands in front of the app, so that
+// HSTS goes out on requests the proxy received over HTTPS.
 func SecurityHeaders(cfg HeadersConfig) Middleware {
 	fa := cfg.FrameAncestors
 	if fa == "" {
@@ -77,7 +83,7 @@ func SecurityHeaders(cfg HeadersConfig) Middleware {
 			if xfo != "" {
 				set(h, "X-Frame-Options", xfo)
 			}
-			if hsts != "" && r.TLS != nil {
+			if hsts != "" && clientHTTPS(r) {
 				set(h, "Strict-Transport-Security", hsts)
 			}
 			next.ServeHTTP(w, r)

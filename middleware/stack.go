@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/idempotency"
 	"github.com/dynaguard/dynaguard/internal/obs"
+	"github.com/dynaguard/dynaguard/internal/problem"
 	"github.com/dynaguard/dynaguard/nonce"
 	"github.com/dynaguard/dynaguard/users"
 )
@@ -36,7 +38,7 @@ type Config struct {
 	// Users loads the logged-in user on every request.
 	Users *users.Users
 	// Nonces guards every unsafe request outside APIPrefix with a
-	// single-use nonce whose purpose is the request path. Its
+	// single-use nonce whose purpose is the escaped request path. Its
 	// Config.ErrorHandler answers refused forms (re-render them there).
 	Nonces *nonce.Manager
 	// Idempotency guards API routes; keys are required on POST and PATCH.
@@ -89,6 +91,15 @@ type Config struct {
 	// components emit their own events through their own Config.Events.
 	Events *dynaguard.Events
 
+	// MaxBodyBytes limits the body of every request with an unsafe method
+	// (anything but GET, HEAD and OPTIONS) on API routes: a larger declared
+	// body is refused with 413 before any DynamoDB call, a larger streamed
+	// one fails the handler's read (http.MaxBytesReader). Keyed POST and
+	// PATCH bodies are limited further by the idempotency Guard's own
+	// MaxBodyBytes, and every other route's by the Nonces'. Default
+	// nonce.DefaultMaxBodyBytes (10 MiB).
+	MaxBodyBytes int64
+
 	// Budget is the time each request may spend on DynamoDB work (see
 	// Bound); default DefaultBudget (3 s). MaxInFlight bounds the requests
 	// served at once; default 100 × Budget in seconds.
@@ -103,6 +114,7 @@ type Stack struct {
 	api   Middleware // idempotency keys, for routes under the API prefix
 	pages Middleware // single-use nonces, for every other route
 	pfx   string
+	max   int64 // MaxBodyBytes of unsafe API requests
 	// exempt: some routes are exempt (Config.Exempt, ExemptFunc); the
 	// cross-origin check marks them.
 	exempt bool
@@ -123,20 +135,28 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = nonce.DefaultMaxBodyBytes
+	}
+	if cfg.MaxBodyBytes < 0 {
+		return nil, errors.New("middleware: Config.MaxBodyBytes is negative")
+	}
 	exempt := exempter(cfg)
 	adoptSessionErrors(cfg.Sessions, cfg.Logger)
 	st := &Stack{
 		outer: Chain(
 			Recover(cfg.Logger),
+			RealIP(cfg.ClientIP), // before SecurityHeaders, which asks it whether the client uses HTTPS
 			SecurityHeaders(cfg.Headers),
+			refuseMethods,
 			Bound(BoundConfig{Budget: cfg.Budget, MaxInFlight: cfg.MaxInFlight, Events: withLogger(cfg.Events, cfg.Logger)}),
-			RealIP(cfg.ClientIP),
 			crossOriginExcept(cfg.CrossOrigin, exempt),
 			sessionsOf(cfg),
 			identityOf(cfg),
 		),
 		exempt: exempt != nil,
 		pfx:    cfg.APIPrefix,
+		max:    cfg.MaxBodyBytes,
 	}
 	// A component left out hands its routes to the other (checkConfig).
 	switch {
@@ -163,15 +183,20 @@ func apiChain(cfg Config) Middleware {
 // handler — in the stack:
 //
 //	Recover                     a panic becomes a 500 page, never a stack trace
+//	RealIP                      the client address and scheme, from trusted proxies only
 //	SecurityHeaders             nosniff, Referrer-Policy, frame-ancestors, HSTS
+//	                            TRACE and CONNECT refused (405)
 //	Bound                       503 beyond MaxInFlight; the request's DynamoDB budget
-//	RealIP                      the client address, from trusted proxies only
 //	http.CrossOriginProtection  cross-site unsafe requests refused before any work
 //	scs LoadAndSave             the session: 1 consistent GetItem, 0–1 write
 //	users.LoadUser              the user: 1 consistent GetItem; stale sessions end
-//	  API routes (APIPrefix):   a logged-in user (401 otherwise, unless PublicAPI),
+//	  API routes (APIPrefix, matched on the escaped path; an encoded
+//	  "/" or other escape inside the prefix is refused with 400; unsafe
+//	  bodies limited to MaxBodyBytes):
+//	                            a logged-in user (401 otherwise, unless PublicAPI),
 //	                            then Idempotency-Key required on POST and PATCH
-//	  every other route:        single-use nonce on unsafe methods, purpose = path
+//	  every other route:        single-use nonce on unsafe methods, purpose =
+//	                            escaped path, body limited to the Nonces' MaxBodyBytes
 //	  Exempt routes:            neither, and no cross-origin check (see Config.Exempt)
 //	next                        not started once the budget is spent (503)
 //
@@ -181,18 +206,68 @@ func apiChain(cfg Config) Middleware {
 // idempotency key, because those are bound to (or scoped by) who is asking.
 func (s *Stack) Handler(next http.Handler) http.Handler {
 	next = budgetGate(next)
-	api, pages := s.api(next), s.pages(next)
+	apiH, pages := s.api(next), s.pages(next)
 	return s.outer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.exempt && isExempt(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if strings.HasPrefix(r.URL.Path, s.pfx) {
-			api.ServeHTTP(w, r)
+		// The branch is chosen on the escaped path, the form routers
+		// match segments on. A path whose decoded form enters the API
+		// prefix while its escaped form does not ("/api%2Facme/delete")
+		// would take the page branch here and could still reach a route
+		// of either kind: it is refused, not guessed at.
+		api := strings.HasPrefix(r.URL.EscapedPath(), s.pfx)
+		if api != strings.HasPrefix(r.URL.Path, s.pfx) {
+			problem.Write(w, r, probAmbiguousPath)
+			return
+		}
+		if api {
+			if !safeMethod(r.Method) {
+				if r.ContentLength > s.max {
+					problem.Write(w, r, probBodyTooLarge)
+					return
+				}
+				if r.Body != nil && r.Body != http.NoBody {
+					r.Body = http.MaxBytesReader(w, r.Body, s.max)
+				}
+			}
+			apiH.ServeHTTP(w, r)
 			return
 		}
 		pages.ServeHTTP(w, r)
 	}))
+}
+
+var probAmbiguousPath = problem.Problem{Reason: "path-ambiguous", Status: http.StatusBadRequest,
+	Title:  "Ambiguous request path",
+	Detail: "The request path encodes a character (such as \"/\") that changes which part of the site it addresses. Send the path without it."}
+
+var probBodyTooLarge = problem.Problem{Reason: "body-too-large", Status: http.StatusRequestEntityTooLarge,
+	Title:  "Request body too large",
+	Detail: "The request body exceeds the size this API accepts."}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+var probMethodRefused = problem.Problem{Reason: "method-not-allowed", Status: http.StatusMethodNotAllowed,
+	Title:  "Method not allowed",
+	Detail: "TRACE and CONNECT are not served."}
+
+// refuseMethods answers TRACE and CONNECT with 405 before anything else runs:
+// TRACE echoes the request (cookies included) and counts as "safe", so a
+// check that skips safe methods would wave it through; CONNECT has no place
+// in an application. Neither reaches a handler, a nonce or a key.
+func refuseMethods(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodTrace || r.Method == http.MethodConnect {
+			w.Header().Set("Allow", "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE")
+			problem.Write(w, r, probMethodRefused)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Client describes the request's client for users.Login and friends: the

@@ -66,7 +66,7 @@ func newApp(t *testing.T, mutate ...func(*middleware.Config)) *app {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := idempotency.New(idempotency.Config{Table: tbl, Scope: idempotency.UserOrSession, Logger: quiet})
+	g, err := idempotency.New(idempotency.Config{Table: tbl, Keyring: keys, Scope: idempotency.UserOrSession, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

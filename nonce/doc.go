@@ -43,7 +43,7 @@
 // nothing — and then records the consumption with one conditional PutItem:
 //
 //	pk  = "nonce#" + base64url(SHA-256("dynaguard/nonce/record\x00" || ID))
-//	ttl = the token's expiry
+//	ttl = the token's expiry + Config.RecordMargin (default 1 h)
 //	condition: attribute_not_exists(pk)
 //
 // DynamoDB applies conditional writes to an item one at a time, so of any
@@ -53,6 +53,27 @@
 // concurrent submissions both see "unused". If the write fails for any other
 // reason — throttling, a DynamoDB error, a timeout — the request is refused
 // with [ErrStorage] (503) and the protected handler does not run.
+//
+// # Clocks and the TTL sweep
+//
+// Every instance checks a token's expiry with its own clock, and DynamoDB
+// may delete the record once its ttl has passed. The record therefore
+// outlives the token by Config.RecordMargin (at least Config.MaxClockSkew,
+// default 5 minutes): an instance whose clock runs behind still accepts a
+// token a little after its expiry, and its record is still there to refuse
+// the replay. A token dated further in the future than MaxClockSkew — issued
+// by an instance whose clock runs fast, and so able to outlive its record —
+// is refused with [ErrNotYetValid]. The margin costs storage only: one small
+// item per consumed token for an hour longer.
+//
+// # Methods and bodies
+//
+// GET, HEAD and OPTIONS need no token; every other method does, TRACE and
+// CONNECT included. The body of every request that needs one is read
+// through http.MaxBytesReader (Config.MaxBodyBytes) whether the token comes
+// in a form field or in the X-Nonce header, and a body declared larger is
+// refused (413) before the token is spent. A multipart form is parsed in
+// memory within that limit: nothing is written to temporary files.
 //
 // # Several tabs and the Back button
 //

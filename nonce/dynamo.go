@@ -22,13 +22,13 @@ import (
 // (which treats an expired item as absent) on purpose. The expired-as-absent
 // rule exists for keys that may be claimed again once their item has died —
 // a session token, an idempotency key. A nonce ID is never claimed again: it
-// is 128 random bits issued once, and its record lives exactly as long as
-// the token (ttl = the token's expiry). A token is checked for expiry before
-// the write, so a dead record can only ever be met by a dead token, which
-// never reaches the write; both conditions therefore give the same answer
-// for every write that is made. attribute_not_exists gives it without
+// is 128 random bits issued once, and its record lives until the token's
+// expiry plus Config.RecordMargin (at least the maximum clock skew). Every
+// instance checks a token's expiry before the write, and none whose clock is
+// within the skew accepts it after its record's ttl, so a dead record can only
+// ever be met by a dead token. attribute_not_exists gives that answer without
 // reading the writer's clock, so no clock — however skewed — can ever turn a
-// recorded consumption back into an unused nonce.
+// recorded consumption back into an unused nonce while the record exists.
 const condNeverConsumed = "attribute_not_exists(#pk)"
 
 // putCondition and putNames are the condition of every consumption write
@@ -74,12 +74,15 @@ func appendRecordKey(dst []byte, id *[idLen]byte) []byte {
 // existed, and ErrStorage (wrapping the classified DynamoDB error) for
 // anything else. It never reads: a read followed by a write would let two
 // concurrent submissions both see "unused".
-func (m *Manager) consume(ctx context.Context, id *[idLen]byte, expires time.Time) error {
+//
+// recordTTL is when DynamoDB may delete the record: the token's expiry plus
+// Config.RecordMargin.
+func (m *Manager) consume(ctx context.Context, id *[idLen]byte, recordTTL time.Time) error {
 	// The record key and the ttl (dynaguard.TTLValue's number: whole epoch
 	// seconds, rounded up) are built in one buffer and converted to one
 	// string, then sliced: one allocation for both.
 	var buf [recordKeyLen + 20]byte
-	kv := string(strconv.AppendInt(appendRecordKey(buf[:0], id), dynaguard.EpochSeconds(expires), 10))
+	kv := string(strconv.AppendInt(appendRecordKey(buf[:0], id), dynaguard.EpochSeconds(recordTTL), 10))
 	_, err := m.table.Client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: m.tableName,
 		Item: map[string]types.AttributeValue{

@@ -25,6 +25,10 @@ var (
 	ErrBadSignature = errors.New("nonce: bad signature")
 	// ErrExpired: the token's lifetime (Config.TTL) has passed.
 	ErrExpired = errors.New("nonce: expired")
+	// ErrNotYetValid: the token is dated further in the future than
+	// Config.MaxClockSkew allows — the instance that issued it has a clock
+	// that runs fast.
+	ErrNotYetValid = errors.New("nonce: dated in the future")
 	// ErrWrongPurpose: the token was issued for another form.
 	ErrWrongPurpose = errors.New("nonce: issued for another purpose")
 	// ErrWrongBrowser: the token was issued to another browser, or this
@@ -101,6 +105,8 @@ var reasons = []struct {
 		"The form's security token is not valid. Reload the page and submit it again."},
 	{ErrExpired, "nonce-expired", http.StatusForbidden, "This form has expired",
 		"The form was open for too long. Reload the page and submit it again."},
+	{ErrNotYetValid, "nonce-not-yet-valid", http.StatusForbidden, "This form could not be verified",
+		"The form's security token is dated in the future. Reload the page and submit it again."},
 	{ErrWrongPurpose, "nonce-wrong-purpose", http.StatusForbidden, "This form could not be verified",
 		"The security token belongs to a different form. Reload the page and submit it again."},
 	{ErrWrongBrowser, "nonce-wrong-browser", http.StatusForbidden, "This form could not be verified",

@@ -31,6 +31,8 @@ const (
 	InsecureCookieName  = "dg-nonce" // the default name when Config.InsecureCookie is set
 	DefaultCookieMaxAge = 30 * 24 * time.Hour
 	DefaultMaxBodyBytes = 10 << 20
+	DefaultMaxClockSkew = 5 * time.Minute
+	DefaultRecordMargin = time.Hour
 )
 
 // Config configures a [Manager]. Table and Keys are required; every other
@@ -88,11 +90,26 @@ type Config struct {
 	// production; New logs a warning when it is set.
 	InsecureCookie bool
 
-	// MaxBodyBytes caps the form body Require and Consume read to find the
-	// token (http.MaxBytesReader); a larger body gets ErrBodyTooLarge (413).
-	// Default 10 MiB. Parts of a multipart form beyond 32 MiB in memory go
-	// to temporary files, as with http.Request.ParseMultipartForm.
+	// MaxBodyBytes caps the body of every request Require and Consume
+	// check (http.MaxBytesReader), whether the token comes in the form or
+	// in the header; a larger body gets ErrBodyTooLarge (413), or fails the
+	// handler's read. Default 10 MiB. A multipart form is parsed in memory
+	// within this limit: no part is written to a temporary file.
 	MaxBodyBytes int64
+
+	// MaxClockSkew is the largest difference between the clocks of the
+	// instances that share the table. A token dated further in the future
+	// than this (issued by an instance whose clock runs fast) is refused
+	// with ErrNotYetValid. Default DefaultMaxClockSkew (5 minutes).
+	MaxClockSkew time.Duration
+	// RecordMargin is how long a consumption record outlives its token:
+	// an instance whose clock runs behind still accepts the token that
+	// long after its expiry, and only the record stops a replay then.
+	// DynamoDB deletes expired items at some point after their ttl, never
+	// before, so the record must outlive the token by at least the skew.
+	// Default DefaultRecordMargin (1 hour); it must be at least
+	// MaxClockSkew.
+	RecordMargin time.Duration
 
 	// Session returns the current session's ID, or "" when there is none.
 	// Tokens issued inside a session are accepted only in that session.
@@ -134,6 +151,8 @@ type Manager struct {
 	cookieMaxAge time.Duration
 	insecure     bool
 	maxBody      int64
+	maxSkew      time.Duration
+	margin       time.Duration
 	session      func(*http.Request) string
 	onError      func(http.ResponseWriter, *http.Request, error)
 	clock        dynaguard.Clock
@@ -163,6 +182,8 @@ func New(cfg Config) (*Manager, error) {
 		cookieMaxAge: or(cfg.CookieMaxAge, DefaultCookieMaxAge),
 		insecure:     cfg.InsecureCookie,
 		maxBody:      or(cfg.MaxBodyBytes, DefaultMaxBodyBytes),
+		maxSkew:      or(cfg.MaxClockSkew, DefaultMaxClockSkew),
+		margin:       or(cfg.RecordMargin, DefaultRecordMargin),
 		session:      cfg.Session,
 		onError:      cfg.ErrorHandler,
 		clock:        dynaguard.ClockOrSystem(cfg.Clock),
@@ -177,6 +198,8 @@ func New(cfg Config) (*Manager, error) {
 	switch {
 	case m.ttl < 0 || m.cookieMaxAge < 0 || m.maxBody < 0:
 		return nil, errors.New("nonce: TTL, CookieMaxAge and MaxBodyBytes must not be negative")
+	case m.maxSkew < 0 || m.margin < m.maxSkew:
+		return nil, fmt.Errorf("nonce: RecordMargin (%v) must be at least MaxClockSkew (%v)", m.margin, m.maxSkew)
 	case m.cookieMaxAge < 2*m.ttl:
 		return nil, fmt.Errorf("nonce: CookieMaxAge (%v) must be at least twice TTL (%v)", m.cookieMaxAge, m.ttl)
 	case m.insecure && (strings.HasPrefix(m.cookieName, "__Host-") || strings.HasPrefix(m.cookieName, "__Secure-")):
@@ -241,8 +264,10 @@ func removeMultipart(r, r2 *http.Request) {
 
 // Require returns middleware that consumes a token issued for purpose on
 // every request with an unsafe method, before next runs. Safe methods (GET,
-// HEAD, OPTIONS, TRACE) pass through unchecked, so one route can both
-// render its form and receive it. A refused request is answered by
+// HEAD, OPTIONS) pass through unchecked, so one route can both render its
+// form and receive it; every other method — TRACE and CONNECT included —
+// needs a token. The body of every unsafe request is limited to
+// Config.MaxBodyBytes, whichever way the token arrives. A refused request is answered by
 // Config.ErrorHandler and never reaches next.
 //
 // Require also does what Handler does, so a route that re-renders its form
@@ -257,13 +282,17 @@ func (m *Manager) Require(purpose string) func(http.Handler) http.Handler {
 	return m.protect(func(*http.Request) string { return purpose })
 }
 
-// RequirePath is Require with the request's path as the purpose, for one
-// middleware in front of a whole router: a form that posts to /login
-// renders Field(r, "/login"), and its token is refused anywhere else. A
-// request whose path could never be a purpose (empty, or over 255 bytes)
-// is refused as ErrWrongPurpose.
+// RequirePath is Require with the request's escaped path
+// (r.URL.EscapedPath) as the purpose, for one middleware in front of a
+// whole router: a form that posts to /login renders Field(r, "/login"), and
+// its token is refused anywhere else. The escaped path, not the decoded
+// one, so that "/a%2Fb/delete" and "/a/b/delete" — which a router may send
+// to different handlers — never share a token; a form that posts to a path
+// with escaped characters names it escaped. A request whose path could
+// never be a purpose (empty, or over 255 bytes) is refused as
+// ErrWrongPurpose.
 func (m *Manager) RequirePath(next http.Handler) http.Handler {
-	return m.protect(func(r *http.Request) string { return r.URL.Path })(next)
+	return m.protect(func(r *http.Request) string { return r.URL.EscapedPath() })(next)
 }
 
 func (m *Manager) protect(purposeOf func(*http.Request) string) func(http.Handler) http.Handler {
@@ -284,9 +313,13 @@ func (m *Manager) protect(purposeOf func(*http.Request) string) func(http.Handle
 	}
 }
 
+// safeMethod lists the methods that never need a token. TRACE is not one of
+// them: it is "safe" in RFC 9110's sense, but a server that answers it
+// echoes the request (cookies included) and nothing in this package may be
+// skipped on the strength of a method an application rarely means to serve.
 func safeMethod(method string) bool {
 	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return true
 	}
 	return false
@@ -306,9 +339,18 @@ func safeMethod(method string) bool {
 // submission of a token ever succeeds, across any number of instances.
 // Every error matches one of the Err* sentinels.
 //
+// The body is limited to Config.MaxBodyBytes whether or not it is parsed
+// here: a token in the header does not lift the limit on the body the
+// handler reads next (a larger declared body is refused at once with
+// ErrBodyTooLarge, before the token is used; a larger streamed one fails the
+// handler's read with *http.MaxBytesError).
+//
 // w is used only by http.MaxBytesReader (to close the connection after an
 // oversized body) and may be nil.
 func (m *Manager) Consume(w http.ResponseWriter, r *http.Request, purpose string) error {
+	if err := m.limitBody(w, r); err != nil {
+		return m.refuse(r, purpose, err, nil)
+	}
 	token, err := m.tokenFrom(w, r)
 	if err != nil {
 		return m.refuse(r, purpose, err, nil)
@@ -341,10 +383,18 @@ func (m *Manager) Consume(w http.ResponseWriter, r *http.Request, purpose string
 		}
 	}
 	expires := time.Unix(c.expires, 0)
-	if !m.clock.Now().Before(expires) {
+	now := m.clock.Now()
+	if !now.Before(expires) {
 		return m.refuse(r, purpose, ErrExpired, nil)
 	}
-	if err := m.consume(r.Context(), &c.id, expires); err != nil {
+	// A token is issued TTL before it expires. One whose issue time lies
+	// further ahead than MaxClockSkew was issued by an instance whose clock
+	// runs fast: refused, so that no token outlives the consumption record
+	// that Consume writes (see recordTTL).
+	if expires.Sub(now) > m.ttl+m.maxSkew {
+		return m.refuse(r, purpose, ErrNotYetValid, nil)
+	}
+	if err := m.consume(r.Context(), &c.id, expires.Add(m.margin)); err != nil {
 		if errors.Is(err, ErrAlreadyUsed) {
 			return m.refuse(r, purpose, ErrAlreadyUsed, nil)
 		}
@@ -417,10 +467,12 @@ func (m *Manager) parseForm(w http.ResponseWriter, r *http.Request) error {
 	if r.Body == nil || mt == "" {
 		return ErrMissing
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, m.maxBody)
 	var err error
 	if mt == mediaMultipart {
-		err = r.ParseMultipartForm(min(m.maxBody, multipartMemory))
+		// The whole body is at most maxBody (limitBody), so with maxBody as
+		// the memory budget every file part stays in memory: nothing is
+		// written to temporary files on the strength of an unchecked token.
+		err = r.ParseMultipartForm(m.maxBody)
 	} else {
 		err = r.ParseForm()
 	}
@@ -435,7 +487,19 @@ func (m *Manager) parseForm(w http.ResponseWriter, r *http.Request) error {
 	return ErrBadForm
 }
 
-const multipartMemory = 32 << 20
+// limitBody bounds the request body to maxBody: a declared length over it
+// is refused at once, and any body is read through http.MaxBytesReader.
+func (m *Manager) limitBody(w http.ResponseWriter, r *http.Request) error {
+	if r.ContentLength > m.maxBody {
+		return ErrBodyTooLarge
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		// Directly a MaxBytesReader (not wrapped), so that ParseForm takes
+		// its limit instead of adding net/http's own 10 MB cap.
+		r.Body = http.MaxBytesReader(w, r.Body, m.maxBody)
+	}
+	return nil
+}
 
 const (
 	mediaURLEncoded = "application/x-www-form-urlencoded"

@@ -48,7 +48,7 @@ func TestConsumeIsOneConditionalPut(t *testing.T) {
 		t.Fatalf("consume made %+v, want exactly one conditional PutItem", calls)
 	}
 
-	// The record: keyed by a hash of the ID, expiring with the token; the ID
+	// The record: keyed by a hash of the ID, expiring after the token; the ID
 	// itself is not in the table.
 	c, _, err := e.m.decode(tok)
 	if err != nil {
@@ -62,8 +62,8 @@ func TestConsumeIsOneConditionalPut(t *testing.T) {
 	if it["pk"] != recordKey(&c.id) || !strings.HasPrefix(it["pk"], dynaguard.PrefixNonce) || len(it) != 2 {
 		t.Fatalf("record = %v", it)
 	}
-	if want := strconv.FormatInt(t0.Add(DefaultTTL).Unix(), 10); it["ttl"] != want {
-		t.Fatalf("ttl = %s, want the token's expiry %s", it["ttl"], want)
+	if want := strconv.FormatInt(t0.Add(DefaultTTL+DefaultRecordMargin).Unix(), 10); it["ttl"] != want {
+		t.Fatalf("ttl = %s, want the token's expiry plus the margin, %s", it["ttl"], want)
 	}
 	dump := ddbtest.Dump(t, e.base)
 	for _, enc := range []string{hex.EncodeToString(c.id[:]), base64.RawURLEncoding.EncodeToString(c.id[:]), base64.StdEncoding.EncodeToString(c.id[:])} {

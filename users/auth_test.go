@@ -348,7 +348,9 @@ func TestOneAddressCannotLockOutTheOwner(t *testing.T) {
 // conditional write before any password work.
 func TestConcurrentAttemptsRespectTheLimit(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	// Waits long enough that a loaded machine answers every attempt (no
+	// ErrBusy, no budget timeout): the limit is what this test is about.
+	e := newEnv(t, func(c *Config) { c.HashWait, c.Budget = time.Minute, time.Minute })
 	e.create("quinn@example.com", "quinn")
 	other := e.instance()
 	var wg sync.WaitGroup

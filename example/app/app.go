@@ -259,6 +259,13 @@ func (a *App) handler() (http.Handler, error) {
 		return nil, err
 	}
 	headers := middleware.HeadersConfig{ContentSecurityPolicy: csp}
+	if !a.cfg.Dev {
+		// Outside development the app is served over HTTPS (its cookies
+		// are Secure): tell browsers never to try plain HTTP. Behind a
+		// TLS-terminating proxy, list the proxy in ClientIP so that its
+		// X-Forwarded-Proto counts.
+		headers.HSTS = 365 * 24 * time.Hour
+	}
 	stack, err := middleware.New(middleware.Config{
 		Sessions:    a.sm,
 		Users:       a.users,
@@ -282,10 +289,10 @@ func (a *App) handler() (http.Handler, error) {
 	// so they cost no DynamoDB read.
 	root := http.NewServeMux()
 	static := staticHandler()
-	root.Handle("GET /static/", middleware.SecurityHeaders(headers)(static))
+	root.Handle("GET /static/", middleware.Chain(middleware.RealIP(a.cfg.ClientIP), middleware.SecurityHeaders(headers))(static))
 	// Browsers ask for /favicon.ico on pages without an icon link (the
 	// shared error page).
-	root.Handle("GET /favicon.ico", middleware.SecurityHeaders(headers)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	root.Handle("GET /favicon.ico", middleware.Chain(middleware.RealIP(a.cfg.ClientIP), middleware.SecurityHeaders(headers))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r2 := r.Clone(r.Context())
 		r2.URL.Path = "/static/favicon.svg"
 		static.ServeHTTP(w, r2)

@@ -226,8 +226,12 @@ func (a *App) apiTransfersCreate(w http.ResponseWriter, r *http.Request) {
 			"This Idempotency-Key was used for a different transfer. Use a new key for every transfer.")
 		return
 	}
-	// The transfer is recorded: from here on nothing may run it again.
-	idempotency.Final(ctx)
+	// No idempotency.Final here, on purpose: the transfer write above is
+	// itself keyed by the transfer's ID, so if this request's completion
+	// were lost and a retry took the key over, it would find the transfer
+	// (existed) and answer the same without moving money twice — at no
+	// extra call. A handler whose side effect cannot be repeated safely
+	// calls Final once it has taken effect (one more conditional write).
 	w.Header().Set("Location", "/api/transfers#"+stored.ID)
 	writeJSON(w, http.StatusCreated, stored)
 }

@@ -1,6 +1,7 @@
 package lambdaevents_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +28,11 @@ const streamARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2
 
 func guard(t testing.TB, tbl *dynaguard.Table, clock dynaguard.Clock) *idempotency.Guard {
 	t.Helper()
-	g, err := idempotency.New(idempotency.Config{Table: tbl, Scope: idempotency.UserOrSession,
+	keys, err := dynaguard.NewKeyring(bytes.Repeat([]byte{0x1e}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := idempotency.New(idempotency.Config{Table: tbl, Keyring: keys, Scope: idempotency.UserOrSession,
 		Lease: 2 * time.Second, Retention: time.Hour, Clock: clock, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)

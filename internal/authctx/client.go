@@ -5,24 +5,32 @@ import (
 	"net/netip"
 )
 
+// Client is what middleware.RealIP resolved about the request's client:
+// its address, and whether its own connection is HTTPS (the connection's
+// TLS, or a trusted proxy's word).
+type Client struct {
+	IP    netip.Addr
+	HTTPS bool
+}
+
 type clientKey struct{}
 
-// WithClientIP records the client's address as middleware.RealIP resolved
-// it, for middleware.ClientIP and for the security events of every
-// component.
-func WithClientIP(ctx context.Context, ip netip.Addr) context.Context {
-	return context.WithValue(ctx, clientKey{}, ip)
+// WithClient records c for middleware.ClientIP and for the security events
+// of every component.
+func WithClient(ctx context.Context, c Client) context.Context {
+	return context.WithValue(ctx, clientKey{}, c)
 }
 
-// ClientIP returns the address WithClientIP recorded (the zero Addr when
+// ClientOf returns the Client WithClient recorded, and whether there is
+// one.
+func ClientOf(ctx context.Context) (Client, bool) {
+	c, ok := ctx.Value(clientKey{}).(Client)
+	return c, ok
+}
+
+// ClientIP returns the address WithClient recorded (the zero Addr when
 // none is).
 func ClientIP(ctx context.Context) netip.Addr {
-	ip, _ := ctx.Value(clientKey{}).(netip.Addr)
-	return ip
-}
-
-// HasClientIP reports whether WithClientIP recorded an address in ctx.
-func HasClientIP(ctx context.Context) (netip.Addr, bool) {
-	ip, ok := ctx.Value(clientKey{}).(netip.Addr)
-	return ip, ok
+	c, _ := ctx.Value(clientKey{}).(Client)
+	return c.IP
 }

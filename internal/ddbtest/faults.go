@@ -24,6 +24,11 @@ const (
 	Timeout                          // the call's context deadline passed
 	ConnReset                        // connection reset by peer
 	ConditionFailed                  // ConditionalCheckFailedException
+	// Unprocessed is not an error: a BatchWriteItem or BatchGetItem call
+	// succeeds without doing anything and returns every entry as
+	// unprocessed, as DynamoDB does under throttling. Other calls given it
+	// fail as throttled.
+	Unprocessed
 )
 
 // Err returns the error the SDK would return for op.
@@ -40,6 +45,8 @@ func (f Fault) Err(op string) error {
 		inner = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
 	case ConditionFailed:
 		inner = &types.ConditionalCheckFailedException{Message: ptr("injected: conditional request failed")}
+	case Unprocessed:
+		inner = &types.ProvisionedThroughputExceededException{Message: ptr("injected: unprocessed")}
 	default:
 		inner = fmt.Errorf("injected fault %d", f)
 	}
@@ -58,12 +65,18 @@ func (f Fault) String() string {
 		return "conn-reset"
 	case ConditionFailed:
 		return "condition-failed"
+	case Unprocessed:
+		return "unprocessed"
 	}
 	return fmt.Sprintf("fault(%d)", int(f))
 }
 
 // StorageFaults are the faults that must never let a request through.
 var StorageFaults = []Fault{Throttling, InternalError, Timeout, ConnReset}
+
+// AllFaults are the fault classes of the fault matrix: the storage faults
+// and a condition failure.
+var AllFaults = []Fault{Throttling, InternalError, Timeout, ConnReset, ConditionFailed}
 
 type rule struct {
 	op    string // "" matches every op
@@ -130,16 +143,26 @@ func (f *Faults) add(r rule) {
 
 // check counts the call and returns the injected error, if any.
 func (f *Faults) check(op string) error {
+	_, err := f.checkFault(op)
+	return err
+}
+
+// checkFault is check that also reports an Unprocessed rule, for the batch
+// calls, which answer it without an error.
+func (f *Faults) checkFault(op string) (unprocessed bool, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.seen[op]++
 	n := f.seen[op]
 	for _, r := range f.rules {
 		if (r.op == "" || r.op == op) && (r.nth == 0 || r.nth == n) {
-			return r.fault.Err(op)
+			if r.fault == Unprocessed && (op == "BatchWriteItem" || op == "BatchGetItem") {
+				return true, nil
+			}
+			return false, r.fault.Err(op)
 		}
 	}
-	return nil
+	return false, nil
 }
 
 func (f *Faults) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
@@ -150,8 +173,12 @@ func (f *Faults) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ..
 }
 
 func (f *Faults) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
-	if err := f.check("BatchGetItem"); err != nil {
+	unprocessed, err := f.checkFault("BatchGetItem")
+	if err != nil {
 		return nil, err
+	}
+	if unprocessed {
+		return &dynamodb.BatchGetItemOutput{UnprocessedKeys: in.RequestItems}, nil
 	}
 	return f.API.BatchGetItem(ctx, in, opts...)
 }
@@ -192,8 +219,12 @@ func (f *Faults) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...fun
 }
 
 func (f *Faults) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
-	if err := f.check("BatchWriteItem"); err != nil {
+	unprocessed, err := f.checkFault("BatchWriteItem")
+	if err != nil {
 		return nil, err
+	}
+	if unprocessed {
+		return &dynamodb.BatchWriteItemOutput{UnprocessedItems: in.RequestItems}, nil
 	}
 	return f.API.BatchWriteItem(ctx, in, opts...)
 }

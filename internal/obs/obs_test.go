@@ -40,7 +40,7 @@ func TestEmitFillsTheEventAndLogsAtItsLevel(t *testing.T) {
 	h := &hook{}
 	at := time.Unix(1_800_000_000, 0)
 	e := obs.New(&dynaguard.Events{Hook: h.add}, "nonce", dynaguard.ClockFunc(func() time.Time { return at }), log)
-	ctx := authctx.WithClientIP(context.Background(), netip.MustParseAddr("203.0.113.7"))
+	ctx := authctx.WithClient(context.Background(), authctx.Client{IP: netip.MustParseAddr("203.0.113.7")})
 
 	e.Emit(ctx, dynaguard.Event{Name: dynaguard.EventNonceRefused, Reason: "nonce-used", UserID: "u1"})
 	e.Emit(ctx, dynaguard.Event{Name: dynaguard.EventNonceConsumed}) // Debug: hook only
@@ -169,7 +169,7 @@ func TestCountersSpansAndDurations(t *testing.T) {
 func TestNoAllocationsWhenNothingListens(t *testing.T) {
 	e := obs.New(nil, "nonce", nil, slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
 	tbl := e.Table(dynaguard.NewTable(okAPI{}, "t"))
-	ctx := authctx.WithClientIP(context.Background(), netip.MustParseAddr("203.0.113.7"))
+	ctx := authctx.WithClient(context.Background(), authctx.Client{IP: netip.MustParseAddr("203.0.113.7")})
 	in := &dynamodb.GetItemInput{}
 	n := testing.AllocsPerRun(200, func() {
 		e.Emit(ctx, dynaguard.Event{Name: dynaguard.EventNonceConsumed, UserID: "u1"})

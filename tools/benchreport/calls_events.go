@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/idempotency"
 	"github.com/dynaguard/dynaguard/idempotency/lambdaevents"
 )
@@ -30,8 +32,12 @@ func init() {
 
 func measureEventFlows(m *meter, add func(flowResult, error) error) error {
 	var consumers []func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
+	keys, err := dynaguard.NewKeyring(bytes.Repeat([]byte{0x5e}, 32))
+	if err != nil {
+		return err
+	}
 	for range 2 {
-		g, err := idempotency.New(idempotency.Config{Table: m.tbl, Scope: idempotency.UserOrSession,
+		g, err := idempotency.New(idempotency.Config{Table: m.tbl, Keyring: keys, Scope: idempotency.UserOrSession,
 			Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return err
