@@ -70,11 +70,11 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 	}
 	cr := claimReq{pk: pk, owner: rand.Text(), fp: fp, now: now, lease: g.lease, retention: g.retention, skew: g.skew}
 	sent := time.Now()
-	rec, err := g.store.claim(ctx, cr)
+	rec, over, err := g.store.claim(ctx, cr)
 	if err == nil && g.rotatedTakeover(rec, in, fp, now) {
 		cr.fp = rec.fp
 		sent = time.Now()
-		rec, err = g.store.claim(ctx, cr)
+		rec, over, err = g.store.claim(ctx, cr)
 	}
 	if err != nil {
 		g.storageFailure(ctx, err)
@@ -99,7 +99,7 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 		g.event(ctx, dynaguard.EventIdempotencyReplayed)
 		return g.taskResult(resp, in, fp, rec.fp)
 	}
-	g.event(ctx, dynaguard.EventIdempotencyClaimed)
+	g.claimed(ctx, over)
 	return g.runTask(ctx, cr, sent, fn)
 }
 

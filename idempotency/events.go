@@ -28,3 +28,14 @@ func (g *Guard) taskEvent(ctx context.Context, matches bool) {
 		g.event(ctx, dynaguard.EventIdempotencyMismatch)
 	}
 }
+
+// claimed emits the claim of a key: idempotency.taken_over when it
+// replaced a claim whose lease had lapsed (its worker crashed or stalled:
+// the request runs again), idempotency.claimed otherwise.
+func (g *Guard) claimed(ctx context.Context, tookOver bool) {
+	if tookOver {
+		g.event(ctx, dynaguard.EventIdempotencyTakenOver)
+		return
+	}
+	g.event(ctx, dynaguard.EventIdempotencyClaimed)
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dynaguard/dynaguard"
 )
@@ -25,7 +26,7 @@ func TestEvents(t *testing.T) {
 			mu.Unlock()
 		}}
 	})
-	g.renewEvery = 1 << 62 // renewed by hand below
+	g.renewEvery = time.Hour // renewed by hand below
 	b := newBlocker(http.StatusCreated, "late")
 	done := make(chan struct{})
 	go func() { serve(g.Handler(b), post("u1", "k", "{}")); close(done) }()
@@ -33,7 +34,7 @@ func TestEvents(t *testing.T) {
 	if w := serve(g.Handler(&counter{}), post("u1", "k", "{}")); w.Code != http.StatusConflict {
 		t.Fatalf("while running: %d", w.Code)
 	}
-	e.clock.Advance(DefaultLease)
+	e.clock.Advance(DefaultLease + DefaultMaxClockSkew)
 	if w := serve(g.Handler(&counter{}), post("u1", "k", "{}")); w.Code != http.StatusCreated {
 		t.Fatalf("takeover: %d", w.Code)
 	}
@@ -48,7 +49,7 @@ func TestEvents(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := "idempotency.claimed/u1 idempotency.conflict/u1 idempotency.claimed/u1 idempotency.lease_lost/ idempotency.replayed/u1 idempotency.mismatch/u1"
+	want := "idempotency.claimed/u1 idempotency.conflict/u1 idempotency.taken_over/u1 idempotency.lease_lost/ idempotency.replayed/u1 idempotency.mismatch/u1"
 	if s := strings.Join(got, " "); s != want {
 		t.Fatalf("events\n%s\nwant\n%s", s, want)
 	}

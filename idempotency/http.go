@@ -84,13 +84,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cr := claimReq{pk: pk, owner: rand.Text(), fp: fp, final: h.rules.storeServerErrors,
 		now: now, lease: g.lease, retention: g.retention, skew: g.skew}
 	sent := time.Now()
-	rec, err := g.store.claim(r.Context(), cr)
+	rec, over, err := g.store.claim(r.Context(), cr)
 	if err == nil && g.rotatedTakeover(rec, in, fp, now) {
 		// The lapsed claim was fingerprinted under a previous secret: take
 		// it over with the fingerprint it stores.
 		cr.fp = rec.fp
 		sent = time.Now()
-		rec, err = g.store.claim(r.Context(), cr)
+		rec, over, err = g.store.claim(r.Context(), cr)
 	}
 	if err != nil {
 		// Fail closed: without a claim the request is not executed.
@@ -105,7 +105,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.answerTaken(w, r, pk, rec, in, fp, now)
 		return
 	}
-	g.event(r.Context(), dynaguard.EventIdempotencyClaimed)
+	g.claimed(r.Context(), over)
 	h.run(w, r, cr, sent, body)
 }
 
