@@ -86,6 +86,7 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 			g.event(ctx, dynaguard.EventIdempotencyMismatch)
 			return nil, false, ErrFingerprintMismatch
 		case rec.state == stateRunning && rec.final && g.lapsed(rec, now):
+			g.outcomeUnknown(ctx)
 			return nil, false, ErrOutcomeUnknown
 		case rec.state == stateRunning:
 			g.event(ctx, dynaguard.EventIdempotencyConflict)

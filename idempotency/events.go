@@ -39,3 +39,11 @@ func (g *Guard) claimed(ctx context.Context, tookOver bool) {
 	}
 	g.event(ctx, dynaguard.EventIdempotencyClaimed)
 }
+
+// outcomeUnknown emits idempotency.conflict for a duplicate of a request
+// marked final whose lease lapsed before its outcome was stored: it is
+// never run again, and cannot be answered yet.
+func (g *Guard) outcomeUnknown(ctx context.Context) {
+	u, _ := authctx.User(ctx)
+	g.ev.Emit(ctx, dynaguard.Event{Name: dynaguard.EventIdempotencyConflict, Reason: "outcome_unknown", UserID: u})
+}

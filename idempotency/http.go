@@ -132,6 +132,7 @@ func (g *Guard) answerTaken(w http.ResponseWriter, r *http.Request, pk string, r
 		g.event(r.Context(), dynaguard.EventIdempotencyMismatch)
 		writeProblem(w, r, probKeyReused)
 	case rec.state == stateRunning && rec.final && g.lapsed(rec, now):
+		g.outcomeUnknown(r.Context())
 		writeProblem(w, r, probOutcomeUnknown)
 	case rec.state == stateRunning:
 		g.event(r.Context(), dynaguard.EventIdempotencyConflict)
