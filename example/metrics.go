@@ -22,16 +22,10 @@ import (
 // global provider set here); the SDK and the exporter are this
 // application's choice. It returns a function that stops the listener.
 func serveMetrics(log *slog.Logger, addr string) (stop func(), err error) {
-	reg := prometheus.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	mux, mp, err := metricsMux()
 	if err != nil {
 		return nil, err
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
-	otel.SetMeterProvider(mp)
-
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Timeout: 5 * time.Second}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -49,4 +43,19 @@ func serveMetrics(log *slog.Logger, addr string) (stop func(), err error) {
 		_ = srv.Shutdown(ctx)
 		_ = mp.Shutdown(ctx)
 	}, nil
+}
+
+// metricsMux installs the global MeterProvider, exporting to a Prometheus
+// registry of its own, and returns the handler that serves it.
+func metricsMux() (*http.ServeMux, *sdkmetric.MeterProvider, error) {
+	reg := prometheus.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, nil, err
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	otel.SetMeterProvider(mp)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Timeout: 5 * time.Second}))
+	return mux, mp, nil
 }
