@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -34,7 +35,7 @@ func proxiedClient(t *testing.T, cc dynaguard.ClientConfig) (*dynamodb.Client, *
 
 func getItem(c *dynamodb.Client, tbl *dynaguard.Table) error {
 	_, err := c.GetItem(context.Background(), &dynamodb.GetItemInput{
-		TableName: aws.String(tbl.Name), Key: dynaguard.Key("user#x"), ConsistentRead: aws.Bool(true)})
+		TableName: aws.String(tbl.Name), Key: ddb.Key("user#x"), ConsistentRead: aws.Bool(true)})
 	return err
 }
 

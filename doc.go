@@ -31,6 +31,6 @@
 //
 // DynamoDB deletes expired items lazily — up to about 48 hours late on AWS.
 // An item whose ttl has passed is therefore treated as absent everywhere: on
-// every read ([Expired]) and in every write condition ([CondAbsentOrExpired],
-// [CondLive]).
+// every read and in every write condition, by one rule that every component
+// shares (live while now < ttl).
 package dynaguard

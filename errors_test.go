@@ -12,13 +12,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
 func put(t *testing.T, tbl *dynaguard.Table, pk string, ttl time.Time) {
 	t.Helper()
 	_, err := tbl.Client.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(tbl.Name),
-		Item: map[string]types.AttributeValue{"pk": dynaguard.S(pk), "ttl": dynaguard.TTLValue(ttl), "v": dynaguard.S("old")}})
+		Item: map[string]types.AttributeValue{"pk": ddb.S(pk), "ttl": ddb.TTLValue(ttl), "v": ddb.S("old")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,10 +29,10 @@ func TestClassifyConditionFailedCarriesOldItem(t *testing.T) {
 	tbl := ddbtest.NewTable(t)
 	put(t, tbl, "k", time.Now().Add(time.Hour))
 	_, err := tbl.Client.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(tbl.Name),
-		Item:                                map[string]types.AttributeValue{"pk": dynaguard.S("k"), "ttl": dynaguard.N(1)},
-		ConditionExpression:                 aws.String(dynaguard.CondAbsentOrExpired),
-		ExpressionAttributeNames:            dynaguard.ExprNames(),
-		ExpressionAttributeValues:           map[string]types.AttributeValue{":now": dynaguard.NowValue(time.Now())},
+		Item:                                map[string]types.AttributeValue{"pk": ddb.S("k"), "ttl": ddb.N(1)},
+		ConditionExpression:                 aws.String(ddb.CondAbsentOrExpired),
+		ExpressionAttributeNames:            ddb.ExprNames(),
+		ExpressionAttributeValues:           map[string]types.AttributeValue{":now": ddb.NowValue(time.Now())},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	err = dynaguard.Classify(err)
@@ -42,7 +43,7 @@ func TestClassifyConditionFailedCarriesOldItem(t *testing.T) {
 	if !errors.As(err, &cf) {
 		t.Fatal("not a *ConditionFailedError")
 	}
-	if v, _ := dynaguard.Str(cf.Item, "v"); v != "old" {
+	if v, _ := ddb.Str(cf.Item, "v"); v != "old" {
 		t.Fatalf("old item = %v, want v=old", cf.Item)
 	}
 	var sdk *types.ConditionalCheckFailedException
@@ -61,10 +62,10 @@ func TestConditionTreatsExpiredAsAbsent(t *testing.T) {
 	put(t, tbl, "dead", now.Add(-time.Second))
 	claim := func(pk string) error {
 		_, err := tbl.Client.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(tbl.Name),
-			Item:                      map[string]types.AttributeValue{"pk": dynaguard.S(pk), "ttl": dynaguard.TTLValue(now.Add(time.Hour))},
-			ConditionExpression:       aws.String(dynaguard.CondAbsentOrExpired),
-			ExpressionAttributeNames:  dynaguard.ExprNames(),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":now": dynaguard.NowValue(now)},
+			Item:                      map[string]types.AttributeValue{"pk": ddb.S(pk), "ttl": ddb.TTLValue(now.Add(time.Hour))},
+			ConditionExpression:       aws.String(ddb.CondAbsentOrExpired),
+			ExpressionAttributeNames:  ddb.ExprNames(),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":now": ddb.NowValue(now)},
 		})
 		return dynaguard.Classify(err)
 	}
@@ -84,7 +85,7 @@ func TestClassifyTransactionCanceledReasons(t *testing.T) {
 	put(t, tbl, "taken", time.Now().Add(time.Hour))
 	cond := func(pk string) types.TransactWriteItem {
 		return types.TransactWriteItem{Put: &types.Put{TableName: aws.String(tbl.Name),
-			Item:                                map[string]types.AttributeValue{"pk": dynaguard.S(pk), "ttl": dynaguard.N(9999999999)},
+			Item:                                map[string]types.AttributeValue{"pk": ddb.S(pk), "ttl": ddb.N(9999999999)},
 			ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld}}
 	}
@@ -98,7 +99,7 @@ func TestClassifyTransactionCanceledReasons(t *testing.T) {
 	if tc.ConditionFailed(0) || !tc.ConditionFailed(1) || !tc.OnlyConditionsFailed() {
 		t.Fatalf("reasons = %+v, want [None ConditionalCheckFailed]", tc.Reasons)
 	}
-	if v, _ := dynaguard.Str(tc.Reasons[1].Item, "v"); v != "old" {
+	if v, _ := ddb.Str(tc.Reasons[1].Item, "v"); v != "old" {
 		t.Fatalf("reason item = %v, want the old item", tc.Reasons[1].Item)
 	}
 	if errors.Is(err, dynaguard.ErrThrottled) {
@@ -109,8 +110,8 @@ func TestClassifyTransactionCanceledReasons(t *testing.T) {
 func TestClassifyItemTooLarge(t *testing.T) {
 	tbl := ddbtest.NewTable(t)
 	_, err := tbl.Client.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(tbl.Name),
-		Item: map[string]types.AttributeValue{"pk": dynaguard.S("big"), "ttl": dynaguard.N(1),
-			"data": dynaguard.B(make([]byte, dynaguard.MaxItemSize+1))}})
+		Item: map[string]types.AttributeValue{"pk": ddb.S("big"), "ttl": ddb.N(1),
+			"data": ddb.B(make([]byte, dynaguard.MaxItemSize+1))}})
 	if err = dynaguard.Classify(err); !errors.Is(err, dynaguard.ErrItemTooLarge) {
 		t.Fatalf("got %v, want ErrItemTooLarge", err)
 	}
@@ -122,7 +123,7 @@ func TestClassifyInjectedFaults(t *testing.T) {
 	for _, fault := range []ddbtest.Fault{ddbtest.Throttling, ddbtest.InternalError, ddbtest.Timeout, ddbtest.ConnReset, ddbtest.ConditionFailed} {
 		f.Clear()
 		f.Fail("GetItem", fault)
-		_, err := ftbl.Client.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(tbl.Name), Key: dynaguard.Key("x")})
+		_, err := ftbl.Client.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(tbl.Name), Key: ddb.Key("x")})
 		err = dynaguard.Classify(err)
 		if err == nil {
 			t.Fatalf("%s: no error", fault)
@@ -153,31 +154,31 @@ func TestExpiredRule(t *testing.T) {
 		want bool
 	}{
 		{nil, true},
-		{map[string]types.AttributeValue{}, true},                               // no ttl: malformed, not trusted
-		{map[string]types.AttributeValue{"ttl": dynaguard.S("1000001")}, true},  // wrong type
-		{map[string]types.AttributeValue{"ttl": dynaguard.N(999_999)}, true},    // past
-		{map[string]types.AttributeValue{"ttl": dynaguard.N(1_000_000)}, true},  // at now: dead
-		{map[string]types.AttributeValue{"ttl": dynaguard.N(1_000_001)}, false}, // future
+		{map[string]types.AttributeValue{}, true},                         // no ttl: malformed, not trusted
+		{map[string]types.AttributeValue{"ttl": ddb.S("1000001")}, true},  // wrong type
+		{map[string]types.AttributeValue{"ttl": ddb.N(999_999)}, true},    // past
+		{map[string]types.AttributeValue{"ttl": ddb.N(1_000_000)}, true},  // at now: dead
+		{map[string]types.AttributeValue{"ttl": ddb.N(1_000_001)}, false}, // future
 		{map[string]types.AttributeValue{"ttl": &types.AttributeValueMemberN{Value: "x"}}, true},
 	}
 	for i, c := range cases {
-		if got := dynaguard.Expired(c.item, now); got != c.want {
+		if got := ddb.Expired(c.item, now); got != c.want {
 			t.Errorf("case %d: Expired = %v, want %v", i, got, c.want)
 		}
 	}
-	if got := dynaguard.EpochSeconds(time.Unix(10, 1)); got != 11 {
+	if got := ddb.EpochSeconds(time.Unix(10, 1)); got != 11 {
 		t.Errorf("EpochSeconds rounds up: got %d", got)
 	}
-	if got := dynaguard.EpochSeconds(time.Unix(10, 0)); got != 10 {
+	if got := ddb.EpochSeconds(time.Unix(10, 0)); got != 10 {
 		t.Errorf("EpochSeconds exact: got %d", got)
 	}
 	// An item that expires at t is live just before t and dead at t.
 	exp := time.Unix(2000, 300)
-	item := map[string]types.AttributeValue{"ttl": dynaguard.TTLValue(exp)}
-	if dynaguard.Expired(item, exp.Add(-time.Millisecond)) {
+	item := map[string]types.AttributeValue{"ttl": ddb.TTLValue(exp)}
+	if ddb.Expired(item, exp.Add(-time.Millisecond)) {
 		t.Error("dead before its expiry")
 	}
-	if !strings.Contains(dynaguard.CondLive, "#ttl > :now") {
+	if !strings.Contains(ddb.CondLive, "#ttl > :now") {
 		t.Error("CondLive must mirror Expired")
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/middleware"
 	"github.com/dynaguard/dynaguard/users"
@@ -263,10 +264,10 @@ func TestIntegrationPlantedHugeHashRefused(t *testing.T) {
 	}
 	_, err := ddbtest.Client(t).UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
 		TableName:        aws.String(c.tbl.Name),
-		Key:              dynaguard.Key(uid),
+		Key:              ddb.Key(uid),
 		UpdateExpression: aws.String("SET ph = :h REMOVE pep"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":h": dynaguard.S("$argon2id$v=19$m=1048576,t=64,p=1$c29tZXNhbHQ$nf65EOgLrQMR/uIPnA4rEsF5h7TKyQwu9U1bMCHGi/4"),
+			":h": ddb.S("$argon2id$v=19$m=1048576,t=64,p=1$c29tZXNhbHQ$nf65EOgLrQMR/uIPnA4rEsF5h7TKyQwu9U1bMCHGi/4"),
 		},
 	})
 	if err != nil {

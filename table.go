@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/tablehealth"
 )
 
@@ -20,13 +21,13 @@ const (
 	// AttrPK is the string partition key. Its value is a component prefix
 	// followed by an id that is never a secret in the clear (tokens and
 	// nonces are stored only as keyed hashes).
-	AttrPK = "pk"
+	AttrPK = ddb.AttrPK
 	// AttrTTL is the expiry in epoch seconds (a Number) and the table's TTL
 	// attribute. An item whose AttrTTL is at or before now is absent.
-	AttrTTL = "ttl"
+	AttrTTL = ddb.AttrTTL
 	// AttrGSI1PK and AttrGSI1SK key IndexGSI1, a sparse index: only items
 	// that carry AttrGSI1PK appear in it. Sessions bound to a user carry
-	// OwnerSessions(userID) there, so a user's sessions are one Query.
+	// "sessions#<userID>" there, so a user's sessions are one Query.
 	AttrGSI1PK = "gsi1pk"
 	AttrGSI1SK = "gsi1sk"
 	// IndexGSI1 is the one secondary index. It projects keys only: writes
@@ -51,10 +52,6 @@ const (
 // MaxItemSize is DynamoDB's item size limit in bytes (attribute names and
 // values together).
 const MaxItemSize = 400 * 1024
-
-// OwnerSessions is the IndexGSI1 partition value under which the sessions of
-// userID are listed.
-func OwnerSessions(userID string) string { return "sessions#" + userID }
 
 // Table is a DynamoDB table laid out as dynaguard expects: a client and a
 // table name. All components may share one Table; each also accepts its own.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/authctx"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -144,22 +145,22 @@ func storedItem(g *Guard) map[string]types.AttributeValue {
 	created.ServeHTTP(w, benchRequest(""))
 	pk := recordKey(kindHTTP, "user\x00user-1", "k")
 	fp := g.fps.sum(requestInput(r, []byte(benchBody)), 0)
-	ttl := dynaguard.EpochSeconds(time.Now().Add(time.Hour))
+	ttl := ddb.EpochSeconds(time.Now().Add(time.Hour))
 	st, err := g.prepare(pk, fp, ttl, w.Code, snapshot(w.Header(), g.replay), w.Body.Bytes(), 0)
 	if err != nil {
 		panic(err)
 	}
 	item := map[string]types.AttributeValue{
-		dynaguard.AttrPK:  dynaguard.S(pk),
-		dynaguard.AttrTTL: dynaguard.N(ttl),
-		attrState:         dynaguard.S(stateDone),
-		attrFP:            dynaguard.B(fp),
-		attrStatus:        dynaguard.N(int64(st.status)),
-		attrResp:          dynaguard.B(st.blob),
-		attrKID:           dynaguard.S(st.kid),
+		dynaguard.AttrPK:  ddb.S(pk),
+		dynaguard.AttrTTL: ddb.N(ttl),
+		attrState:         ddb.S(stateDone),
+		attrFP:            ddb.B(fp),
+		attrStatus:        ddb.N(int64(st.status)),
+		attrResp:          ddb.B(st.blob),
+		attrKID:           ddb.S(st.kid),
 	}
 	if st.enc != "" {
-		item[attrEnc] = dynaguard.S(st.enc)
+		item[attrEnc] = ddb.S(st.enc)
 	}
 	return item
 }

@@ -45,7 +45,7 @@ func (c *cache) get(pk string, now time.Time) (*response, []byte, bool) {
 		return nil, nil, false
 	}
 	e := el.Value.(*cacheEntry)
-	if !now.Before(e.expires) { // the same rule as dynaguard.Expired
+	if !now.Before(e.expires) { // the same rule as ddb.Expired
 		c.remove(el)
 		return nil, nil, false
 	}

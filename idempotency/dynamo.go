@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // Attribute names of an idempotency record, besides dynaguard.AttrPK and
@@ -41,7 +42,7 @@ const (
 // rather than executed in its place, and never when the record is marked
 // final: its holder has taken effect, and a second run is what the mark is
 // there to prevent.
-const condClaim = dynaguard.CondAbsentOrExpired +
+const condClaim = ddb.CondAbsentOrExpired +
 	" OR (#state = :running AND #lease <= :nowms AND #fp = :fp AND attribute_not_exists(#final))"
 
 // Renewal, completion and release hold only while this claim still owns the
@@ -65,12 +66,12 @@ var (
 	exprCondOwner = aws.String(condOwner)
 	exprRenew     = aws.String("SET #lease = :lease, #ttl = :ttl")
 	exprMark      = aws.String("SET #lease = :lease, #ttl = :ttl, #final = :true")
-	namesClaim    = dynaguard.ExprNames("#state", attrState, "#lease", attrLease, "#fp", attrFP, "#final", attrFinal)
+	namesClaim    = ddb.ExprNames("#state", attrState, "#lease", attrLease, "#fp", attrFP, "#final", attrFinal)
 	namesMark     = map[string]string{"#state": attrState, "#owner": attrOwner, "#lease": attrLease, "#ttl": dynaguard.AttrTTL, "#final": attrFinal}
 	namesRenew    = map[string]string{"#state": attrState, "#owner": attrOwner, "#lease": attrLease, "#ttl": dynaguard.AttrTTL}
 	namesRelease  = map[string]string{"#state": attrState, "#owner": attrOwner}
-	valRunning    = dynaguard.S(stateRunning)
-	valDone       = dynaguard.S(stateDone)
+	valRunning    = ddb.S(stateRunning)
+	valDone       = ddb.S(stateDone)
 	// completeExprs holds the update expression and names of complete for
 	// each combination of the optional attributes (completeStatus | ...).
 	completeExprs = func() (v [16]struct {
@@ -130,13 +131,13 @@ var valTrue = &types.AttributeValueMemberBOOL{Value: true}
 // failed — the caller must then refuse the request.
 func (s *store) claim(ctx context.Context, c claimReq) (_ *record, tookOver bool, _ error) {
 	item := map[string]types.AttributeValue{
-		dynaguard.AttrPK:  dynaguard.S(c.pk),
-		dynaguard.AttrTTL: dynaguard.TTLValue(c.now.Add(c.retention)),
+		dynaguard.AttrPK:  ddb.S(c.pk),
+		dynaguard.AttrTTL: ddb.TTLValue(c.now.Add(c.retention)),
 		attrState:         valRunning,
-		attrOwner:         dynaguard.S(c.owner),
-		attrLease:         dynaguard.N(epochMillis(c.now.Add(c.lease))),
-		attrFP:            dynaguard.B(c.fp),
-		attrFence:         dynaguard.N(epochMillis(c.now)),
+		attrOwner:         ddb.S(c.owner),
+		attrLease:         ddb.N(epochMillis(c.now.Add(c.lease))),
+		attrFP:            ddb.B(c.fp),
+		attrFence:         ddb.N(epochMillis(c.now)),
 	}
 	if c.final {
 		item[attrFinal] = valTrue
@@ -150,15 +151,15 @@ func (s *store) claim(ctx context.Context, c claimReq) (_ *record, tookOver bool
 		ConditionExpression:      exprCondClaim,
 		ExpressionAttributeNames: namesClaim,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":now":     dynaguard.NowValue(c.now),
-			":nowms":   dynaguard.N(epochMillis(lapsedBy)),
+			":now":     ddb.NowValue(c.now),
+			":nowms":   ddb.N(epochMillis(lapsedBy)),
 			":running": valRunning,
-			":fp":      dynaguard.B(fp),
+			":fp":      ddb.B(fp),
 		},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	if err == nil {
-		state, _ := dynaguard.Str(out.Attributes, attrState)
+		state, _ := ddb.Str(out.Attributes, attrState)
 		return nil, state == stateRunning, nil
 	}
 	err = dynaguard.Classify(err)
@@ -181,15 +182,15 @@ func (s *store) claim(ctx context.Context, c claimReq) (_ *record, tookOver bool
 func (s *store) renew(ctx context.Context, pk, owner string, now time.Time, lease, retention time.Duration) error {
 	_, err := s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                s.name,
-		Key:                      dynaguard.Key(pk),
+		Key:                      ddb.Key(pk),
 		UpdateExpression:         exprRenew,
 		ConditionExpression:      exprCondOwner,
 		ExpressionAttributeNames: namesRenew,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":running": valRunning,
-			":owner":   dynaguard.S(owner),
-			":lease":   dynaguard.N(epochMillis(now.Add(lease))),
-			":ttl":     dynaguard.TTLValue(now.Add(retention)),
+			":owner":   ddb.S(owner),
+			":lease":   ddb.N(epochMillis(now.Add(lease))),
+			":ttl":     ddb.TTLValue(now.Add(retention)),
 		},
 	})
 	return ownerResult("renew", err)
@@ -202,15 +203,15 @@ func (s *store) renew(ctx context.Context, pk, owner string, now time.Time, leas
 func (s *store) mark(ctx context.Context, pk, owner string, now time.Time, lease, retention time.Duration) error {
 	_, err := s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                s.name,
-		Key:                      dynaguard.Key(pk),
+		Key:                      ddb.Key(pk),
 		UpdateExpression:         exprMark,
 		ConditionExpression:      exprCondOwner,
 		ExpressionAttributeNames: namesMark,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":running": valRunning,
-			":owner":   dynaguard.S(owner),
-			":lease":   dynaguard.N(epochMillis(now.Add(lease))),
-			":ttl":     dynaguard.TTLValue(now.Add(retention)),
+			":owner":   ddb.S(owner),
+			":lease":   ddb.N(epochMillis(now.Add(lease))),
+			":ttl":     ddb.TTLValue(now.Add(retention)),
 			":true":    valTrue,
 		},
 	})
@@ -224,31 +225,31 @@ func (s *store) mark(ctx context.Context, pk, owner string, now time.Time, lease
 func (s *store) complete(ctx context.Context, pk, owner string, st stored) error {
 	values := map[string]types.AttributeValue{
 		":running": valRunning,
-		":owner":   dynaguard.S(owner),
+		":owner":   ddb.S(owner),
 		":done":    valDone,
-		":ttl":     dynaguard.N(st.ttl),
-		":resp":    dynaguard.B(st.blob),
+		":ttl":     ddb.N(st.ttl),
+		":resp":    ddb.B(st.blob),
 	}
 	var f int
 	if st.status != 0 {
 		f |= completeStatus
-		values[":status"] = dynaguard.N(int64(st.status))
+		values[":status"] = ddb.N(int64(st.status))
 	}
 	if st.enc != "" {
 		f |= completeEnc
-		values[":enc"] = dynaguard.S(st.enc)
+		values[":enc"] = ddb.S(st.enc)
 	}
 	if st.kid != "" {
 		f |= completeKID
-		values[":kid"] = dynaguard.S(st.kid)
+		values[":kid"] = ddb.S(st.kid)
 	}
 	if st.omitted > 0 {
 		f |= completeOmitted
-		values[":omitted"] = dynaguard.N(st.omitted)
+		values[":omitted"] = ddb.N(st.omitted)
 	}
 	_, err := s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 s.name,
-		Key:                       dynaguard.Key(pk),
+		Key:                       ddb.Key(pk),
 		UpdateExpression:          completeExprs[f].update,
 		ConditionExpression:       exprCondOwner,
 		ExpressionAttributeNames:  completeExprs[f].names,
@@ -263,12 +264,12 @@ func (s *store) complete(ctx context.Context, pk, owner string, st stored) error
 func (s *store) release(ctx context.Context, pk, owner string) error {
 	_, err := s.tbl.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                s.name,
-		Key:                      dynaguard.Key(pk),
+		Key:                      ddb.Key(pk),
 		ConditionExpression:      exprCondOwner,
 		ExpressionAttributeNames: namesRelease,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":running": valRunning,
-			":owner":   dynaguard.S(owner),
+			":owner":   ddb.S(owner),
 		},
 	})
 	return ownerResult("release", err)
@@ -290,32 +291,32 @@ func ownerResult(op string, err error) error {
 func parseRecord(item map[string]types.AttributeValue) (*record, error) {
 	r := &record{}
 	var ok bool
-	if r.state, ok = dynaguard.Str(item, attrState); !ok || (r.state != stateRunning && r.state != stateDone) {
+	if r.state, ok = ddb.Str(item, attrState); !ok || (r.state != stateRunning && r.state != stateDone) {
 		return nil, fmt.Errorf("%w: record has no valid state", ErrUnavailable)
 	}
-	if r.ttl, ok = dynaguard.Int(item, dynaguard.AttrTTL); !ok {
+	if r.ttl, ok = ddb.Int(item, dynaguard.AttrTTL); !ok {
 		return nil, fmt.Errorf("%w: record has no ttl", ErrUnavailable)
 	}
-	if r.fp, ok = dynaguard.Bytes(item, attrFP); !ok {
+	if r.fp, ok = ddb.Bytes(item, attrFP); !ok {
 		return nil, fmt.Errorf("%w: record has no fingerprint", ErrUnavailable)
 	}
 	switch r.state {
 	case stateRunning:
-		r.owner, _ = dynaguard.Str(item, attrOwner)
+		r.owner, _ = ddb.Str(item, attrOwner)
 		if v, ok := item[attrFinal].(*types.AttributeValueMemberBOOL); ok && v.Value {
 			r.final = true
 		}
-		if r.leaseMS, ok = dynaguard.Int(item, attrLease); !ok {
+		if r.leaseMS, ok = ddb.Int(item, attrLease); !ok {
 			return nil, fmt.Errorf("%w: running record has no lease", ErrUnavailable)
 		}
 	case stateDone:
-		if s, ok := dynaguard.Int(item, attrStatus); ok {
+		if s, ok := ddb.Int(item, attrStatus); ok {
 			r.status = int(s)
 		}
-		r.blob, _ = dynaguard.Bytes(item, attrResp)
-		r.enc, _ = dynaguard.Str(item, attrEnc)
-		r.kid, _ = dynaguard.Str(item, attrKID)
-		r.omitted, _ = dynaguard.Int(item, attrOmitted)
+		r.blob, _ = ddb.Bytes(item, attrResp)
+		r.enc, _ = ddb.Str(item, attrEnc)
+		r.kid, _ = ddb.Str(item, attrKID)
+		r.omitted, _ = ddb.Int(item, attrOmitted)
 	}
 	return r, nil
 }

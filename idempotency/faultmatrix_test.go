@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -95,7 +95,7 @@ func matrixRenew(t *testing.T, f ddbtest.Fault) {
 		t.Fatalf("canceled after %v (cause %v), want ErrLeaseLost at about %v, before %v", after, cause, lease-skew, lease)
 	}
 	faults.Clear()
-	if st, _ := dynaguard.Str(e.item(pkFor("u1", "k")), attrState); st != stateRunning {
+	if st, _ := ddb.Str(e.item(pkFor("u1", "k")), attrState); st != stateRunning {
 		t.Fatalf("outcome of the canceled handler stored: %q", st)
 	}
 	e.clock.Advance(lease)
@@ -129,7 +129,7 @@ func matrixMark(t *testing.T, f ddbtest.Fault) {
 		if !errors.Is(finalErr, ErrLeaseLost) || !errors.Is(cause, ErrLeaseLost) {
 			t.Fatalf("Final %v, cause %v", finalErr, cause)
 		}
-		if st, _ := dynaguard.Str(e.item(pkFor("u1", "k")), attrState); st != stateRunning {
+		if st, _ := ddb.Str(e.item(pkFor("u1", "k")), attrState); st != stateRunning {
 			t.Fatalf("state %q", st)
 		}
 		return
@@ -165,7 +165,7 @@ func matrixComplete(t *testing.T, f ddbtest.Fault) {
 	faults.Clear()
 	if f != ddbtest.ConditionFailed { // a refused completion is not retried
 		waitFor(t, "the retried completion", func() bool {
-			st, _ := dynaguard.Str(e.item(pkFor("u1", "k")), attrState)
+			st, _ := ddb.Str(e.item(pkFor("u1", "k")), attrState)
 			return st == stateDone
 		})
 		if w := serve(g.Handler(h), post("u1", "k", "{}")); !replayed(w) || w.Body.String() != "done" {

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -144,7 +145,7 @@ func TestFinalSurvivesFailedCompletion(t *testing.T) {
 	}
 	faults.Clear()
 	waitFor(t, "the retried completion", func() bool {
-		st, _ := dynaguard.Str(e.item(pkFor("u1", "k")), attrState)
+		st, _ := ddb.Str(e.item(pkFor("u1", "k")), attrState)
 		return st == stateDone
 	})
 	w := serve(g.Handler(h), post("u1", "k", "{}"))
@@ -206,7 +207,7 @@ func TestFailingRenewalsCancelBeforeLapse(t *testing.T) {
 		t.Fatalf("canceled after %v with cause %v, want ErrLeaseLost at about %v, before %v", canceledAfter, cause, lease-skew, lease)
 	}
 	faults.Clear()
-	if st, _ := dynaguard.Str(e.item(pkFor("u1", "k")), attrState); st != stateRunning {
+	if st, _ := ddb.Str(e.item(pkFor("u1", "k")), attrState); st != stateRunning {
 		t.Fatalf("the canceled handler's outcome was stored: state %q", st)
 	}
 	e.clock.Advance(lease)
@@ -260,10 +261,10 @@ func TestSealCoversReplayFields(t *testing.T) {
 		attr string
 		val  types.AttributeValue
 	}{
-		{attrStatus, dynaguard.N(200)},
-		{attrOmitted, dynaguard.N(5)},
-		{attrEnc, dynaguard.S("gzip")},
-		{attrFP, dynaguard.B(bytes.Repeat([]byte{1}, 32))},
+		{attrStatus, ddb.N(200)},
+		{attrOmitted, ddb.N(5)},
+		{attrEnc, ddb.S("gzip")},
+		{attrFP, ddb.B(bytes.Repeat([]byte{1}, 32))},
 	} {
 		t.Run(tc.attr, func(t *testing.T) {
 			e := newEnv(t)
@@ -272,7 +273,7 @@ func TestSealCoversReplayFields(t *testing.T) {
 			serve(g.Handler(h), post("u1", "k", "{}"))
 			pk := pkFor("u1", "k")
 			_, err := ddbtest.Client(t).UpdateItem(t.Context(), &dynamodb.UpdateItemInput{
-				TableName: aws.String(e.tbl.Name), Key: dynaguard.Key(pk),
+				TableName: aws.String(e.tbl.Name), Key: ddb.Key(pk),
 				UpdateExpression:          aws.String("SET #a = :v"),
 				ExpressionAttributeNames:  map[string]string{"#a": tc.attr},
 				ExpressionAttributeValues: map[string]types.AttributeValue{":v": tc.val},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/authctx"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -86,7 +87,7 @@ func contended(c *Config) { c.Budget = time.Minute }
 func (e *env) item(pk string) map[string]types.AttributeValue {
 	e.t.Helper()
 	out, err := ddbtest.Client(e.t).GetItem(context.Background(), &dynamodb.GetItemInput{
-		TableName: aws.String(e.tbl.Name), Key: dynaguard.Key(pk), ConsistentRead: aws.Bool(true)})
+		TableName: aws.String(e.tbl.Name), Key: ddb.Key(pk), ConsistentRead: aws.Bool(true)})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/authctx"
 	"github.com/dynaguard/dynaguard/internal/budget"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/problem"
 )
 
@@ -232,7 +233,7 @@ func releases(status int) bool {
 // 409. It reports whether the completion landed now.
 func (g *Guard) finish(ctx context.Context, c *claimState, fp []byte, status int, header http.Header, body []byte, truncated int64) bool {
 	pk, owner := c.pk, c.owner
-	ttl := dynaguard.EpochSeconds(g.clock.Now().Add(g.retention))
+	ttl := ddb.EpochSeconds(g.clock.Now().Add(g.retention))
 	st, err := g.prepare(pk, fp, ttl, status, header, body, truncated)
 	if err == nil {
 		err = g.store.complete(ctx, pk, owner, st)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/authctx"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -226,10 +227,10 @@ func TestLeaseRenewedWhileHandlerRuns(t *testing.T) {
 	go func() { serve(g.Handler(b), post("u1", "k", "{}")); close(done) }()
 	<-b.started
 	pk := pkFor("u1", "k")
-	first, _ := dynaguard.Int(e.item(pk), attrLease)
+	first, _ := ddb.Int(e.item(pk), attrLease)
 	e.clock.Advance(DefaultLease * 9 / 10)
 	waitFor(t, "a renewal", func() bool {
-		l, _ := dynaguard.Int(e.item(pk), attrLease)
+		l, _ := ddb.Int(e.item(pk), attrLease)
 		return l > first
 	})
 	e.clock.Advance(DefaultLease / 2) // past the original lease
@@ -562,7 +563,7 @@ func TestLargeResponseGoesOutAndIsNotKept(t *testing.T) {
 		t.Fatalf("first response harmed: %d, %d bytes", first.Code, first.Body.Len())
 	}
 	item := e.item(pkFor("u1", "k"))
-	if n, _ := dynaguard.Int(item, attrOmitted); n != int64(len(big)) {
+	if n, _ := ddb.Int(item, attrOmitted); n != int64(len(big)) {
 		t.Fatalf("omitted = %d, want %d", n, len(big))
 	}
 	for i := 0; i < 2; i++ { // from the cache, then again
@@ -620,8 +621,8 @@ func TestCompressedBodyRoundTrip(t *testing.T) {
 	}))
 	serve(g, post("u1", "k", "{}"))
 	item := e.item(pkFor("u1", "k"))
-	enc, _ := dynaguard.Str(item, attrEnc)
-	resp, _ := dynaguard.Bytes(item, attrResp)
+	enc, _ := ddb.Str(item, attrEnc)
+	resp, _ := ddb.Bytes(item, attrResp)
 	if enc != "gzip" || len(resp) >= len(body)/4 {
 		t.Fatalf("stored enc=%q, %d bytes for a %d-byte body", enc, len(resp), len(body))
 	}
@@ -855,7 +856,7 @@ func TestSealedResponses(t *testing.T) {
 	}
 	// A record cannot be moved to another key: the key is associated data.
 	pk := pkFor("u1", "k")
-	blob, _ := dynaguard.Bytes(e.item(pk), attrResp)
+	blob, _ := ddb.Bytes(e.item(pk), attrResp)
 	rec, err := parseRecord(e.item(pk))
 	if err != nil {
 		t.Fatal(err)
@@ -881,8 +882,8 @@ func TestRetentionExpiry(t *testing.T) {
 	if w := serve(g, post("u1", "k", `{"new":1}`)); w.Code != http.StatusCreated || replayed(w) || h.n.Load() != 2 {
 		t.Fatalf("after the retention: %d", w.Code)
 	}
-	ttl, _ := dynaguard.Int(e.item(pkFor("u1", "k")), dynaguard.AttrTTL)
-	if want := dynaguard.EpochSeconds(e.clock.Now().Add(time.Hour)); ttl != want {
+	ttl, _ := ddb.Int(e.item(pkFor("u1", "k")), dynaguard.AttrTTL)
+	if want := ddb.EpochSeconds(e.clock.Now().Add(time.Hour)); ttl != want {
 		t.Fatalf("ttl %d, want completion + retention %d", ttl, want)
 	}
 }
@@ -915,8 +916,8 @@ func TestUnreadableRecordFailsClosed(t *testing.T) {
 	_, err := ddbtest.Client(t).PutItem(context.Background(), &dynamodb.PutItemInput{
 		TableName: aws.String(e.tbl.Name),
 		Item: map[string]types.AttributeValue{
-			dynaguard.AttrPK:  dynaguard.S(pk),
-			dynaguard.AttrTTL: dynaguard.TTLValue(e.clock.Now().Add(time.Hour)),
+			dynaguard.AttrPK:  ddb.S(pk),
+			dynaguard.AttrTTL: ddb.TTLValue(e.clock.Now().Add(time.Hour)),
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -994,7 +995,7 @@ func TestItemTooLargeFallsBackToNoBody(t *testing.T) {
 	if w := serve(g.Handler(hh), post("u1", "k", "{}")); w.Code != http.StatusCreated || w.Body.Len() != len(big) {
 		t.Fatalf("first: %d, %d bytes", w.Code, w.Body.Len())
 	}
-	if n, _ := dynaguard.Int(e.item(pkFor("u1", "k")), attrOmitted); n != int64(len(big)) {
+	if n, _ := ddb.Int(e.item(pkFor("u1", "k")), attrOmitted); n != int64(len(big)) {
 		t.Fatalf("omitted = %d; log: %s", n, e.log)
 	}
 	w := serve(g.Handler(hh), post("u1", "k", "{}"))

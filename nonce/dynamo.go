@@ -14,11 +14,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // condNeverConsumed is the condition of the consumption write.
 //
-// It is plain attribute_not_exists rather than dynaguard.CondAbsentOrExpired
+// It is plain attribute_not_exists rather than ddb.CondAbsentOrExpired
 // (which treats an expired item as absent) on purpose. The expired-as-absent
 // rule exists for keys that may be claimed again once their item has died —
 // a session token, an idempotency key. A nonce ID is never claimed again: it
@@ -78,11 +79,11 @@ func appendRecordKey(dst []byte, id *[idLen]byte) []byte {
 // recordTTL is when DynamoDB may delete the record: the token's expiry plus
 // Config.RecordMargin.
 func (m *Manager) consume(ctx context.Context, id *[idLen]byte, recordTTL time.Time) error {
-	// The record key and the ttl (dynaguard.TTLValue's number: whole epoch
+	// The record key and the ttl (ddb.TTLValue's number: whole epoch
 	// seconds, rounded up) are built in one buffer and converted to one
 	// string, then sliced: one allocation for both.
 	var buf [recordKeyLen + 20]byte
-	kv := string(strconv.AppendInt(appendRecordKey(buf[:0], id), dynaguard.EpochSeconds(recordTTL), 10))
+	kv := string(strconv.AppendInt(appendRecordKey(buf[:0], id), ddb.EpochSeconds(recordTTL), 10))
 	_, err := m.table.Client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: m.tableName,
 		Item: map[string]types.AttributeValue{

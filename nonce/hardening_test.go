@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -33,7 +34,7 @@ func sweep(t *testing.T, tbl *dynaguard.Table, at time.Time) (deleted int) {
 		}
 		if ttl <= at.Unix() {
 			_, err := ddbtest.Client(t).DeleteItem(context.Background(), &dynamodb.DeleteItemInput{
-				TableName: aws.String(tbl.Name), Key: dynaguard.Key(it[dynaguard.AttrPK])})
+				TableName: aws.String(tbl.Name), Key: ddb.Key(it[dynaguard.AttrPK])})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -69,16 +70,16 @@ func benchStore(b *testing.B, encrypt bool, mod func(*Config)) (*Store, *stubAPI
 	pk := dynaguard.PrefixSession + st.ID(benchToken)
 	exp := time.Now().Add(time.Hour)
 	item := map[string]types.AttributeValue{
-		dynaguard.AttrPK: dynaguard.S(pk), dynaguard.AttrTTL: dynaguard.TTLValue(exp),
-		attrExp: dynaguard.N(exp.UnixNano()), attrVer: dynaguard.N(3), attrData: dynaguard.B(data),
-		attrCreated: dynaguard.N(time.Now().UnixNano()), attrSeen: dynaguard.N(time.Now().UnixNano()),
+		dynaguard.AttrPK: ddb.S(pk), dynaguard.AttrTTL: ddb.TTLValue(exp),
+		attrExp: ddb.N(exp.UnixNano()), attrVer: ddb.N(3), attrData: ddb.B(data),
+		attrCreated: ddb.N(time.Now().UnixNano()), attrSeen: ddb.N(time.Now().UnixNano()),
 	}
 	if encrypt {
 		sealed, err := st.seal[0].seal(pk, exp.UnixNano(), data)
 		if err != nil {
 			b.Fatal(err)
 		}
-		item[attrData], item[attrEnc] = dynaguard.B(sealed), dynaguard.S(st.seal[0].id)
+		item[attrData], item[attrEnc] = ddb.B(sealed), ddb.S(st.seal[0].id)
 	}
 	api.item = item
 	return st, api, data

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
@@ -92,10 +93,10 @@ func TestCommitFindOverwrite(t *testing.T) {
 	// The item carries the TTL (rounded up to whole seconds) and the precise
 	// expiry.
 	item := rawItem(t, tbl, st, tok)
-	if ttl, _ := dynaguard.Int(item, dynaguard.AttrTTL); ttl != dynaguard.EpochSeconds(exp2) {
-		t.Errorf("ttl = %d, want %d", ttl, dynaguard.EpochSeconds(exp2))
+	if ttl, _ := ddb.Int(item, dynaguard.AttrTTL); ttl != ddb.EpochSeconds(exp2) {
+		t.Errorf("ttl = %d, want %d", ttl, ddb.EpochSeconds(exp2))
 	}
-	if exp, _ := dynaguard.Int(item, sessionstore.AttrExp); exp != exp2.UnixNano() {
+	if exp, _ := ddb.Int(item, sessionstore.AttrExp); exp != exp2.UnixNano() {
 		t.Errorf("exp = %d, want %d", exp, exp2.UnixNano())
 	}
 	if err := st.Delete(tok); err != nil {
@@ -128,11 +129,11 @@ func TestExpiredButNotYetDeleted(t *testing.T) {
 	// A tampered ttl cannot outvote the precise expiry, nor the reverse.
 	pk := dynaguard.PrefixSession + st.ID(tok)
 	rawUpdate(t, tbl, pk, "SET #ttl = :far", map[string]string{"#ttl": dynaguard.AttrTTL},
-		map[string]types.AttributeValue{":far": dynaguard.N(clock.Now().Add(1000 * time.Hour).Unix())})
+		map[string]types.AttributeValue{":far": ddb.N(clock.Now().Add(1000 * time.Hour).Unix())})
 	mustNotFind(t, st, tok)
 	clock.Set(exp.Add(-time.Minute))
 	rawUpdate(t, tbl, pk, "SET #ttl = :past", map[string]string{"#ttl": dynaguard.AttrTTL},
-		map[string]types.AttributeValue{":past": dynaguard.N(clock.Now().Add(-time.Second).Unix())})
+		map[string]types.AttributeValue{":past": ddb.N(clock.Now().Add(-time.Second).Unix())})
 	mustNotFind(t, st, tok)
 }
 
@@ -182,9 +183,9 @@ func TestTableWriterCannotForgeSessions(t *testing.T) {
 		dynaguard.PrefixSession + base64.RawURLEncoding.EncodeToString(sum[:]),
 	} {
 		rawPut(t, tbl, map[string]types.AttributeValue{
-			dynaguard.AttrPK: dynaguard.S(pk), dynaguard.AttrTTL: dynaguard.TTLValue(exp),
-			sessionstore.AttrExp: dynaguard.N(exp.UnixNano()), sessionstore.AttrVer: dynaguard.N(1),
-			sessionstore.AttrData: dynaguard.B(b),
+			dynaguard.AttrPK: ddb.S(pk), dynaguard.AttrTTL: ddb.TTLValue(exp),
+			sessionstore.AttrExp: ddb.N(exp.UnixNano()), sessionstore.AttrVer: ddb.N(1),
+			sessionstore.AttrData: ddb.B(b),
 		})
 	}
 	mustNotFind(t, st, tok)
@@ -201,9 +202,9 @@ func TestMalformedItemsAreAbsent(t *testing.T) {
 	exp := clock.Now().Add(time.Hour)
 	good := func(pk string) map[string]types.AttributeValue {
 		return map[string]types.AttributeValue{
-			dynaguard.AttrPK: dynaguard.S(pk), dynaguard.AttrTTL: dynaguard.TTLValue(exp),
-			sessionstore.AttrExp: dynaguard.N(exp.UnixNano()), sessionstore.AttrVer: dynaguard.N(1),
-			sessionstore.AttrData: dynaguard.B([]byte("data")),
+			dynaguard.AttrPK: ddb.S(pk), dynaguard.AttrTTL: ddb.TTLValue(exp),
+			sessionstore.AttrExp: ddb.N(exp.UnixNano()), sessionstore.AttrVer: ddb.N(1),
+			sessionstore.AttrData: ddb.B([]byte("data")),
 		}
 	}
 	for name, mutate := range map[string]func(map[string]types.AttributeValue){
@@ -211,11 +212,11 @@ func TestMalformedItemsAreAbsent(t *testing.T) {
 		"no exp":         func(m map[string]types.AttributeValue) { delete(m, sessionstore.AttrExp) },
 		"no ver":         func(m map[string]types.AttributeValue) { delete(m, sessionstore.AttrVer) },
 		"no data":        func(m map[string]types.AttributeValue) { delete(m, sessionstore.AttrData) },
-		"exp not number": func(m map[string]types.AttributeValue) { m[sessionstore.AttrExp] = dynaguard.S("soon") },
-		"data as string": func(m map[string]types.AttributeValue) { m[sessionstore.AttrData] = dynaguard.S("data") },
-		"ttl as string":  func(m map[string]types.AttributeValue) { m[dynaguard.AttrTTL] = dynaguard.S("9999999999") },
-		"tombstone":      func(m map[string]types.AttributeValue) { m[sessionstore.AttrTomb] = dynaguard.Bool(true) },
-		"unknown key id": func(m map[string]types.AttributeValue) { m[sessionstore.AttrEnc] = dynaguard.S("nokey") },
+		"exp not number": func(m map[string]types.AttributeValue) { m[sessionstore.AttrExp] = ddb.S("soon") },
+		"data as string": func(m map[string]types.AttributeValue) { m[sessionstore.AttrData] = ddb.S("data") },
+		"ttl as string":  func(m map[string]types.AttributeValue) { m[dynaguard.AttrTTL] = ddb.S("9999999999") },
+		"tombstone":      func(m map[string]types.AttributeValue) { m[sessionstore.AttrTomb] = ddb.Bool(true) },
+		"unknown key id": func(m map[string]types.AttributeValue) { m[sessionstore.AttrEnc] = ddb.S("nokey") },
 		"exp fractional": func(m map[string]types.AttributeValue) {
 			m[sessionstore.AttrExp] = &types.AttributeValueMemberN{Value: "1.5"}
 		},

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
@@ -25,18 +26,18 @@ func TestEncryptionRoundTrip(t *testing.T) {
 		t.Fatalf("Find = %q", got)
 	}
 	item := rawItem(t, tbl, st, tok)
-	data, _ := dynaguard.Bytes(item, sessionstore.AttrData)
+	data, _ := ddb.Bytes(item, sessionstore.AttrData)
 	if bytes.Contains(data, []byte(marker)) || len(data) != len(marker)+40 {
 		t.Fatalf("stored data is not sealed (%d bytes)", len(data))
 	}
-	enc, _ := dynaguard.Str(item, sessionstore.AttrEnc)
+	enc, _ := ddb.Str(item, sessionstore.AttrEnc)
 	if enc != keyring(t, secret1).Key(dynaguard.PurposeSessionEncryption).ID {
 		t.Fatalf("enc = %q", enc)
 	}
 	// Each write seals with a fresh nonce.
 	mustCommit(t, st, tok, []byte(marker+"!"), time.Now().Add(2*time.Hour))
 	mustCommit(t, st, tok, []byte(marker), time.Now().Add(3*time.Hour))
-	data2, _ := dynaguard.Bytes(rawItem(t, tbl, st, tok), sessionstore.AttrData)
+	data2, _ := ddb.Bytes(rawItem(t, tbl, st, tok), sessionstore.AttrData)
 	if bytes.Equal(data, data2) || bytes.Equal(data[:24], data2[:24]) {
 		t.Fatal("the same plaintext sealed twice to the same bytes")
 	}
@@ -64,15 +65,15 @@ func TestEncryptionDetectsTampering(t *testing.T) {
 
 	t.Run("flipped bit", func(t *testing.T) {
 		tok, pk := fresh()
-		data, _ := dynaguard.Bytes(rawPK(t, tbl, pk), sessionstore.AttrData)
+		data, _ := ddb.Bytes(rawPK(t, tbl, pk), sessionstore.AttrData)
 		data = bytes.Clone(data)
 		data[len(data)-20] ^= 1
-		rawUpdate(t, tbl, pk, "SET #data = :d", names("data"), map[string]types.AttributeValue{":d": dynaguard.B(data)})
+		rawUpdate(t, tbl, pk, "SET #data = :d", names("data"), map[string]types.AttributeValue{":d": ddb.B(data)})
 		mustNotFind(t, st, tok)
 	})
 	t.Run("truncated", func(t *testing.T) {
 		tok, pk := fresh()
-		rawUpdate(t, tbl, pk, "SET #data = :d", names("data"), map[string]types.AttributeValue{":d": dynaguard.B([]byte("short"))})
+		rawUpdate(t, tbl, pk, "SET #data = :d", names("data"), map[string]types.AttributeValue{":d": ddb.B([]byte("short"))})
 		mustNotFind(t, st, tok)
 	})
 	t.Run("copied from another session", func(t *testing.T) {
@@ -87,13 +88,13 @@ func TestEncryptionDetectsTampering(t *testing.T) {
 		tok, pk := fresh()
 		later := exp.Add(1000 * time.Hour)
 		rawUpdate(t, tbl, pk, "SET #exp = :e, #ttl = :t", names("exp", "ttl"),
-			map[string]types.AttributeValue{":e": dynaguard.N(later.UnixNano()), ":t": dynaguard.TTLValue(later)})
+			map[string]types.AttributeValue{":e": ddb.N(later.UnixNano()), ":t": ddb.TTLValue(later)})
 		mustNotFind(t, st, tok)
 	})
 	t.Run("downgraded to plaintext", func(t *testing.T) {
 		tok, pk := fresh()
 		rawUpdate(t, tbl, pk, "SET #data = :d REMOVE #enc", names("data", "enc"),
-			map[string]types.AttributeValue{":d": dynaguard.B([]byte(marker))})
+			map[string]types.AttributeValue{":d": ddb.B([]byte(marker))})
 		mustNotFind(t, st, tok)
 	})
 	t.Run("control", func(t *testing.T) {
@@ -158,17 +159,17 @@ func TestSecretRotation(t *testing.T) {
 			mustFind(t, rotated, tok)
 
 			newItem := rawItem(t, base, rotating, tok)
-			if exp2, _ := dynaguard.Int(newItem, sessionstore.AttrExp); exp2 != exp.UnixNano() {
+			if exp2, _ := ddb.Int(newItem, sessionstore.AttrExp); exp2 != exp.UnixNano() {
 				t.Fatalf("expiry changed by the move: %d", exp2)
 			}
 			if enc {
-				k, _ := dynaguard.Str(newItem, sessionstore.AttrEnc)
+				k, _ := ddb.Str(newItem, sessionstore.AttrEnc)
 				if k != keyring(t, secret2).Key(dynaguard.PurposeSessionEncryption).ID {
 					t.Fatalf("not re-sealed under the new key: enc=%q", k)
 				}
 			}
 			oldItem := rawPK(t, base, dynaguard.PrefixSession+oldID)
-			if moved, _ := dynaguard.Str(oldItem, sessionstore.AttrMoved); oldItem[sessionstore.AttrTomb] == nil || oldItem[sessionstore.AttrData] != nil ||
+			if moved, _ := ddb.Str(oldItem, sessionstore.AttrMoved); oldItem[sessionstore.AttrTomb] == nil || oldItem[sessionstore.AttrData] != nil ||
 				moved != dynaguard.PrefixSession+rotating.ID(tok) {
 				t.Fatalf("old item after the move: %v", ddbtest.Flatten(oldItem))
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // Attributes of a session item, besides dynaguard.AttrPK, AttrTTL, AttrGSI1PK
@@ -58,7 +59,7 @@ const (
 	commitRemove   = " REMOVE #tomb, #moved"
 	commitRemEnc   = ", #enc"
 	// A live tombstone blocks the write; an expired one (its ttl at or
-	// before now) does not. Same rule as dynaguard.CondLive.
+	// before now) does not. Same rule as ddb.CondLive.
 	commitCond = "attribute_not_exists(#tomb) OR #ttl <= :nows"
 )
 
@@ -73,8 +74,8 @@ type commitExpr struct {
 // request: the SDK reads its input and never modifies it.
 var (
 	commitCondExpr = aws.String(commitCond)
-	attrZero       = dynaguard.N(0)
-	attrOne        = dynaguard.N(1)
+	attrZero       = ddb.N(0)
+	attrOne        = ddb.N(1)
 )
 
 var commitExprs = func() (v [2][2]commitExpr) {
@@ -116,29 +117,29 @@ type sessionWrite struct {
 func (s *Store) writeSession(ctx context.Context, w sessionWrite) (movedTo string, err error) {
 	enc, own := 0, 0
 	vals := map[string]types.AttributeValue{
-		":data": dynaguard.B(w.data),
-		":exp":  dynaguard.N(w.exp.UnixNano()),
-		":ttl":  dynaguard.TTLValue(w.exp),
-		":now":  dynaguard.N(w.now.UnixNano()),
-		":nows": dynaguard.NowValue(w.now),
+		":data": ddb.B(w.data),
+		":exp":  ddb.N(w.exp.UnixNano()),
+		":ttl":  ddb.TTLValue(w.exp),
+		":now":  ddb.N(w.now.UnixNano()),
+		":nows": ddb.NowValue(w.now),
 		":zero": attrZero,
 		":one":  attrOne,
 	}
 	if w.enc != "" {
 		enc = 1
-		vals[":enc"] = dynaguard.S(w.enc)
+		vals[":enc"] = ddb.S(w.enc)
 	}
 	if w.owner != nil {
 		own = 1
-		vals[":owner"] = dynaguard.S(dynaguard.OwnerSessions(w.owner.userID))
-		vals[":bound"] = dynaguard.S(sortKey(w.owner.at))
-		vals[":ua"] = dynaguard.S(w.owner.info.UserAgent)
-		vals[":ip"] = dynaguard.S(w.owner.info.IP)
+		vals[":owner"] = ddb.S(ddb.OwnerSessions(w.owner.userID))
+		vals[":bound"] = ddb.S(sortKey(w.owner.at))
+		vals[":ua"] = ddb.S(w.owner.info.UserAgent)
+		vals[":ip"] = ddb.S(w.owner.info.IP)
 	}
 	e := commitExprs[enc][own]
 	_, err = s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           s.tableName,
-		Key:                                 dynaguard.Key(w.pk),
+		Key:                                 ddb.Key(w.pk),
 		UpdateExpression:                    e.update,
 		ConditionExpression:                 commitCondExpr,
 		ExpressionAttributeNames:            e.names,
@@ -153,7 +154,7 @@ func (s *Store) writeSession(ctx context.Context, w sessionWrite) (movedTo strin
 func movedFrom(err error) (string, error) {
 	var cf *dynaguard.ConditionFailedError
 	if errors.As(err, &cf) {
-		to, _ := dynaguard.Str(cf.Item, attrMoved)
+		to, _ := ddb.Str(cf.Item, attrMoved)
 		return to, err
 	}
 	return "", err
@@ -164,7 +165,7 @@ func movedFrom(err error) (string, error) {
 func (s *Store) getItem(ctx context.Context, pk string) (map[string]types.AttributeValue, error) {
 	out, err := s.tbl.Client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      s.tableName,
-		Key:            dynaguard.Key(pk),
+		Key:            ddb.Key(pk),
 		ConsistentRead: s.consistent,
 	})
 	if err != nil {
@@ -177,12 +178,12 @@ func (s *Store) getItem(ctx context.Context, pk string) (map[string]types.Attrib
 // owner (so it leaves the index at once), a short ttl.
 func (s *Store) tombstone(pk string, now time.Time, movedTo string) map[string]types.AttributeValue {
 	item := map[string]types.AttributeValue{
-		dynaguard.AttrPK:  dynaguard.S(pk),
-		dynaguard.AttrTTL: dynaguard.TTLValue(now.Add(s.tombTTL)),
-		attrTomb:          dynaguard.Bool(true),
+		dynaguard.AttrPK:  ddb.S(pk),
+		dynaguard.AttrTTL: ddb.TTLValue(now.Add(s.tombTTL)),
+		attrTomb:          ddb.Bool(true),
 	}
 	if movedTo != "" {
-		item[attrMoved] = dynaguard.S(movedTo)
+		item[attrMoved] = ddb.S(movedTo)
 	}
 	return item
 }
@@ -236,7 +237,7 @@ var (
 // already taken — another request moved it, or Delete tombstoned it — or the
 // old item changed since it was read (its ver differs or it is a tombstone).
 func (s *Store) move(ctx context.Context, oldPK string, ver int64, newItem map[string]types.AttributeValue, now time.Time) error {
-	newPK, _ := dynaguard.Str(newItem, dynaguard.AttrPK)
+	newPK, _ := ddb.Str(newItem, dynaguard.AttrPK)
 	_, err := s.tbl.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
 		TransactItems: []types.TransactWriteItem{
 			{Put: &types.Put{
@@ -250,7 +251,7 @@ func (s *Store) move(ctx context.Context, oldPK string, ver int64, newItem map[s
 				Item:                      s.tombstone(oldPK, now, newPK),
 				ConditionExpression:       aws.String("#ver = :ver AND attribute_not_exists(#tomb)"),
 				ExpressionAttributeNames:  moveOldNames,
-				ExpressionAttributeValues: map[string]types.AttributeValue{":ver": dynaguard.N(ver)},
+				ExpressionAttributeValues: map[string]types.AttributeValue{":ver": ddb.N(ver)},
 			}},
 		},
 	})
@@ -268,7 +269,7 @@ func (s *Store) revokeItem(ctx context.Context, pk, owner string, now time.Time)
 		Item:                                s.tombstone(pk, now, ""),
 		ConditionExpression:                 aws.String("#gsi1pk = :owner AND attribute_not_exists(#tomb) AND #ttl > :nows"),
 		ExpressionAttributeNames:            revokeNames,
-		ExpressionAttributeValues:           map[string]types.AttributeValue{":owner": dynaguard.S(owner), ":nows": dynaguard.NowValue(now)},
+		ExpressionAttributeValues:           map[string]types.AttributeValue{":owner": ddb.S(owner), ":nows": ddb.NowValue(now)},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	if err == nil {
@@ -293,7 +294,7 @@ func (s *Store) ownerKeys(ctx context.Context, owner string) ([]string, error) {
 		IndexName:                 aws.String(dynaguard.IndexGSI1),
 		KeyConditionExpression:    aws.String("#gsi1pk = :owner"),
 		ExpressionAttributeNames:  ownerQueryNames,
-		ExpressionAttributeValues: map[string]types.AttributeValue{":owner": dynaguard.S(owner)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":owner": ddb.S(owner)},
 		ScanIndexForward:          aws.Bool(false),
 	}
 	p := dynamodb.NewQueryPaginator(s.tbl.Client, in)
@@ -303,7 +304,7 @@ func (s *Store) ownerKeys(ctx context.Context, owner string) ([]string, error) {
 			return nil, dynaguard.Classify(err)
 		}
 		for _, it := range page.Items {
-			if pk, ok := dynaguard.Str(it, dynaguard.AttrPK); ok {
+			if pk, ok := ddb.Str(it, dynaguard.AttrPK); ok {
 				pks = append(pks, pk)
 			}
 		}
@@ -323,7 +324,7 @@ func (s *Store) getMany(ctx context.Context, pks []string) ([]map[string]types.A
 		end := min(start+100, len(pks))
 		keys := make([]map[string]types.AttributeValue, 0, end-start)
 		for _, pk := range pks[start:end] {
-			keys = append(keys, dynaguard.Key(pk))
+			keys = append(keys, ddb.Key(pk))
 		}
 		pending := map[string]types.KeysAndAttributes{s.tbl.Name: {
 			Keys:                     keys,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/authctx"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // absent emits why a stored item was not a live session: a tombstone (the
@@ -22,8 +23,8 @@ func (s *Store) absent(ctx context.Context, item map[string]types.AttributeValue
 		s.ev.Emit(ctx, dynaguard.Event{Name: dynaguard.EventSessionRefusedAfterLogout, Reason: "deleted"})
 		return
 	}
-	exp, ok := dynaguard.Int(item, attrExp)
-	if ok && (dynaguard.Expired(item, now) || now.UnixNano() >= exp) {
+	exp, ok := ddb.Int(item, attrExp)
+	if ok && (ddb.Expired(item, now) || now.UnixNano() >= exp) {
 		s.ev.Emit(ctx, dynaguard.Event{Name: dynaguard.EventSessionExpiredIdle, Reason: "deadline"})
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
@@ -205,7 +206,7 @@ func rawItem(t testing.TB, tbl *dynaguard.Table, st *sessionstore.Store, token s
 func rawPK(t testing.TB, tbl *dynaguard.Table, pk string) map[string]types.AttributeValue {
 	t.Helper()
 	out, err := ddbtest.Client(t).GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(tbl.Name), Key: dynaguard.Key(pk), ConsistentRead: aws.Bool(true)})
+		TableName: aws.String(tbl.Name), Key: ddb.Key(pk), ConsistentRead: aws.Bool(true)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func rawPK(t testing.TB, tbl *dynaguard.Table, pk string) map[string]types.Attri
 // with write access to the table could.
 func rawUpdate(t testing.TB, tbl *dynaguard.Table, pk, expr string, names map[string]string, vals map[string]types.AttributeValue) {
 	t.Helper()
-	in := &dynamodb.UpdateItemInput{TableName: aws.String(tbl.Name), Key: dynaguard.Key(pk),
+	in := &dynamodb.UpdateItemInput{TableName: aws.String(tbl.Name), Key: ddb.Key(pk),
 		UpdateExpression: aws.String(expr), ExpressionAttributeNames: names}
 	if len(vals) > 0 {
 		in.ExpressionAttributeValues = vals
@@ -287,5 +288,5 @@ func (c *realOffsetClock) Advance(d time.Duration) {
 }
 
 func deleteInput(tbl *dynaguard.Table, pk string) *dynamodb.DeleteItemInput {
-	return &dynamodb.DeleteItemInput{TableName: aws.String(tbl.Name), Key: dynaguard.Key(pk)}
+	return &dynamodb.DeleteItemInput{TableName: aws.String(tbl.Name), Key: ddb.Key(pk)}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
@@ -43,7 +44,7 @@ func TestLogs(t *testing.T) {
 	mustCommit(t, st, tok, []byte(marker), time.Now().Add(time.Hour))
 	pk := dynaguard.PrefixSession + st.ID(tok)
 	rawUpdate(t, tbl, pk, "SET #data = :d", map[string]string{"#data": "data"},
-		map[string]types.AttributeValue{":d": dynaguard.B(make([]byte, 64))})
+		map[string]types.AttributeValue{":d": ddb.B(make([]byte, 64))})
 	mustNotFind(t, st, tok)
 	if err := st.Delete(tok); err != nil {
 		t.Fatal(err)

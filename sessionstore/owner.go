@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // Pending bindings: Bind records the owner in memory and the session's next
@@ -144,7 +145,7 @@ func (s *Store) List(ctx context.Context, userID string) ([]Session, error) {
 	if !validUserID(userID) {
 		return nil, ErrInvalidUserID
 	}
-	owner := dynaguard.OwnerSessions(userID)
+	owner := ddb.OwnerSessions(userID)
 	pks, err := s.ownerKeys(ctx, owner)
 	if err != nil {
 		return nil, fmt.Errorf("sessionstore: list sessions: %w", err)
@@ -156,17 +157,17 @@ func (s *Store) List(ctx context.Context, userID string) ([]Session, error) {
 	now := s.clock.Now()
 	out := make([]Session, 0, len(items))
 	for _, it := range items {
-		pk, _ := dynaguard.Str(it, dynaguard.AttrPK)
-		o, _ := dynaguard.Str(it, dynaguard.AttrGSI1PK)
-		exp, okExp := dynaguard.Int(it, attrExp)
+		pk, _ := ddb.Str(it, dynaguard.AttrPK)
+		o, _ := ddb.Str(it, dynaguard.AttrGSI1PK)
+		exp, okExp := ddb.Int(it, attrExp)
 		if _, tomb := it[attrTomb]; tomb || o != owner || !okExp ||
-			dynaguard.Expired(it, now) || now.UnixNano() >= exp || !strings.HasPrefix(pk, dynaguard.PrefixSession) {
+			ddb.Expired(it, now) || now.UnixNano() >= exp || !strings.HasPrefix(pk, dynaguard.PrefixSession) {
 			continue
 		}
-		created, _ := dynaguard.Int(it, attrCreated)
-		seen, _ := dynaguard.Int(it, attrSeen)
-		ua, _ := dynaguard.Str(it, attrUA)
-		ip, _ := dynaguard.Str(it, attrIP)
+		created, _ := ddb.Int(it, attrCreated)
+		seen, _ := ddb.Int(it, attrSeen)
+		ua, _ := ddb.Str(it, attrUA)
+		ip, _ := ddb.Str(it, attrIP)
 		out = append(out, Session{
 			ID:         idOf(pk),
 			UserID:     userID,
@@ -198,7 +199,7 @@ func (s *Store) Revoke(ctx context.Context, userID, id string) error {
 	if !validID(id) {
 		return ErrNotFound
 	}
-	ok, err := s.revoke(ctx, dynaguard.OwnerSessions(userID), dynaguard.PrefixSession+id, "")
+	ok, err := s.revoke(ctx, ddb.OwnerSessions(userID), dynaguard.PrefixSession+id, "")
 	if err != nil {
 		return fmt.Errorf("sessionstore: revoke session %s: %w", id, err)
 	}
@@ -240,7 +241,7 @@ func (s *Store) RevokeAll(ctx context.Context, userID, keepID string) (int, erro
 	if !validUserID(userID) {
 		return 0, ErrInvalidUserID
 	}
-	owner := dynaguard.OwnerSessions(userID)
+	owner := ddb.OwnerSessions(userID)
 	pks, err := s.ownerKeys(ctx, owner)
 	if err != nil {
 		return 0, fmt.Errorf("sessionstore: revoke sessions: %w", err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
@@ -313,7 +314,7 @@ func TestDeleteDropsPendingBinding(t *testing.T) {
 		t.Fatal("binding kept after Delete")
 	}
 	item := rawItem(t, tbl, st, tok)
-	if _, ok := dynaguard.Str(item, dynaguard.AttrGSI1PK); ok {
+	if _, ok := ddb.Str(item, dynaguard.AttrGSI1PK); ok {
 		t.Fatal("tombstone carries an owner")
 	}
 }

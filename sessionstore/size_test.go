@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
@@ -66,7 +67,7 @@ func TestItemTooLargeFromDynamoDB(t *testing.T) {
 	// MaxDataSize now exceeds the item limit.
 	pad := make([]byte, 100*1024)
 	rawUpdate(t, tbl, dynaguard.PrefixSession+st.ID(tok), "SET #pad = :p", map[string]string{"#pad": "pad"},
-		map[string]types.AttributeValue{":p": dynaguard.B(pad)})
+		map[string]types.AttributeValue{":p": ddb.B(pad)})
 	err := st.CommitCtx(ctx, tok, make([]byte, sessionstore.MaxDataSize), exp.Add(time.Hour))
 	if !errors.Is(err, sessionstore.ErrTooLarge) {
 		t.Fatalf("Commit = %v, want ErrTooLarge", err)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
@@ -141,7 +141,7 @@ func TestSkipBoundHolds(t *testing.T) {
 		if maps.Equal(ddbtest.Flatten(before), ddbtest.Flatten(item)) {
 			skipped++
 		}
-		s, _ := dynaguard.Int(item, sessionstore.AttrExp)
+		s, _ := ddb.Int(item, sessionstore.AttrExp)
 		stored := time.Unix(0, s)
 		limit := min(sessionstore.DefaultTouchInterval, e.Sub(clock.Now())/10)
 		if stored.After(e) || e.Sub(stored) > limit {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/budget"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/obs"
 )
 
@@ -331,7 +332,7 @@ func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry 
 	if item != nil || len(s.ids) == 1 {
 		// Whatever is stored under the current secret is authoritative: a
 		// tombstone there ends the session under every secret.
-		if to, ok := dynaguard.Str(item, attrMoved); ok {
+		if to, ok := ddb.Str(item, attrMoved); ok {
 			// An instance whose current secret this one knows only as a
 			// previous one moved the session there (a new secret is
 			// being rolled out): read it where it is, without moving it
@@ -354,7 +355,7 @@ func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry 
 		if old == nil {
 			continue
 		}
-		if to, moved := dynaguard.Str(old, attrMoved); moved {
+		if to, moved := ddb.Str(old, attrMoved); moved {
 			// Another request moved it after our first read.
 			b, found, err := s.findMoved(ctx, token, id, to)
 			return b, found, false, err
@@ -463,17 +464,17 @@ func (s *Store) open(pk string, item map[string]types.AttributeValue, now time.T
 	if _, tomb := item[attrTomb]; tomb {
 		return liveSession{}, false
 	}
-	exp, okExp := dynaguard.Int(item, attrExp)
-	ver, okVer := dynaguard.Int(item, attrVer)
-	data, okData := dynaguard.Bytes(item, attrData)
+	exp, okExp := ddb.Int(item, attrExp)
+	ver, okVer := ddb.Int(item, attrVer)
+	data, okData := ddb.Bytes(item, attrData)
 	if !okExp || !okVer || !okData {
 		s.log.Warn("sessionstore: malformed session item treated as absent", "session", idOf(pk))
 		return liveSession{}, false
 	}
-	if dynaguard.Expired(item, now) || now.UnixNano() >= exp {
+	if ddb.Expired(item, now) || now.UnixNano() >= exp {
 		return liveSession{}, false
 	}
-	encID, sealed := dynaguard.Str(item, attrEnc)
+	encID, sealed := ddb.Str(item, attrEnc)
 	switch {
 	case sealed:
 		k, ok := s.sealKey(encID)
@@ -508,16 +509,16 @@ func (s *Store) sealKey(id string) (sealKey, bool) {
 // included), its data sealed anew for the new key when encryption is on.
 func (s *Store) movedItem(pk string, old map[string]types.AttributeValue, v liveSession) (map[string]types.AttributeValue, error) {
 	item := maps.Clone(old)
-	item[dynaguard.AttrPK] = dynaguard.S(pk)
+	item[dynaguard.AttrPK] = ddb.S(pk)
 	delete(item, attrEnc)
-	item[attrData] = dynaguard.B(v.data)
+	item[attrData] = ddb.B(v.data)
 	if s.encrypt {
 		sealed, err := s.seal[0].seal(pk, v.exp, v.data)
 		if err != nil {
 			return nil, err
 		}
-		item[attrData] = dynaguard.B(sealed)
-		item[attrEnc] = dynaguard.S(s.seal[0].id)
+		item[attrData] = ddb.B(sealed)
+		item[attrEnc] = ddb.S(s.seal[0].id)
 	}
 	return item, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -280,7 +281,7 @@ func TestUserItemIsOneReadUnit(t *testing.T) {
 		t.Fatalf("255-byte email: %v", err)
 	}
 	out, err := ddbtest.Client(t).GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(e.base.Name),
-		Key: dynaguard.Key(userPK(u.ID)), ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: "TOTAL"})
+		Key: ddb.Key(userPK(u.ID)), ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: "TOTAL"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // Credentials is one login attempt.
@@ -139,13 +140,13 @@ type reservation struct {
 }
 
 func (r *reservation) read(items map[string]item, now time.Time) {
-	if it := items[r.pk]; it != nil && !dynaguard.Expired(it, now) {
+	if it := items[r.pk]; it != nil && !ddb.Expired(it, now) {
 		r.exists, r.seen = true, decodeCounter(it)
 	}
 }
 
 func liveCounter(items map[string]item, pk string, now time.Time) counter {
-	if it := items[pk]; it != nil && !dynaguard.Expired(it, now) {
+	if it := items[pk]; it != nil && !ddb.Expired(it, now) {
 		return decodeCounter(it)
 	}
 	return counter{}
@@ -188,10 +189,10 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 	}
 	uid := t.uid
 	if uid == "" {
-		uid, _ = dynaguard.Str(items[marker], attrUID)
+		uid, _ = ddb.Str(items[marker], attrUID)
 	}
 	if uid == "" && legacyMarker != "" {
-		uid, _ = dynaguard.Str(items[legacyMarker], attrUID)
+		uid, _ = ddb.Str(items[legacyMarker], attrUID)
 	}
 	known := dev.isFor(uid)
 	res := reservation{pk: k.pair, lim: s.throttle.PerAccount, end: k.pairEnd}
@@ -246,7 +247,7 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		s.log.ErrorContext(ctx, "users: uniqueness marker points at a missing account", "user", uid)
 	}
 	var u *User
-	if acctPK, _ := dynaguard.Str(acct, dynaguard.AttrPK); acct != nil && acctPK != k.unknownAccount {
+	if acctPK, _ := ddb.Str(acct, dynaguard.AttrPK); acct != nil && acctPK != k.unknownAccount {
 		if u, err = decodeUser(acct); err != nil {
 			return nil, errors.Join(ErrUnavailable, err)
 		}

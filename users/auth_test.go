@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -440,9 +441,9 @@ func setHash(t *testing.T, e *env, uid, hash string) {
 	t.Helper()
 	_, err := ddbtest.Client(t).UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(e.base.Name),
-		Key:                       dynaguard.Key(userPK(uid)),
+		Key:                       ddb.Key(userPK(uid)),
 		UpdateExpression:          aws.String("SET ph = :h REMOVE pep"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":h": dynaguard.S(hash)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":h": ddb.S(hash)},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/internal/totp"
 	"github.com/dynaguard/dynaguard/sessionstore"
@@ -48,9 +49,9 @@ func BenchmarkResetPassword(b *testing.B) {
 			api := s.st.tbl.Client.(*stubAPI)
 			token, pk := newToken()
 			api.token = item{
-				dynaguard.AttrPK: dynaguard.S(pk), attrUID: dynaguard.S(u.ID), attrPurpose: dynaguard.S(purposeReset),
-				attrBoundEmail: dynaguard.S(u.emailKey), attrCred: dynaguard.N(u.credVersion),
-				dynaguard.AttrTTL: dynaguard.TTLValue(time.Now().Add(time.Hour)),
+				dynaguard.AttrPK: ddb.S(pk), attrUID: ddb.S(u.ID), attrPurpose: ddb.S(purposeReset),
+				attrBoundEmail: ddb.S(u.emailKey), attrCred: ddb.N(u.credVersion),
+				dynaguard.AttrTTL: ddb.TTLValue(time.Now().Add(time.Hour)),
 			}
 			b.ReportAllocs()
 			for b.Loop() {

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
@@ -38,7 +39,7 @@ type stubAPI struct {
 }
 
 func (s *stubAPI) GetItem(_ context.Context, in *dynamodb.GetItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	pk, _ := dynaguard.Str(in.Key, dynaguard.AttrPK)
+	pk, _ := ddb.Str(in.Key, dynaguard.AttrPK)
 	switch {
 	case strings.HasPrefix(pk, dynaguard.PrefixUser):
 		return &dynamodb.GetItemOutput{Item: s.user}, nil
@@ -52,7 +53,7 @@ func (s *stubAPI) BatchGetItem(_ context.Context, in *dynamodb.BatchGetItemInput
 	out := map[string][]map[string]types.AttributeValue{}
 	for name, ka := range in.RequestItems {
 		for _, k := range ka.Keys {
-			pk, _ := dynaguard.Str(k, dynaguard.AttrPK)
+			pk, _ := ddb.Str(k, dynaguard.AttrPK)
 			switch {
 			case strings.HasPrefix(pk, dynaguard.PrefixUnique):
 				out[name] = append(out[name], s.marker)
@@ -120,7 +121,7 @@ func newStubUsers(hasher Hasher, mod func(*Config)) (*Users, *User, error) {
 	u := &User{ID: newUserID(), Email: "bench@example.com", Username: "bench", emailKey: ek, usernameKey: "bench",
 		hash: h, pepperID: pep, credVersion: 1, epoch: 1, version: 1, Created: time.Now(), PasswordChanged: time.Now()}
 	api.user = encodeUser(u)
-	api.marker = item{dynaguard.AttrPK: dynaguard.S(markerPK(kindUsername, "bench")), attrUID: dynaguard.S(u.ID)}
+	api.marker = item{dynaguard.AttrPK: ddb.S(markerPK(kindUsername, "bench")), attrUID: ddb.S(u.ID)}
 	return s, u, nil
 }
 

@@ -67,6 +67,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 const (
@@ -124,33 +125,33 @@ func markerPK(kind, normalized string) string {
 
 func encodeUser(u *User) item {
 	it := item{
-		dynaguard.AttrPK: dynaguard.S(userPK(u.ID)),
-		attrEmail:        dynaguard.S(u.Email),
-		attrEmailKey:     dynaguard.S(u.emailKey),
-		attrUsername:     dynaguard.S(u.Username),
-		attrUsernameKey:  dynaguard.S(u.usernameKey),
-		attrHash:         dynaguard.S(u.hash),
-		attrCred:         dynaguard.N(u.credVersion),
-		attrEpoch:        dynaguard.N(u.epoch),
-		attrVersion:      dynaguard.N(u.version),
-		attrFails:        dynaguard.N(u.fails),
-		attrCreated:      dynaguard.N(u.Created.Unix()),
-		attrPasswordAt:   dynaguard.N(u.PasswordChanged.Unix()),
+		dynaguard.AttrPK: ddb.S(userPK(u.ID)),
+		attrEmail:        ddb.S(u.Email),
+		attrEmailKey:     ddb.S(u.emailKey),
+		attrUsername:     ddb.S(u.Username),
+		attrUsernameKey:  ddb.S(u.usernameKey),
+		attrHash:         ddb.S(u.hash),
+		attrCred:         ddb.N(u.credVersion),
+		attrEpoch:        ddb.N(u.epoch),
+		attrVersion:      ddb.N(u.version),
+		attrFails:        ddb.N(u.fails),
+		attrCreated:      ddb.N(u.Created.Unix()),
+		attrPasswordAt:   ddb.N(u.PasswordChanged.Unix()),
 	}
 	if u.pepperID != "" {
-		it[attrPepper] = dynaguard.S(u.pepperID)
+		it[attrPepper] = ddb.S(u.pepperID)
 	}
 	if u.Disabled {
-		it[attrDisabled] = dynaguard.Bool(true)
+		it[attrDisabled] = ddb.Bool(true)
 	}
 	if u.EmailVerified {
-		it[attrVerified] = dynaguard.Bool(true)
+		it[attrVerified] = ddb.Bool(true)
 	}
 	if u.TOTPEnabled {
-		it[attrMFA] = dynaguard.Bool(true)
-		it[attrTOTP] = dynaguard.B(u.totpSealed)
+		it[attrMFA] = ddb.Bool(true)
+		it[attrTOTP] = ddb.B(u.totpSealed)
 		if u.totpStep >= 0 {
-			it[attrTOTPStep] = dynaguard.N(u.totpStep)
+			it[attrTOTPStep] = ddb.N(u.totpStep)
 		}
 	}
 	if len(u.recovery) > 0 {
@@ -164,48 +165,48 @@ func encodeUser(u *User) item {
 var errMalformed = errors.New("users: malformed account item")
 
 func decodeUser(it item) (*User, error) {
-	pk, _ := dynaguard.Str(it, dynaguard.AttrPK)
+	pk, _ := ddb.Str(it, dynaguard.AttrPK)
 	id, ok := strings.CutPrefix(pk, dynaguard.PrefixUser)
 	if !ok || id == "" {
 		return nil, errMalformed
 	}
 	u := &User{ID: id}
 	var okH, okC, okE, okV bool
-	u.Email, _ = dynaguard.Str(it, attrEmail)
-	u.emailKey, _ = dynaguard.Str(it, attrEmailKey)
-	u.Username, _ = dynaguard.Str(it, attrUsername)
-	u.usernameKey, _ = dynaguard.Str(it, attrUsernameKey)
-	u.hash, okH = dynaguard.Str(it, attrHash)
-	u.pepperID, _ = dynaguard.Str(it, attrPepper)
-	u.credVersion, okC = dynaguard.Int(it, attrCred)
-	u.epoch, okE = dynaguard.Int(it, attrEpoch)
-	u.version, okV = dynaguard.Int(it, attrVersion)
-	u.fails, _ = dynaguard.Int(it, attrFails)
-	if ucv, _ := dynaguard.Int(it, attrUnknownCV); ucv == u.credVersion {
-		u.unknownFails, _ = dynaguard.Int(it, attrUnknownN)
+	u.Email, _ = ddb.Str(it, attrEmail)
+	u.emailKey, _ = ddb.Str(it, attrEmailKey)
+	u.Username, _ = ddb.Str(it, attrUsername)
+	u.usernameKey, _ = ddb.Str(it, attrUsernameKey)
+	u.hash, okH = ddb.Str(it, attrHash)
+	u.pepperID, _ = ddb.Str(it, attrPepper)
+	u.credVersion, okC = ddb.Int(it, attrCred)
+	u.epoch, okE = ddb.Int(it, attrEpoch)
+	u.version, okV = ddb.Int(it, attrVersion)
+	u.fails, _ = ddb.Int(it, attrFails)
+	if ucv, _ := ddb.Int(it, attrUnknownCV); ucv == u.credVersion {
+		u.unknownFails, _ = ddb.Int(it, attrUnknownN)
 	}
-	u.Disabled, _ = dynaguard.BoolAttr(it, attrDisabled)
+	u.Disabled, _ = ddb.BoolAttr(it, attrDisabled)
 	if !okH || !okC || !okE || !okV || u.emailKey == "" || u.usernameKey == "" {
 		return nil, errMalformed
 	}
-	if c, ok := dynaguard.Int(it, attrCreated); ok {
+	if c, ok := ddb.Int(it, attrCreated); ok {
 		u.Created = time.Unix(c, 0)
 	}
-	if p, ok := dynaguard.Int(it, attrPasswordAt); ok {
+	if p, ok := ddb.Int(it, attrPasswordAt); ok {
 		u.PasswordChanged = time.Unix(p, 0)
 	}
-	u.EmailVerified, _ = dynaguard.BoolAttr(it, attrVerified)
-	u.TOTPEnabled, _ = dynaguard.BoolAttr(it, attrMFA)
-	u.totpSealed, _ = dynaguard.Bytes(it, attrTOTP)
+	u.EmailVerified, _ = ddb.BoolAttr(it, attrVerified)
+	u.TOTPEnabled, _ = ddb.BoolAttr(it, attrMFA)
+	u.totpSealed, _ = ddb.Bytes(it, attrTOTP)
 	if u.TOTPEnabled && len(u.totpSealed) == 0 {
 		return nil, errMalformed // a second factor that cannot be checked is never skipped
 	}
 	u.totpStep = -1
-	if st, ok := dynaguard.Int(it, attrTOTPStep); ok {
+	if st, ok := ddb.Int(it, attrTOTPStep); ok {
 		u.totpStep = st
 	}
-	u.totpPending, _ = dynaguard.Bytes(it, attrTOTPPending)
-	u.pendingExp, _ = dynaguard.Int(it, attrPendingExp)
+	u.totpPending, _ = ddb.Bytes(it, attrTOTPPending)
+	u.pendingExp, _ = ddb.Int(it, attrPendingExp)
 	if ss, ok := it[attrRecovery].(*types.AttributeValueMemberSS); ok {
 		u.recovery = ss.Value
 	}
@@ -215,8 +216,8 @@ func decodeUser(it item) (*User, error) {
 }
 
 func decodeCounter(it item) counter {
-	n, _ := dynaguard.Int(it, attrN)
-	la, _ := dynaguard.Int(it, attrLast)
+	n, _ := ddb.Int(it, attrN)
+	la, _ := ddb.Int(it, attrLast)
 	return counter{n: n, last: la}
 }
 
@@ -226,7 +227,7 @@ func (st *store) name() *string { return st.tableName }
 func (st *store) get(ctx context.Context, pk string) (item, error) {
 	out, err := st.tbl.Client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      st.name(),
-		Key:            dynaguard.Key(pk),
+		Key:            ddb.Key(pk),
 		ConsistentRead: consistentRead,
 	})
 	if err != nil {
@@ -255,7 +256,7 @@ func (st *store) markerUID(ctx context.Context, kind, normalized string) (string
 	if err != nil {
 		return "", err
 	}
-	uid, _ := dynaguard.Str(it, attrUID)
+	uid, _ := ddb.Str(it, attrUID)
 	return uid, nil
 }
 
@@ -265,7 +266,7 @@ func (st *store) markerUID(ctx context.Context, kind, normalized string) (string
 func (st *store) batchGet(ctx context.Context, pks ...string) (map[string]item, error) {
 	keys := make([]map[string]types.AttributeValue, len(pks))
 	for i, pk := range pks {
-		keys[i] = dynaguard.Key(pk)
+		keys[i] = ddb.Key(pk)
 	}
 	req := map[string]types.KeysAndAttributes{st.tbl.Name: {Keys: keys, ConsistentRead: aws.Bool(true)}}
 	res := make(map[string]item, len(pks))
@@ -275,7 +276,7 @@ func (st *store) batchGet(ctx context.Context, pks ...string) (map[string]item, 
 			return nil, unavailable("BatchGetItem", err)
 		}
 		for _, it := range out.Responses[st.tbl.Name] {
-			pk, _ := dynaguard.Str(it, dynaguard.AttrPK)
+			pk, _ := ddb.Str(it, dynaguard.AttrPK)
 			res[pk] = it
 		}
 		if len(out.UnprocessedKeys) == 0 {
@@ -300,22 +301,22 @@ func (st *store) batchGet(ctx context.Context, pks ...string) (map[string]item, 
 func (st *store) reserve(ctx context.Context, pk string, seen counter, exists bool, lim Limit, now, end time.Time) (bool, counter, error) {
 	cond := "attribute_not_exists(#pk) OR #n < :free"
 	vals := item{
-		":one":  dynaguard.N(1),
-		":free": dynaguard.N(int64(lim.Free)),
-		":now":  dynaguard.N(dynaguard.EpochSeconds(now)),
-		":end":  dynaguard.TTLValue(end),
+		":one":  ddb.N(1),
+		":free": ddb.N(int64(lim.Free)),
+		":now":  ddb.N(ddb.EpochSeconds(now)),
+		":end":  ddb.TTLValue(end),
 	}
 	if exists && seen.n >= int64(lim.Free) {
 		cond += " OR (#n = :seen AND #la = :la)"
-		vals[":seen"] = dynaguard.N(seen.n)
-		vals[":la"] = dynaguard.N(seen.last)
+		vals[":seen"] = ddb.N(seen.n)
+		vals[":la"] = ddb.N(seen.last)
 	}
 	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           st.name(),
-		Key:                                 dynaguard.Key(pk),
+		Key:                                 ddb.Key(pk),
 		UpdateExpression:                    aws.String("ADD #n :one SET #la = :now, #ttl = :end"),
 		ConditionExpression:                 aws.String(cond),
-		ExpressionAttributeNames:            dynaguard.ExprNames("#n", attrN, "#la", attrLast),
+		ExpressionAttributeNames:            ddb.ExprNames("#n", attrN, "#la", attrLast),
 		ExpressionAttributeValues:           vals,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
@@ -333,10 +334,10 @@ func (st *store) reserve(ctx context.Context, pk string, seen counter, exists bo
 func (st *store) countIPFailure(ctx context.Context, pk string, now, end time.Time) error {
 	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 st.name(),
-		Key:                       dynaguard.Key(pk),
+		Key:                       ddb.Key(pk),
 		UpdateExpression:          aws.String("ADD #n :one SET #la = :now, #ttl = :end"),
 		ExpressionAttributeNames:  map[string]string{"#n": attrN, "#la": attrLast, "#ttl": dynaguard.AttrTTL},
-		ExpressionAttributeValues: item{":one": dynaguard.N(1), ":now": dynaguard.N(dynaguard.EpochSeconds(now)), ":end": dynaguard.TTLValue(end)},
+		ExpressionAttributeValues: item{":one": ddb.N(1), ":now": ddb.N(ddb.EpochSeconds(now)), ":end": ddb.TTLValue(end)},
 	})
 	if err != nil {
 		return unavailable("UpdateItem", err)
@@ -359,24 +360,24 @@ func (st *store) loginSucceeded(ctx context.Context, u *User, resetFails bool, n
 	var set, remove []string
 	cond := "#cv = :cv"
 	names := map[string]string{"#cv": attrCred}
-	vals := item{":cv": dynaguard.N(u.credVersion)}
+	vals := item{":cv": ddb.N(u.credVersion)}
 	if resetFails {
 		set = append(set, "#f = :zero")
 		names["#f"] = attrFails
-		vals[":zero"] = dynaguard.N(0)
+		vals[":zero"] = ddb.N(0)
 	}
 	if newHash != "" {
 		set = append(set, "#ph = :ph")
 		cond += " AND #ph = :old"
 		names["#ph"] = attrHash
-		vals[":ph"] = dynaguard.S(newHash)
-		vals[":old"] = dynaguard.S(u.hash)
+		vals[":ph"] = ddb.S(newHash)
+		vals[":old"] = ddb.S(u.hash)
 		names["#pep"] = attrPepper
 		if newPepper == "" {
 			remove = append(remove, "#pep")
 		} else {
 			set = append(set, "#pep = :pep")
-			vals[":pep"] = dynaguard.S(newPepper)
+			vals[":pep"] = ddb.S(newPepper)
 		}
 	}
 	expr := "SET " + strings.Join(set, ", ")
@@ -385,7 +386,7 @@ func (st *store) loginSucceeded(ctx context.Context, u *User, resetFails bool, n
 	}
 	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 st.name(),
-		Key:                       dynaguard.Key(userPK(u.ID)),
+		Key:                       ddb.Key(userPK(u.ID)),
 		UpdateExpression:          aws.String(expr),
 		ConditionExpression:       aws.String(cond),
 		ExpressionAttributeNames:  names,
@@ -404,7 +405,7 @@ func (st *store) loginSucceeded(ctx context.Context, u *User, resetFails bool, n
 // deleteItem deletes one item unconditionally (a login counter after a
 // successful login).
 func (st *store) deleteItem(ctx context.Context, pk string) error {
-	_, err := st.tbl.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: st.name(), Key: dynaguard.Key(pk)})
+	_, err := st.tbl.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: st.name(), Key: ddb.Key(pk)})
 	if err != nil {
 		return unavailable("DeleteItem", err)
 	}
@@ -426,7 +427,7 @@ func (st *store) updateUser(ctx context.Context, uid, expr, cond string, names m
 	names["#pk"] = dynaguard.AttrPK
 	in := &dynamodb.UpdateItemInput{
 		TableName:                           st.name(),
-		Key:                                 dynaguard.Key(userPK(uid)),
+		Key:                                 ddb.Key(userPK(uid)),
 		UpdateExpression:                    aws.String(expr),
 		ConditionExpression:                 aws.String(full),
 		ExpressionAttributeNames:            names,
@@ -460,12 +461,12 @@ func (st *store) updateUser(ctx context.Context, uid, expr, cond string, names m
 // the failure count is reset.
 func (st *store) setPassword(ctx context.Context, u *User, hash, pepper string, now time.Time) (*User, error) {
 	expr := "SET #ph = :ph, #pwat = :now, #f = :zero, #cv = #cv + :one, #ver = #ver + :one"
-	vals := item{":ph": dynaguard.S(hash), ":now": dynaguard.N(now.Unix()), ":zero": dynaguard.N(0), ":one": dynaguard.N(1), ":cv": dynaguard.N(u.credVersion)}
+	vals := item{":ph": ddb.S(hash), ":now": ddb.N(now.Unix()), ":zero": ddb.N(0), ":one": ddb.N(1), ":cv": ddb.N(u.credVersion)}
 	if pepper == "" {
 		expr += " REMOVE #pep"
 	} else {
 		expr += ", #pep = :pep"
-		vals[":pep"] = dynaguard.S(pepper)
+		vals[":pep"] = ddb.S(pepper)
 	}
 	names := map[string]string{"#ph": attrHash, "#pwat": attrPasswordAt, "#f": attrFails, "#cv": attrCred, "#ver": attrVersion, "#pep": attrPepper}
 	return st.updateUser(ctx, u.ID, expr, "#cv = :cv", names, vals)
@@ -475,7 +476,7 @@ func (st *store) setPassword(ctx context.Context, u *User, hash, pepper string, 
 // fails its next check.
 func (st *store) bumpEpoch(ctx context.Context, uid string) (*User, error) {
 	return st.updateUser(ctx, uid, "SET #se = #se + :one, #ver = #ver + :one", "",
-		map[string]string{"#se": attrEpoch, "#ver": attrVersion}, item{":one": dynaguard.N(1)})
+		map[string]string{"#se": attrEpoch, "#ver": attrVersion}, item{":one": ddb.N(1)})
 }
 
 // setDisabled disables an account (and raises its session epoch, so that
@@ -485,18 +486,18 @@ func (st *store) setDisabled(ctx context.Context, uid string, disabled bool) (*U
 	if disabled {
 		return st.updateUser(ctx, uid, "SET #dis = :t, #se = #se + :one, #ver = #ver + :one", "",
 			map[string]string{"#dis": attrDisabled, "#se": attrEpoch, "#ver": attrVersion},
-			item{":t": dynaguard.Bool(true), ":one": dynaguard.N(1)})
+			item{":t": ddb.Bool(true), ":one": ddb.N(1)})
 	}
 	return st.updateUser(ctx, uid, "SET #f = :zero, #ver = #ver + :one REMOVE #dis", "",
 		map[string]string{"#dis": attrDisabled, "#f": attrFails, "#ver": attrVersion},
-		item{":zero": dynaguard.N(0), ":one": dynaguard.N(1)})
+		item{":zero": ddb.N(0), ":one": ddb.N(1)})
 }
 
 // unlock clears an account's failure counts (second-factor codes and
 // unknown-client passwords).
 func (st *store) unlock(ctx context.Context, uid string) (*User, error) {
 	return st.updateUser(ctx, uid, "SET #f = :zero REMOVE #ucn, #ucla, #ucv", "",
-		map[string]string{"#f": attrFails, "#ucn": attrUnknownN, "#ucla": attrUnknownLast, "#ucv": attrUnknownCV}, item{":zero": dynaguard.N(0)})
+		map[string]string{"#f": attrFails, "#ucn": attrUnknownN, "#ucla": attrUnknownLast, "#ucv": attrUnknownCV}, item{":zero": ddb.N(0)})
 }
 
 // create writes a new account and its two uniqueness markers in one
@@ -509,7 +510,7 @@ func (st *store) create(ctx context.Context, u *User) error {
 	marker := func(kind, key string) types.TransactWriteItem {
 		return types.TransactWriteItem{Put: &types.Put{
 			TableName:                st.name(),
-			Item:                     item{dynaguard.AttrPK: dynaguard.S(markerPK(kind, key)), attrUID: dynaguard.S(u.ID)},
+			Item:                     item{dynaguard.AttrPK: ddb.S(markerPK(kind, key)), attrUID: ddb.S(u.ID)},
 			ConditionExpression:      notExists,
 			ExpressionAttributeNames: names,
 		}}
@@ -552,7 +553,7 @@ func (st *store) changeIdentifier(ctx context.Context, u *User, kind, display, k
 		dispAttr, keyAttr, oldKey = attrUsername, attrUsernameKey, u.usernameKey
 	}
 	names := map[string]string{"#pk": dynaguard.AttrPK, "#d": dispAttr, "#k": keyAttr, "#ver": attrVersion}
-	vals := item{":d": dynaguard.S(display), ":k": dynaguard.S(key), ":ver": dynaguard.N(u.version), ":one": dynaguard.N(1)}
+	vals := item{":d": ddb.S(display), ":k": ddb.S(key), ":ver": ddb.N(u.version), ":one": ddb.N(1)}
 	expr := "SET #d = :d, #k = :k, #ver = #ver + :one"
 	if kind == kindEmail {
 		// A new address is unverified, even when only its display form
@@ -562,7 +563,7 @@ func (st *store) changeIdentifier(ctx context.Context, u *User, kind, display, k
 	}
 	update := &types.Update{
 		TableName:                 st.name(),
-		Key:                       dynaguard.Key(userPK(u.ID)),
+		Key:                       ddb.Key(userPK(u.ID)),
 		UpdateExpression:          aws.String(expr),
 		ConditionExpression:       aws.String("attribute_exists(#pk) AND #ver = :ver"),
 		ExpressionAttributeNames:  names,
@@ -592,16 +593,16 @@ func (st *store) changeIdentifier(ctx context.Context, u *User, kind, display, k
 	items := []types.TransactWriteItem{
 		{Put: &types.Put{
 			TableName:                st.name(),
-			Item:                     item{dynaguard.AttrPK: dynaguard.S(markerPK(kind, key)), attrUID: dynaguard.S(u.ID)},
+			Item:                     item{dynaguard.AttrPK: ddb.S(markerPK(kind, key)), attrUID: ddb.S(u.ID)},
 			ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 			ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
 		}},
 		{Delete: &types.Delete{
 			TableName:                 st.name(),
-			Key:                       dynaguard.Key(markerPK(kind, oldKey)),
+			Key:                       ddb.Key(markerPK(kind, oldKey)),
 			ConditionExpression:       aws.String("#uid = :uid"),
 			ExpressionAttributeNames:  map[string]string{"#uid": attrUID},
-			ExpressionAttributeValues: item{":uid": dynaguard.S(u.ID)},
+			ExpressionAttributeValues: item{":uid": ddb.S(u.ID)},
 		}},
 		{Update: update},
 	}
@@ -638,19 +639,19 @@ func (st *store) deleteUser(ctx context.Context, u *User) error {
 	markerDel := func(kind, key string) types.TransactWriteItem {
 		return types.TransactWriteItem{Delete: &types.Delete{
 			TableName:                 st.name(),
-			Key:                       dynaguard.Key(markerPK(kind, key)),
+			Key:                       ddb.Key(markerPK(kind, key)),
 			ConditionExpression:       aws.String("#uid = :uid"),
 			ExpressionAttributeNames:  map[string]string{"#uid": attrUID},
-			ExpressionAttributeValues: item{":uid": dynaguard.S(u.ID)},
+			ExpressionAttributeValues: item{":uid": ddb.S(u.ID)},
 		}}
 	}
 	items := []types.TransactWriteItem{
 		{Delete: &types.Delete{
 			TableName:                 st.name(),
-			Key:                       dynaguard.Key(userPK(u.ID)),
+			Key:                       ddb.Key(userPK(u.ID)),
 			ConditionExpression:       aws.String("#ver = :ver"),
 			ExpressionAttributeNames:  map[string]string{"#ver": attrVersion},
-			ExpressionAttributeValues: item{":ver": dynaguard.N(u.version)},
+			ExpressionAttributeValues: item{":ver": ddb.N(u.version)},
 		}},
 		markerDel(kindEmail, u.emailKey),
 		markerDel(kindUsername, u.usernameKey),
@@ -745,33 +746,33 @@ func tokenPK(hash string) string { return dynaguard.PrefixToken + hash }
 // before tokens were bound to it) is malformed: it fails closed.
 func decodeToken(it item) (rec tokenRecord, ok bool) {
 	var okU, okP, okC, okV bool
-	rec.uid, okU = dynaguard.Str(it, attrUID)
-	rec.purpose, okP = dynaguard.Str(it, attrPurpose)
-	rec.email, _ = dynaguard.Str(it, attrBoundEmail)
-	rec.cv, okC = dynaguard.Int(it, attrCred)
-	rec.ver, okV = dynaguard.Int(it, attrVersion)
-	rec.emailKey, _ = dynaguard.Str(it, attrEmailKey)
-	rec.newEmail, _ = dynaguard.Str(it, attrPendingEmail)
-	rec.newKey, _ = dynaguard.Str(it, attrPendingKey)
-	rec.pid, _ = dynaguard.Str(it, attrPendingID)
+	rec.uid, okU = ddb.Str(it, attrUID)
+	rec.purpose, okP = ddb.Str(it, attrPurpose)
+	rec.email, _ = ddb.Str(it, attrBoundEmail)
+	rec.cv, okC = ddb.Int(it, attrCred)
+	rec.ver, okV = ddb.Int(it, attrVersion)
+	rec.emailKey, _ = ddb.Str(it, attrEmailKey)
+	rec.newEmail, _ = ddb.Str(it, attrPendingEmail)
+	rec.newKey, _ = ddb.Str(it, attrPendingKey)
+	rec.pid, _ = ddb.Str(it, attrPendingID)
 	return rec, okU && okP && okC && okV && rec.uid != ""
 }
 
 // tokenPut is the conditional Put of a new token item for rec.
 func (st *store) tokenPut(pk string, rec tokenRecord, now, expires time.Time) types.TransactWriteItem {
 	it := item{
-		dynaguard.AttrPK:  dynaguard.S(pk),
-		attrUID:           dynaguard.S(rec.uid),
-		attrPurpose:       dynaguard.S(rec.purpose),
-		attrBoundEmail:    dynaguard.S(rec.email),
-		attrCred:          dynaguard.N(rec.cv),
-		attrVersion:       dynaguard.N(rec.ver),
-		attrIssued:        dynaguard.N(now.Unix()),
-		dynaguard.AttrTTL: dynaguard.TTLValue(expires),
+		dynaguard.AttrPK:  ddb.S(pk),
+		attrUID:           ddb.S(rec.uid),
+		attrPurpose:       ddb.S(rec.purpose),
+		attrBoundEmail:    ddb.S(rec.email),
+		attrCred:          ddb.N(rec.cv),
+		attrVersion:       ddb.N(rec.ver),
+		attrIssued:        ddb.N(now.Unix()),
+		dynaguard.AttrTTL: ddb.TTLValue(expires),
 	}
 	for attr, v := range map[string]string{attrEmailKey: rec.emailKey, attrPendingEmail: rec.newEmail, attrPendingKey: rec.newKey, attrPendingID: rec.pid} {
 		if v != "" {
-			it[attr] = dynaguard.S(v)
+			it[attr] = ddb.S(v)
 		}
 	}
 	return types.TransactWriteItem{Put: &types.Put{
@@ -786,11 +787,11 @@ func (st *store) tokenPut(pk string, rec tokenRecord, now, expires time.Time) ty
 func (st *store) issueCount(c issueCounter, windowEnd time.Time) types.TransactWriteItem {
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName:                 st.name(),
-		Key:                       dynaguard.Key(c.pk),
+		Key:                       ddb.Key(c.pk),
 		UpdateExpression:          aws.String("ADD #n :one SET #ttl = :end"),
 		ConditionExpression:       aws.String("attribute_not_exists(#pk) OR #n < :max"),
-		ExpressionAttributeNames:  dynaguard.ExprNames("#n", attrN),
-		ExpressionAttributeValues: item{":one": dynaguard.N(1), ":end": dynaguard.TTLValue(windowEnd), ":max": dynaguard.N(int64(c.max))},
+		ExpressionAttributeNames:  ddb.ExprNames("#n", attrN),
+		ExpressionAttributeValues: item{":one": ddb.N(1), ":end": ddb.TTLValue(windowEnd), ":max": ddb.N(int64(c.max))},
 	}}
 }
 
@@ -845,10 +846,10 @@ func (st *store) issueToken(ctx context.Context, ip, acct, total issueCounter, w
 func (st *store) consumeToken(ctx context.Context, pk, purpose string, now time.Time) (tokenRecord, error) {
 	out, err := st.tbl.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 st.name(),
-		Key:                       dynaguard.Key(pk),
-		ConditionExpression:       aws.String(dynaguard.CondLive + " AND #purp = :purp"),
-		ExpressionAttributeNames:  dynaguard.ExprNames("#purp", attrPurpose),
-		ExpressionAttributeValues: item{":now": dynaguard.NowValue(now), ":purp": dynaguard.S(purpose)},
+		Key:                       ddb.Key(pk),
+		ConditionExpression:       aws.String(ddb.CondLive + " AND #purp = :purp"),
+		ExpressionAttributeNames:  ddb.ExprNames("#purp", attrPurpose),
+		ExpressionAttributeValues: item{":now": ddb.NowValue(now), ":purp": ddb.S(purpose)},
 		ReturnValues:              types.ReturnValueAllOld,
 	})
 	switch {
@@ -885,8 +886,8 @@ func (st *store) consumeToken(ctx context.Context, pk, purpose string, now time.
 func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, pepper string, now time.Time, reclaim bool) (*User, error) {
 	expr := "SET #ph = :ph, #pwat = :now, #f = :zero, #cv = #cv + :one, #ver = #ver + :one, #ev = :t"
 	cond := "#cv = :cv AND #ver = :ver AND #email = :em"
-	vals := item{":ph": dynaguard.S(hash), ":now": dynaguard.N(now.Unix()), ":zero": dynaguard.N(0), ":one": dynaguard.N(1),
-		":t": dynaguard.Bool(true), ":cv": dynaguard.N(rec.cv), ":ver": dynaguard.N(rec.ver), ":em": dynaguard.S(rec.email)}
+	vals := item{":ph": ddb.S(hash), ":now": ddb.N(now.Unix()), ":zero": ddb.N(0), ":one": ddb.N(1),
+		":t": ddb.Bool(true), ":cv": ddb.N(rec.cv), ":ver": ddb.N(rec.ver), ":em": ddb.S(rec.email)}
 	names := map[string]string{"#ph": attrHash, "#pwat": attrPasswordAt, "#f": attrFails, "#cv": attrCred,
 		"#ver": attrVersion, "#pep": attrPepper, "#ev": attrVerified, "#email": attrEmail}
 	var remove []string
@@ -894,7 +895,7 @@ func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, peppe
 		remove = append(remove, "#pep")
 	} else {
 		expr += ", #pep = :pep"
-		vals[":pep"] = dynaguard.S(pepper)
+		vals[":pep"] = ddb.S(pepper)
 	}
 	if reclaim {
 		expr += ", #se = #se + :one"
@@ -923,7 +924,7 @@ func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, peppe
 func (st *store) markVerified(ctx context.Context, rec tokenRecord) (*User, error) {
 	u, err := st.updateUser(ctx, rec.uid, "SET #ev = :t", "#cv = :cv AND #ver = :ver AND #email = :em",
 		map[string]string{"#ev": attrVerified, "#cv": attrCred, "#ver": attrVersion, "#email": attrEmail},
-		item{":t": dynaguard.Bool(true), ":cv": dynaguard.N(rec.cv), ":ver": dynaguard.N(rec.ver), ":em": dynaguard.S(rec.email)})
+		item{":t": ddb.Bool(true), ":cv": ddb.N(rec.cv), ":ver": ddb.N(rec.ver), ":em": ddb.S(rec.email)})
 	if errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) {
 		return nil, ErrInvalidToken
 	}
@@ -937,7 +938,7 @@ func (st *store) markVerified(ctx context.Context, rec tokenRecord) (*User, erro
 func (st *store) beginTOTP(ctx context.Context, uid string, sealed []byte, lapses time.Time) error {
 	_, err := st.updateUser(ctx, uid, "SET #tn = :tn, #tnx = :tnx", "attribute_not_exists(#mfa)",
 		map[string]string{"#tn": attrTOTPPending, "#tnx": attrPendingExp, "#mfa": attrMFA},
-		item{":tn": dynaguard.B(sealed), ":tnx": dynaguard.N(lapses.Unix())})
+		item{":tn": ddb.B(sealed), ":tnx": ddb.N(lapses.Unix())})
 	if errors.Is(err, ErrConflict) {
 		return ErrTOTPEnabled
 	}
@@ -954,11 +955,11 @@ func (st *store) beginTOTP(ctx context.Context, uid string, sealed []byte, lapse
 func (st *store) countEnrolAttempt(ctx context.Context, u *User, maxFails int64) error {
 	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           st.name(),
-		Key:                                 dynaguard.Key(userPK(u.ID)),
+		Key:                                 ddb.Key(userPK(u.ID)),
 		UpdateExpression:                    aws.String("ADD #f :one"),
 		ConditionExpression:                 aws.String("attribute_exists(#pk) AND attribute_not_exists(#mfa) AND #tn = :tn AND " + underCap),
 		ExpressionAttributeNames:            map[string]string{"#pk": dynaguard.AttrPK, "#mfa": attrMFA, "#tn": attrTOTPPending, "#f": attrFails},
-		ExpressionAttributeValues:           item{":one": dynaguard.N(1), ":tn": dynaguard.B(u.totpPending), ":max": dynaguard.N(maxFails)},
+		ExpressionAttributeValues:           item{":one": ddb.N(1), ":tn": ddb.B(u.totpPending), ":max": ddb.N(maxFails)},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	return enrolResult(err, u, maxFails-1)
@@ -1011,15 +1012,15 @@ func enrolRefused(old item, u *User, limit int64) error {
 func (st *store) confirmTOTP(ctx context.Context, u *User, sealed []byte, step int64, codes []string, now time.Time, maxFails int64) (*User, error) {
 	out, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:        st.name(),
-		Key:              dynaguard.Key(userPK(u.ID)),
+		Key:              ddb.Key(userPK(u.ID)),
 		UpdateExpression: aws.String("SET #totp = :totp, #ts = :ts, #mfa = :t, #rc = :rc, #f = :zero, #se = #se + :one, #ver = #ver + :one REMOVE #tn, #tnx"),
 		ConditionExpression: aws.String("attribute_exists(#pk) AND #tn = :tn AND #tnx > :now AND attribute_not_exists(#mfa) AND " +
 			withinCap),
 		ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK, "#totp": attrTOTP, "#ts": attrTOTPStep, "#mfa": attrMFA,
 			"#rc": attrRecovery, "#f": attrFails, "#se": attrEpoch, "#ver": attrVersion, "#tn": attrTOTPPending, "#tnx": attrPendingExp},
-		ExpressionAttributeValues: item{":totp": dynaguard.B(sealed), ":ts": dynaguard.N(step), ":t": dynaguard.Bool(true),
-			":rc": &types.AttributeValueMemberSS{Value: codes}, ":zero": dynaguard.N(0), ":one": dynaguard.N(1),
-			":tn": dynaguard.B(u.totpPending), ":now": dynaguard.N(now.Unix()), ":max": dynaguard.N(maxFails)},
+		ExpressionAttributeValues: item{":totp": ddb.B(sealed), ":ts": ddb.N(step), ":t": ddb.Bool(true),
+			":rc": &types.AttributeValueMemberSS{Value: codes}, ":zero": ddb.N(0), ":one": ddb.N(1),
+			":tn": ddb.B(u.totpPending), ":now": ddb.N(now.Unix()), ":max": ddb.N(maxFails)},
 		ReturnValues:                        types.ReturnValueAllNew,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
@@ -1040,7 +1041,7 @@ func (st *store) disableTOTP(ctx context.Context, uid string) (*User, error) {
 		"SET #se = #se + :one, #ver = #ver + :one REMOVE #mfa, #totp, #ts, #rc, #tn, #tnx", "attribute_exists(#mfa)",
 		map[string]string{"#se": attrEpoch, "#ver": attrVersion, "#mfa": attrMFA, "#totp": attrTOTP, "#ts": attrTOTPStep,
 			"#rc": attrRecovery, "#tn": attrTOTPPending, "#tnx": attrPendingExp},
-		item{":one": dynaguard.N(1)})
+		item{":one": ddb.N(1)})
 	if errors.Is(err, ErrConflict) {
 		return nil, ErrTOTPNotEnabled
 	}
@@ -1053,7 +1054,7 @@ func (st *store) disableTOTP(ctx context.Context, uid string) (*User, error) {
 func (st *store) setRecoveryCodes(ctx context.Context, uid string, codes []string) (*User, error) {
 	u, err := st.updateUser(ctx, uid, "SET #rc = :rc, #se = #se + :one, #ver = #ver + :one", "attribute_exists(#mfa)",
 		map[string]string{"#rc": attrRecovery, "#mfa": attrMFA, "#se": attrEpoch, "#ver": attrVersion},
-		item{":rc": &types.AttributeValueMemberSS{Value: codes}, ":one": dynaguard.N(1)})
+		item{":rc": &types.AttributeValueMemberSS{Value: codes}, ":one": ddb.N(1)})
 	if errors.Is(err, ErrConflict) {
 		return nil, ErrTOTPNotEnabled
 	}
@@ -1099,7 +1100,7 @@ func secondFactorNames(extra ...string) map[string]string {
 }
 
 func secondFactorValues(u *User, maxFails int64) item {
-	return item{":cv": dynaguard.N(u.credVersion), ":se": dynaguard.N(u.epoch), ":t": dynaguard.Bool(true), ":max": dynaguard.N(maxFails)}
+	return item{":cv": ddb.N(u.credVersion), ":se": ddb.N(u.epoch), ":t": ddb.Bool(true), ":max": ddb.N(maxFails)}
 }
 
 // factorRefused tells why a second-factor write's condition failed, from
@@ -1132,10 +1133,10 @@ func factorRefused(old item, u *User, secret []byte, limit int64, other factorOu
 // Outcomes: factorAccepted (counted), factorLocked, factorStale.
 func (st *store) countFactorAttempt(ctx context.Context, u *User, maxFails int64) (factorOutcome, error) {
 	vals := secondFactorValues(u, maxFails)
-	vals[":one"] = dynaguard.N(1)
+	vals[":one"] = ddb.N(1)
 	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           st.name(),
-		Key:                                 dynaguard.Key(userPK(u.ID)),
+		Key:                                 ddb.Key(userPK(u.ID)),
 		UpdateExpression:                    aws.String("ADD #f :one"),
 		ConditionExpression:                 aws.String(secondFactorCond + " AND " + underCap),
 		ExpressionAttributeNames:            secondFactorNames(),
@@ -1166,16 +1167,16 @@ func (st *store) countFactorAttempt(ctx context.Context, u *User, maxFails int64
 func (st *store) acceptStep(ctx context.Context, u *User, step int64, resealed []byte, maxFails int64) (factorOutcome, error) {
 	expr := "SET #ts = :step, #f = :zero"
 	vals := secondFactorValues(u, maxFails)
-	vals[":zero"] = dynaguard.N(0)
-	vals[":step"] = dynaguard.N(step)
-	vals[":secret"] = dynaguard.B(u.totpSealed)
+	vals[":zero"] = ddb.N(0)
+	vals[":step"] = ddb.N(step)
+	vals[":secret"] = ddb.B(u.totpSealed)
 	if resealed != nil {
 		expr += ", #totp = :new"
-		vals[":new"] = dynaguard.B(resealed)
+		vals[":new"] = ddb.B(resealed)
 	}
 	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           st.name(),
-		Key:                                 dynaguard.Key(userPK(u.ID)),
+		Key:                                 ddb.Key(userPK(u.ID)),
 		UpdateExpression:                    aws.String(expr),
 		ConditionExpression:                 aws.String(secondFactorCond + " AND #totp = :secret AND (attribute_not_exists(#ts) OR #ts < :step) AND " + withinCap),
 		ExpressionAttributeNames:            secondFactorNames("#ts", attrTOTPStep, "#totp", attrTOTP),
@@ -1201,12 +1202,12 @@ func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 // of codes left after a success.
 func (st *store) useRecoveryCode(ctx context.Context, u *User, hash string, maxFails int64) (outcome factorOutcome, remaining int, err error) {
 	vals := secondFactorValues(u, maxFails)
-	vals[":zero"] = dynaguard.N(0)
-	vals[":h"] = dynaguard.S(hash)
+	vals[":zero"] = ddb.N(0)
+	vals[":h"] = ddb.S(hash)
 	vals[":set"] = &types.AttributeValueMemberSS{Value: []string{hash}}
 	out, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           st.name(),
-		Key:                                 dynaguard.Key(userPK(u.ID)),
+		Key:                                 ddb.Key(userPK(u.ID)),
 		UpdateExpression:                    aws.String("SET #f = :zero DELETE #rc :set"),
 		ConditionExpression:                 aws.String(secondFactorCond + " AND contains(#rc, :h) AND " + withinCap),
 		ExpressionAttributeNames:            secondFactorNames("#rc", attrRecovery),

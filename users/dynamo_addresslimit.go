@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // Actions limited per client address (and per account) by limitRequests.
@@ -75,11 +76,11 @@ func (s *Users) limitRequests(ctx context.Context, counters []requestCounter) er
 		writes[i] = func(ctx context.Context) error {
 			_, err := s.st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 				TableName:                 s.st.name(),
-				Key:                       dynaguard.Key(c.pk),
+				Key:                       ddb.Key(c.pk),
 				UpdateExpression:          aws.String("ADD #n :one SET #ttl = :end"),
 				ConditionExpression:       aws.String("attribute_not_exists(#n) OR #n < :max"),
 				ExpressionAttributeNames:  map[string]string{"#n": attrN, "#ttl": dynaguard.AttrTTL},
-				ExpressionAttributeValues: item{":one": dynaguard.N(1), ":max": dynaguard.N(int64(c.max)), ":end": dynaguard.TTLValue(c.end)},
+				ExpressionAttributeValues: item{":one": ddb.N(1), ":max": ddb.N(int64(c.max)), ":end": ddb.TTLValue(c.end)},
 			})
 			switch {
 			case err == nil:

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 const (
@@ -34,10 +35,10 @@ const (
 
 // decodePending fills u's pending email change from the account item.
 func decodePending(it item, u *User) {
-	u.PendingEmail, _ = dynaguard.Str(it, attrPendingEmail)
-	u.pendingKey, _ = dynaguard.Str(it, attrPendingKey)
-	u.pendingID, _ = dynaguard.Str(it, attrPendingID)
-	if x, ok := dynaguard.Int(it, attrPendingExpires); ok && u.PendingEmail != "" {
+	u.PendingEmail, _ = ddb.Str(it, attrPendingEmail)
+	u.pendingKey, _ = ddb.Str(it, attrPendingKey)
+	u.pendingID, _ = ddb.Str(it, attrPendingID)
+	if x, ok := ddb.Int(it, attrPendingExpires); ok && u.PendingEmail != "" {
 		u.PendingEmailExpires = time.Unix(x, 0)
 	}
 }
@@ -53,15 +54,15 @@ func decodePending(it item, u *User) {
 func (st *store) requestEmailChange(ctx context.Context, u *User, ip, acct, total issueCounter, windowEnd time.Time, ch emailChange, now time.Time) (issueOutcome, error) {
 	update := types.TransactWriteItem{Update: &types.Update{
 		TableName:        st.name(),
-		Key:              dynaguard.Key(userPK(u.ID)),
+		Key:              ddb.Key(userPK(u.ID)),
 		UpdateExpression: aws.String("SET #pem = :pem, #pemn = :pemn, #pemx = :pemx, #pid = :pid, #ver = #ver + :one"),
 		ConditionExpression: aws.String("attribute_exists(#pk) AND #ver = :ver AND #email = :email AND " +
 			"attribute_not_exists(#dis)"),
 		ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK, "#pem": attrPendingEmail, "#pemn": attrPendingKey,
 			"#pemx": attrPendingExpires, "#pid": attrPendingID, "#ver": attrVersion, "#email": attrEmail, "#dis": attrDisabled},
-		ExpressionAttributeValues: item{":pem": dynaguard.S(ch.display), ":pemn": dynaguard.S(ch.key),
-			":pemx": dynaguard.N(ch.expires.Unix()), ":pid": dynaguard.S(ch.id), ":one": dynaguard.N(1),
-			":ver": dynaguard.N(u.version), ":email": dynaguard.S(u.Email)},
+		ExpressionAttributeValues: item{":pem": ddb.S(ch.display), ":pemn": ddb.S(ch.key),
+			":pemx": ddb.N(ch.expires.Unix()), ":pid": ddb.S(ch.id), ":one": ddb.N(1),
+			":ver": ddb.N(u.version), ":email": ddb.S(u.Email)},
 	}}
 	err := st.transact(ctx, []types.TransactWriteItem{
 		st.issueCount(ip, windowEnd),
@@ -101,31 +102,31 @@ func (st *store) requestEmailChange(ctx context.Context, u *User, ip, acct, tota
 func (st *store) confirmEmailChange(ctx context.Context, tokenPK string, rec tokenRecord, now time.Time) error {
 	items := []types.TransactWriteItem{{Delete: &types.Delete{
 		TableName:                 st.name(),
-		Key:                       dynaguard.Key(tokenPK),
-		ConditionExpression:       aws.String(dynaguard.CondLive + " AND #purp = :purp"),
-		ExpressionAttributeNames:  dynaguard.ExprNames("#purp", attrPurpose),
-		ExpressionAttributeValues: item{":now": dynaguard.NowValue(now), ":purp": dynaguard.S(purposeEmailChange)},
+		Key:                       ddb.Key(tokenPK),
+		ConditionExpression:       aws.String(ddb.CondLive + " AND #purp = :purp"),
+		ExpressionAttributeNames:  ddb.ExprNames("#purp", attrPurpose),
+		ExpressionAttributeValues: item{":now": ddb.NowValue(now), ":purp": ddb.S(purposeEmailChange)},
 	}}}
 	moved := rec.newKey != rec.emailKey
 	if moved {
 		items = append(items,
 			types.TransactWriteItem{Put: &types.Put{
 				TableName:                st.name(),
-				Item:                     item{dynaguard.AttrPK: dynaguard.S(markerPK(kindEmail, rec.newKey)), attrUID: dynaguard.S(rec.uid)},
+				Item:                     item{dynaguard.AttrPK: ddb.S(markerPK(kindEmail, rec.newKey)), attrUID: ddb.S(rec.uid)},
 				ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 				ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
 			}},
 			types.TransactWriteItem{Delete: &types.Delete{
 				TableName:                 st.name(),
-				Key:                       dynaguard.Key(markerPK(kindEmail, rec.emailKey)),
+				Key:                       ddb.Key(markerPK(kindEmail, rec.emailKey)),
 				ConditionExpression:       aws.String("#uid = :uid"),
 				ExpressionAttributeNames:  map[string]string{"#uid": attrUID},
-				ExpressionAttributeValues: item{":uid": dynaguard.S(rec.uid)},
+				ExpressionAttributeValues: item{":uid": ddb.S(rec.uid)},
 			}})
 	}
 	items = append(items, types.TransactWriteItem{Update: &types.Update{
 		TableName: st.name(),
-		Key:       dynaguard.Key(userPK(rec.uid)),
+		Key:       ddb.Key(userPK(rec.uid)),
 		UpdateExpression: aws.String("SET #email = :ne, #emailn = :nk, #ev = :t, #se = #se + :one, #ver = #ver + :one " +
 			"REMOVE #pem, #pemn, #pemx, #pid"),
 		ConditionExpression: aws.String("attribute_exists(#pk) AND #ver = :ver AND #email = :old AND #emailn = :ok AND " +
@@ -133,8 +134,8 @@ func (st *store) confirmEmailChange(ctx context.Context, tokenPK string, rec tok
 		ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK, "#email": attrEmail, "#emailn": attrEmailKey,
 			"#ev": attrVerified, "#se": attrEpoch, "#ver": attrVersion, "#pem": attrPendingEmail, "#pemn": attrPendingKey,
 			"#pemx": attrPendingExpires, "#pid": attrPendingID, "#dis": attrDisabled},
-		ExpressionAttributeValues: item{":ne": dynaguard.S(rec.newEmail), ":nk": dynaguard.S(rec.newKey), ":t": dynaguard.Bool(true),
-			":one": dynaguard.N(1), ":ver": dynaguard.N(rec.ver), ":old": dynaguard.S(rec.email), ":ok": dynaguard.S(rec.emailKey)},
+		ExpressionAttributeValues: item{":ne": ddb.S(rec.newEmail), ":nk": ddb.S(rec.newKey), ":t": ddb.Bool(true),
+			":one": ddb.N(1), ":ver": ddb.N(rec.ver), ":old": ddb.S(rec.email), ":ok": ddb.S(rec.emailKey)},
 	}})
 	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError
@@ -158,7 +159,7 @@ func (st *store) cancelEmailChange(ctx context.Context, rec tokenRecord) (*User,
 		"#pid = :pid",
 		map[string]string{"#se": attrEpoch, "#ver": attrVersion, "#pem": attrPendingEmail, "#pemn": attrPendingKey,
 			"#pemx": attrPendingExpires, "#pid": attrPendingID},
-		item{":one": dynaguard.N(1), ":pid": dynaguard.S(rec.pid)})
+		item{":one": ddb.N(1), ":pid": ddb.S(rec.pid)})
 	if errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) {
 		return nil, ErrInvalidToken
 	}

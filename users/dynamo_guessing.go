@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 const (
@@ -40,12 +41,12 @@ func unknownCount(it item, account bool, window time.Duration, now time.Time) (c
 	if it == nil {
 		return counter{}, false
 	}
-	n, okN := dynaguard.Int(it, attrUnknownN)
-	la, okL := dynaguard.Int(it, attrUnknownLast)
-	cv, _ := dynaguard.Int(it, attrUnknownCV)
+	n, okN := ddb.Int(it, attrUnknownN)
+	la, okL := ddb.Int(it, attrUnknownLast)
+	cv, _ := ddb.Int(it, attrUnknownCV)
 	want := int64(0)
 	if account {
-		want, _ = dynaguard.Int(it, attrCred)
+		want, _ = ddb.Int(it, attrCred)
 	}
 	if !okN || !okL || cv != want || !now.Before(time.Unix(la, 0).Add(window)) {
 		return counter{}, false
@@ -67,14 +68,14 @@ func (st *store) countUnknownClient(ctx context.Context, pk string, account, liv
 	// window after the failure.
 	cutoff := now.Add(-window).Unix()
 	names := map[string]string{"#n": attrUnknownN, "#la": attrUnknownLast, "#cv": attrUnknownCV}
-	vals := item{":one": dynaguard.N(1), ":now": dynaguard.N(now.Unix()), ":cut": dynaguard.N(cutoff)}
+	vals := item{":one": ddb.N(1), ":now": ddb.N(now.Unix()), ":cut": ddb.N(cutoff)}
 	cvRef, exists, ttl := ":zero", "", ""
 	if account {
 		cvRef, exists = "#acv", "attribute_exists(#pk) AND "
 		names["#acv"], names["#pk"] = attrCred, dynaguard.AttrPK
 	} else {
-		vals[":zero"] = dynaguard.N(0)
-		vals[":exp"] = dynaguard.TTLValue(now.Add(window))
+		vals[":zero"] = ddb.N(0)
+		vals[":exp"] = ddb.TTLValue(now.Add(window))
 		names["#ttl"] = dynaguard.AttrTTL
 		ttl = ", #ttl = :exp"
 	}
@@ -91,7 +92,7 @@ func (st *store) countUnknownClient(ctx context.Context, pk string, account, liv
 		if live == (try%2 == 0) {
 			in = add
 		}
-		in.TableName, in.Key = st.name(), dynaguard.Key(pk)
+		in.TableName, in.Key = st.name(), ddb.Key(pk)
 		in.ExpressionAttributeNames, in.ExpressionAttributeValues = names, vals
 		_, err := st.tbl.Client.UpdateItem(ctx, in)
 		if err == nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 const kindSkeleton = "uskel"
@@ -28,18 +29,18 @@ func (st *store) claimSkeleton(uid, usernameKey string) []types.TransactWriteIte
 	skel := usernameSkeleton(usernameKey)
 	items := []types.TransactWriteItem{{Put: &types.Put{
 		TableName:                 st.name(),
-		Item:                      item{dynaguard.AttrPK: dynaguard.S(markerPK(kindSkeleton, skel)), attrUID: dynaguard.S(uid)},
+		Item:                      item{dynaguard.AttrPK: ddb.S(markerPK(kindSkeleton, skel)), attrUID: ddb.S(uid)},
 		ConditionExpression:       aws.String("attribute_not_exists(#pk) OR #uid = :uid"),
 		ExpressionAttributeNames:  map[string]string{"#pk": dynaguard.AttrPK, "#uid": attrUID},
-		ExpressionAttributeValues: item{":uid": dynaguard.S(uid)},
+		ExpressionAttributeValues: item{":uid": ddb.S(uid)},
 	}}}
 	if skel != usernameKey {
 		items = append(items, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
 			TableName:                 st.name(),
-			Key:                       dynaguard.Key(markerPK(kindUsername, skel)),
+			Key:                       ddb.Key(markerPK(kindUsername, skel)),
 			ConditionExpression:       aws.String("attribute_not_exists(#pk) OR #uid = :uid"),
 			ExpressionAttributeNames:  map[string]string{"#pk": dynaguard.AttrPK, "#uid": attrUID},
-			ExpressionAttributeValues: item{":uid": dynaguard.S(uid)},
+			ExpressionAttributeValues: item{":uid": ddb.S(uid)},
 		}})
 	}
 	return items
@@ -51,10 +52,10 @@ func (st *store) claimSkeleton(uid, usernameKey string) []types.TransactWriteIte
 func (st *store) releaseSkeleton(uid, usernameKey string) types.TransactWriteItem {
 	return types.TransactWriteItem{Delete: &types.Delete{
 		TableName:                 st.name(),
-		Key:                       dynaguard.Key(markerPK(kindSkeleton, usernameSkeleton(usernameKey))),
+		Key:                       ddb.Key(markerPK(kindSkeleton, usernameSkeleton(usernameKey))),
 		ConditionExpression:       aws.String("attribute_not_exists(#pk) OR #uid = :uid"),
 		ExpressionAttributeNames:  map[string]string{"#pk": dynaguard.AttrPK, "#uid": attrUID},
-		ExpressionAttributeValues: item{":uid": dynaguard.S(uid)},
+		ExpressionAttributeValues: item{":uid": ddb.S(uid)},
 	}}
 }
 
@@ -89,7 +90,7 @@ func (st *store) checkLegacyEmail(email, key string) []types.TransactWriteItem {
 	for _, legacy := range legacyEmailKeys(email, key) {
 		items = append(items, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
 			TableName:                st.name(),
-			Key:                      dynaguard.Key(markerPK(kindEmail, legacy)),
+			Key:                      ddb.Key(markerPK(kindEmail, legacy)),
 			ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 			ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
 		}})

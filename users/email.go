@@ -10,6 +10,7 @@ import (
 	"github.com/alexedwards/scs/v2"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // RequestEmailChange asks to move u, the session's user, to a new email
@@ -165,7 +166,7 @@ func (s *Users) ConfirmEmailChange(ctx context.Context, sm *scs.SessionManager, 
 		return nil, err
 	}
 	rec, ok := decodeToken(it)
-	if !ok || rec.purpose != purposeEmailChange || rec.newKey == "" || rec.emailKey == "" || dynaguard.Expired(it, now) {
+	if !ok || rec.purpose != purposeEmailChange || rec.newKey == "" || rec.emailKey == "" || ddb.Expired(it, now) {
 		return nil, ErrInvalidToken
 	}
 	u, err := s.st.getUser(ctx, rec.uid)

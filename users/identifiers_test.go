@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -208,7 +209,7 @@ func plantMarker(t *testing.T, e *env, pk, uid string) {
 	t.Helper()
 	_, err := ddbtest.Client(t).PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: aws.String(e.base.Name),
-		Item:      item{dynaguard.AttrPK: dynaguard.S(pk), attrUID: dynaguard.S(uid)},
+		Item:      item{dynaguard.AttrPK: ddb.S(pk), attrUID: ddb.S(uid)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -219,10 +220,10 @@ func setAttr(t *testing.T, e *env, pk, name, value string) {
 	t.Helper()
 	_, err := ddbtest.Client(t).UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(e.base.Name),
-		Key:                       dynaguard.Key(pk),
+		Key:                       ddb.Key(pk),
 		UpdateExpression:          aws.String("SET #a = :v"),
 		ExpressionAttributeNames:  map[string]string{"#a": name},
-		ExpressionAttributeValues: item{":v": dynaguard.S(value)},
+		ExpressionAttributeValues: item{":v": ddb.S(value)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -232,6 +233,6 @@ func setAttr(t *testing.T, e *env, pk, name, value string) {
 // removeItem deletes an item as the test's own set-up: through the table's
 // client from here, so that the request is not counted as the component's.
 func removeItem(e *env, pk string) error {
-	_, err := e.users.st.tbl.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: e.users.st.name(), Key: dynaguard.Key(pk)})
+	_, err := e.users.st.tbl.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: e.users.st.name(), Key: ddb.Key(pk)})
 	return err
 }

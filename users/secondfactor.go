@@ -10,6 +10,7 @@ import (
 	"github.com/alexedwards/scs/v2"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/totp"
 )
 
@@ -235,12 +236,12 @@ func (s *Users) secondFactor(ctx context.Context, uid, pendingHash, code string,
 // an attempt must still wait for it or the address's counter.
 func (s *Users) factorCounters(items map[string]item, k throttleKeys, now time.Time) (pair counter, pairExists bool, wait time.Duration) {
 	pairItem := items[k.pair]
-	pairExists = pairItem != nil && !dynaguard.Expired(pairItem, now)
+	pairExists = pairItem != nil && !ddb.Expired(pairItem, now)
 	var ipc counter
 	if pairExists {
 		pair = decodeCounter(pairItem)
 	}
-	if it := items[k.ip]; it != nil && !dynaguard.Expired(it, now) {
+	if it := items[k.ip]; it != nil && !ddb.Expired(it, now) {
 		ipc = decodeCounter(it)
 	}
 	return pair, pairExists, max(s.throttle.PerAccount.wait(pair, now), s.throttle.PerIP.wait(ipc, now))

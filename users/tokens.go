@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // TokenConfig configures the one-time tokens of password resets and email
@@ -143,10 +144,10 @@ func (s *Users) issueLimits(purpose, subject string, ip netip.Addr, now time.Tim
 
 // counted returns the count of a live counter item (0 when absent or dead).
 func counted(it item, now time.Time) int64 {
-	if it == nil || dynaguard.Expired(it, now) {
+	if it == nil || ddb.Expired(it, now) {
 		return 0
 	}
-	n, _ := dynaguard.Int(it, attrN)
+	n, _ := ddb.Int(it, attrN)
 	return n
 }
 
@@ -218,7 +219,7 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) (
 	if counted(items[acct.pk], now) >= int64(acct.max) || counted(items[total.pk], now) >= int64(total.max) {
 		return nil // silently: the same for addresses with and without an account
 	}
-	uid, _ := dynaguard.Str(items[marker], attrUID)
+	uid, _ := ddb.Str(items[marker], attrUID)
 	pk := userPK(s.decoyUserID(key))
 	if uid != "" {
 		pk = userPK(uid)
@@ -313,7 +314,7 @@ func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (_
 		return nil, err
 	}
 	rec, ok := decodeToken(it)
-	if !ok || dynaguard.Expired(it, now) || rec.purpose != purposeReset {
+	if !ok || ddb.Expired(it, now) || rec.purpose != purposeReset {
 		return nil, ErrInvalidToken
 	}
 	u, err := s.st.getUser(ctx, rec.uid)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/authctx"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/internal/totp"
 	"github.com/dynaguard/dynaguard/sessionstore"
@@ -102,10 +103,10 @@ func TestTOTPRFC6238VectorsEndToEnd(t *testing.T) {
 	}
 	_, err = e.base.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(e.base.Name),
-		Key:                       dynaguard.Key(userPK(mo.ID)),
+		Key:                       ddb.Key(userPK(mo.ID)),
 		UpdateExpression:          aws.String("SET #mfa = :t, #totp = :s"),
 		ExpressionAttributeNames:  map[string]string{"#mfa": attrMFA, "#totp": attrTOTP},
-		ExpressionAttributeValues: item{":t": dynaguard.Bool(true), ":s": dynaguard.B(sealed)},
+		ExpressionAttributeValues: item{":t": ddb.Bool(true), ":s": ddb.B(sealed)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -866,10 +867,10 @@ func TestSecondFactorCapBounds(t *testing.T) {
 		t.Helper()
 		_, err := e.base.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName:                 aws.String(e.base.Name),
-			Key:                       dynaguard.Key(userPK(zed.ID)),
+			Key:                       ddb.Key(userPK(zed.ID)),
 			UpdateExpression:          aws.String("SET #f = :n"),
 			ExpressionAttributeNames:  map[string]string{"#f": attrFails},
-			ExpressionAttributeValues: item{":n": dynaguard.N(n)},
+			ExpressionAttributeValues: item{":n": ddb.N(n)},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -979,10 +980,10 @@ func TestTOTPSecretSealing(t *testing.T) {
 		t.Fatal("secret stored in the clear")
 	}
 	if _, err := e.base.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(e.base.Name), Key: dynaguard.Key(userPK(zed.ID)),
+		TableName: aws.String(e.base.Name), Key: ddb.Key(userPK(zed.ID)),
 		UpdateExpression:          aws.String("SET #totp = :s"),
 		ExpressionAttributeNames:  map[string]string{"#totp": attrTOTP},
-		ExpressionAttributeValues: item{":s": dynaguard.B(sealed)},
+		ExpressionAttributeValues: item{":s": ddb.B(sealed)},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -1095,7 +1096,7 @@ func TestUserItemWithTOTPIsOneReadUnit(t *testing.T) {
 	}
 	e.enable(u)
 	out, err := ddbtest.Client(t).GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(e.base.Name),
-		Key: dynaguard.Key(userPK(u.ID)), ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: "TOTAL"})
+		Key: ddb.Key(userPK(u.ID)), ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: "TOTAL"})
 	if err != nil {
 		t.Fatal(err)
 	}

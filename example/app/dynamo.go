@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // Every DynamoDB call of the example app's own data is in this file.
@@ -68,14 +69,14 @@ func transfersPK(userID string) string { return PrefixTransfers + userID }
 // second one.
 func (s *transferStore) add(ctx context.Context, userID string, t Transfer) (stored Transfer, existed bool, err error) {
 	entry := &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{
-		"id":     dynaguard.S(t.ID),
-		"to":     dynaguard.S(t.To),
-		"amount": dynaguard.N(t.Amount),
-		"at":     dynaguard.N(t.Created.UnixMilli()),
+		"id":     ddb.S(t.ID),
+		"to":     ddb.S(t.To),
+		"amount": ddb.N(t.Amount),
+		"at":     ddb.N(t.Created.UnixMilli()),
 	}}
 	_, err = s.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:        aws.String(s.tbl.Name),
-		Key:              dynaguard.Key(transfersPK(userID)),
+		Key:              ddb.Key(transfersPK(userID)),
 		UpdateExpression: aws.String("SET #items = list_append(if_not_exists(#items, :empty), :new) ADD #ids :id"),
 		ConditionExpression: aws.String("(attribute_not_exists(#ids) OR NOT contains(#ids, :idv)) AND " +
 			"(attribute_not_exists(#items) OR size(#items) < :max)"),
@@ -84,8 +85,8 @@ func (s *transferStore) add(ctx context.Context, userID string, t Transfer) (sto
 			":empty": &types.AttributeValueMemberL{Value: []types.AttributeValue{}},
 			":new":   &types.AttributeValueMemberL{Value: []types.AttributeValue{entry}},
 			":id":    &types.AttributeValueMemberSS{Value: []string{t.ID}},
-			":idv":   dynaguard.S(t.ID),
-			":max":   dynaguard.N(MaxTransfers),
+			":idv":   ddb.S(t.ID),
+			":max":   ddb.N(MaxTransfers),
 		},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
@@ -110,7 +111,7 @@ func (s *transferStore) add(ctx context.Context, userID string, t Transfer) (sto
 func (s *transferStore) list(ctx context.Context, userID string) ([]Transfer, error) {
 	out, err := s.tbl.Client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:                aws.String(s.tbl.Name),
-		Key:                      dynaguard.Key(transfersPK(userID)),
+		Key:                      ddb.Key(transfersPK(userID)),
 		ConsistentRead:           aws.Bool(true),
 		ProjectionExpression:     aws.String("#items"),
 		ExpressionAttributeNames: map[string]string{"#items": "items"},
@@ -137,10 +138,10 @@ func decodeTransfers(item map[string]types.AttributeValue) []Transfer {
 		if !ok {
 			continue
 		}
-		id, ok1 := dynaguard.Str(m.Value, "id")
-		to, ok2 := dynaguard.Str(m.Value, "to")
-		amount, ok3 := dynaguard.Int(m.Value, "amount")
-		at, ok4 := dynaguard.Int(m.Value, "at")
+		id, ok1 := ddb.Str(m.Value, "id")
+		to, ok2 := ddb.Str(m.Value, "to")
+		amount, ok3 := ddb.Int(m.Value, "amount")
+		at, ok4 := ddb.Int(m.Value, "at")
 		if !ok1 || !ok2 || !ok3 || !ok4 {
 			continue
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -21,13 +22,13 @@ func TestRecorderCountsAndFlags(t *testing.T) {
 	rec.Capacity = true
 	ctx := context.Background()
 	_, err := tbl.Client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(tbl.Name),
-		Item:                                map[string]types.AttributeValue{"pk": dynaguard.S("a"), "ttl": dynaguard.N(9999999999)},
+		Item:                                map[string]types.AttributeValue{"pk": ddb.S("a"), "ttl": ddb.N(9999999999)},
 		ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld})
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &dynamodb.GetItemInput{TableName: aws.String(tbl.Name), Key: dynaguard.Key("a"), ConsistentRead: aws.Bool(true)}
+	in := &dynamodb.GetItemInput{TableName: aws.String(tbl.Name), Key: ddb.Key("a"), ConsistentRead: aws.Bool(true)}
 	if _, err := tbl.Client.GetItem(ctx, in); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestFaultsInjectChosenCalls(t *testing.T) {
 	tbl, f := ddbtest.Inject(ddbtest.NewTable(t))
 	ctx := context.Background()
 	get := func() error {
-		_, err := tbl.Client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(tbl.Name), Key: dynaguard.Key("a")})
+		_, err := tbl.Client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(tbl.Name), Key: ddb.Key("a")})
 		return err
 	}
 	f.FailNth("GetItem", 2, ddbtest.Throttling)
@@ -73,7 +74,7 @@ func TestFaultsInjectChosenCalls(t *testing.T) {
 	}
 	f.Fail("", ddbtest.InternalError)
 	_, err := tbl.Client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(tbl.Name),
-		Item: map[string]types.AttributeValue{"pk": dynaguard.S("a")}})
+		Item: map[string]types.AttributeValue{"pk": ddb.S("a")}})
 	var ise *types.InternalServerError
 	if !errors.As(err, &ise) {
 		t.Fatalf("got %v, want InternalServerError", err)
@@ -88,7 +89,7 @@ func TestFaultsInjectChosenCalls(t *testing.T) {
 		t.Fatalf("calls: GetItem %d, all %d", f.Calls("GetItem"), f.Calls(""))
 	}
 	// Injected faults never reach the table.
-	out, err := ddbtest.Client(t).GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(tbl.Name), Key: dynaguard.Key("a"), ConsistentRead: aws.Bool(true)})
+	out, err := ddbtest.Client(t).GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(tbl.Name), Key: ddb.Key("a"), ConsistentRead: aws.Bool(true)})
 	if err != nil || out.Item != nil {
 		t.Fatalf("the failed put reached the table: %v %v", out.Item, err)
 	}
@@ -102,7 +103,7 @@ func TestFaultsAreSafeForConcurrentUse(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := tbl.Client.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(tbl.Name), Key: dynaguard.Key("a")})
+			_, err := tbl.Client.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(tbl.Name), Key: ddb.Key("a")})
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("got %v", err)
 			}

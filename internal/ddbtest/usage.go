@@ -18,6 +18,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/grants"
 )
 
@@ -108,7 +109,7 @@ func packageOf(fn string) string {
 }
 
 func keyPrefix(item map[string]types.AttributeValue, attr string) string {
-	v, ok := dynaguard.Str(item, attr)
+	v, ok := ddb.Str(item, attr)
 	if !ok {
 		return "?"
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/grants"
 )
 
@@ -33,7 +34,7 @@ func TestPackageOf(t *testing.T) {
 // the index's partition key for a Query on it.
 func TestUsesOf(t *testing.T) {
 	key := func(pk string) map[string]types.AttributeValue {
-		return map[string]types.AttributeValue{dynaguard.AttrPK: dynaguard.S(pk)}
+		return map[string]types.AttributeValue{dynaguard.AttrPK: ddb.S(pk)}
 	}
 	for _, tc := range []struct {
 		in   any
@@ -54,10 +55,10 @@ func TestUsesOf(t *testing.T) {
 			[]grants.Use{{Op: "BatchGetItem", Prefix: "user#"}, {Op: "BatchGetItem", Prefix: "thr#"}}},
 		{&dynamodb.QueryInput{IndexName: aws.String("gsi1"), KeyConditionExpression: aws.String("#g = :owner AND gsi1sk > :s"),
 			ExpressionAttributeNames:  map[string]string{"#g": dynaguard.AttrGSI1PK},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":owner": dynaguard.S("sessions#u1"), ":s": dynaguard.S("x#")}},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":owner": ddb.S("sessions#u1"), ":s": ddb.S("x#")}},
 			[]grants.Use{{Op: "Query", Index: "gsi1", Prefix: "sessions#"}}},
 		{&dynamodb.QueryInput{KeyConditionExpression: aws.String("pk=:p"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":p": dynaguard.S("user#9")}},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":p": ddb.S("user#9")}},
 			[]grants.Use{{Op: "Query", Prefix: "user#"}}},
 		{&dynamodb.DescribeTableInput{}, []grants.Use{{Op: "DescribeTable"}}},
 	} {

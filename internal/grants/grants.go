@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // Use is one kind of request: an API operation — a transaction's parts
@@ -67,7 +68,7 @@ func idx(op, prefix string) Use { return Use{Op: op, Index: dynaguard.IndexGSI1,
 func admin(op string) Use { return Use{Op: op} }
 
 // sessions is the index partition prefix of a user's sessions.
-var sessions = dynaguard.OwnerSessions("")
+var sessions = ddb.OwnerSessions("")
 
 // Components lists every package that calls DynamoDB, runtime ones first.
 var Components = []Component{

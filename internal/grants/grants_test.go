@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 func TestPrefixOf(t *testing.T) {
@@ -59,7 +60,7 @@ func TestDeclarationIsWellFormed(t *testing.T) {
 			if u.Index == "" && !slices.Contains(prefixes, u.Prefix) {
 				t.Errorf("%s: %v is not on a component prefix", c.Name, u)
 			}
-			if u.Index != "" && u.Prefix != PrefixOf(dynaguard.OwnerSessions("x")) {
+			if u.Index != "" && u.Prefix != PrefixOf(ddb.OwnerSessions("x")) {
 				t.Errorf("%s: %v is not on the sessions owner prefix", c.Name, u)
 			}
 		}

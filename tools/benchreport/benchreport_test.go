@@ -9,7 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -80,11 +80,11 @@ func TestParseBench(t *testing.T) {
 
 func TestItemSize(t *testing.T) {
 	it := map[string]types.AttributeValue{
-		"pk":  dynaguard.S("nonce#abc"),                                                      // 2 + 9
-		"ttl": dynaguard.N(1700000000),                                                       // 3 + (10 digits → 5+1)
-		"b":   dynaguard.B([]byte{1, 2, 3}),                                                  // 1 + 3
-		"ok":  dynaguard.Bool(true),                                                          // 2 + 1
-		"l":   &types.AttributeValueMemberL{Value: []types.AttributeValue{dynaguard.S("x")}}, // 1 + 3 + 1 + 1
+		"pk":  ddb.S("nonce#abc"),                                                      // 2 + 9
+		"ttl": ddb.N(1700000000),                                                       // 3 + (10 digits → 5+1)
+		"b":   ddb.B([]byte{1, 2, 3}),                                                  // 1 + 3
+		"ok":  ddb.Bool(true),                                                          // 2 + 1
+		"l":   &types.AttributeValueMemberL{Value: []types.AttributeValue{ddb.S("x")}}, // 1 + 3 + 1 + 1
 	}
 	if got, want := itemSize(it), 11+5+4+3+6; got != want {
 		t.Errorf("itemSize = %d, want %d", got, want)

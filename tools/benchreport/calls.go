@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/dynaguard/dynaguard/internal/totp"
-	"github.com/dynaguard/dynaguard/users"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"time"
+
+	"github.com/dynaguard/dynaguard/internal/totp"
+	"github.com/dynaguard/dynaguard/users"
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"

@@ -15,6 +15,7 @@ import (
 	"github.com/alexedwards/scs/v2/memstore"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/nonce"
 	"github.com/dynaguard/dynaguard/sessionstore"
@@ -378,7 +379,7 @@ func BenchmarkPeers(b *testing.B) {
 	b.Run("nonce/seed-style", func(b *testing.B) {
 		// The stub answers every read with a live nonce item, so the seed's
 		// consume runs its full path (read, check, delete).
-		st := &stub{fallback: item{"expires_at": dynaguard.N(time.Now().Add(time.Hour).Unix())}}
+		st := &stub{fallback: item{"expires_at": ddb.N(time.Now().Add(time.Hour).Unix())}}
 		s := &seedNonces{tbl: dynaguard.NewTable(st, "stub"), ttl: time.Hour}
 		ctx := context.Background()
 		b.ReportAllocs()

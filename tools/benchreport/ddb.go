@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 )
 
@@ -141,7 +142,7 @@ func (t *tap) snapshot() []tapCall {
 }
 
 func pkOf(key map[string]types.AttributeValue) string {
-	s, _ := dynaguard.Str(key, dynaguard.AttrPK)
+	s, _ := ddb.Str(key, dynaguard.AttrPK)
 	return s
 }
 

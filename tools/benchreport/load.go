@@ -21,6 +21,7 @@ import (
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/example/app"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // Section 3: throughput on DynamoDB Local. A Go load generator drives the
@@ -364,7 +365,7 @@ func exampleItems(ctx context.Context, tbl *dynaguard.Table) (session, user, use
 				if itemSize(it) > itemSize(user) {
 					user = it
 				}
-				if email, _ := dynaguard.Str(it, "email"); email == poolEmail(0) {
+				if email, _ := ddb.Str(it, "email"); email == poolEmail(0) {
 					user0 = it
 				}
 			}

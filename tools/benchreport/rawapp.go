@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // rawApp is the baseline of the throughput comparison: a hand-written
@@ -72,13 +73,13 @@ func (a *rawApp) addUser(ctx context.Context, uid, email string, shape item) (st
 	_, _ = rand.Read(b[:])
 	token := base64.RawURLEncoding.EncodeToString(b[:])
 	user := shaped(shape)
-	user[dynaguard.AttrPK], user["email"] = dynaguard.S(rawUser+uid), dynaguard.S(email)
+	user[dynaguard.AttrPK], user["email"] = ddb.S(rawUser+uid), ddb.S(email)
 	if _, err := a.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(a.table), Item: user}); err != nil {
 		return "", err
 	}
 	sess := shaped(a.sessionShape)
-	sess[dynaguard.AttrPK], sess["uid"] = dynaguard.S(rawSession+hashHex(token)), dynaguard.S(uid)
-	sess[dynaguard.AttrTTL] = dynaguard.TTLValue(time.Now().Add(12 * time.Hour))
+	sess[dynaguard.AttrPK], sess["uid"] = ddb.S(rawSession+hashHex(token)), ddb.S(uid)
+	sess[dynaguard.AttrTTL] = ddb.TTLValue(time.Now().Add(12 * time.Hour))
 	_, err := a.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(a.table), Item: sess})
 	return token, err
 }
@@ -105,7 +106,7 @@ func hashHex(s string) string {
 }
 
 func (a *rawApp) get(ctx context.Context, pk string, projection ...string) (item, error) {
-	in := &dynamodb.GetItemInput{TableName: aws.String(a.table), Key: dynaguard.Key(pk), ConsistentRead: aws.Bool(true)}
+	in := &dynamodb.GetItemInput{TableName: aws.String(a.table), Key: ddb.Key(pk), ConsistentRead: aws.Bool(true)}
 	if len(projection) > 0 {
 		in.ProjectionExpression = aws.String("#p")
 		in.ExpressionAttributeNames = map[string]string{"#p": projection[0]}
@@ -127,10 +128,10 @@ func (a *rawApp) user(r *http.Request) (uid string, acct item, status int) {
 	if err != nil {
 		return "", nil, http.StatusServiceUnavailable
 	}
-	if sess == nil || dynaguard.Expired(sess, time.Now()) {
+	if sess == nil || ddb.Expired(sess, time.Now()) {
 		return "", nil, http.StatusUnauthorized
 	}
-	uid, _ = dynaguard.Str(sess, "uid")
+	uid, _ = ddb.Str(sess, "uid")
 	acct, err = a.get(r.Context(), rawUser+uid)
 	if err != nil {
 		return "", nil, http.StatusServiceUnavailable
@@ -221,25 +222,25 @@ func (a *rawApp) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	idem := dynaguard.Key(rawIdem + uid + "#" + key)
+	idem := ddb.Key(rawIdem + uid + "#" + key)
 	fp := sha256.Sum256(body) // a retry with another body must not get this response
 	var owner [16]byte
 	_, _ = rand.Read(owner[:])
 	_, err = a.api.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: aws.String(a.table),
-		Item: item{dynaguard.AttrPK: idem[dynaguard.AttrPK], "state": dynaguard.S("running"),
-			"fp": dynaguard.B(fp[:]), "owner": dynaguard.B(owner[:]), dynaguard.AttrTTL: dynaguard.TTLValue(time.Now().Add(24 * time.Hour))},
+		Item: item{dynaguard.AttrPK: idem[dynaguard.AttrPK], "state": ddb.S("running"),
+			"fp": ddb.B(fp[:]), "owner": ddb.B(owner[:]), dynaguard.AttrTTL: ddb.TTLValue(time.Now().Add(24 * time.Hour))},
 		ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	if err != nil {
 		var ccf *types.ConditionalCheckFailedException
 		if errors.As(err, &ccf) {
-			if old, _ := dynaguard.Bytes(ccf.Item, "fp"); !bytes.Equal(old, fp[:]) {
+			if old, _ := ddb.Bytes(ccf.Item, "fp"); !bytes.Equal(old, fp[:]) {
 				http.Error(w, "key reused with another body", http.StatusUnprocessableEntity)
 				return
 			}
-			if b, ok := dynaguard.Bytes(ccf.Item, "resp"); ok {
+			if b, ok := ddb.Bytes(ccf.Item, "resp"); ok {
 				a.cache.Store(ck, b)
 				rawReplay(w, b)
 				return
@@ -263,7 +264,7 @@ func (a *rawApp) create(w http.ResponseWriter, r *http.Request) {
 		Key:                       idem,
 		UpdateExpression:          aws.String("SET #s = :done, #r = :resp"),
 		ExpressionAttributeNames:  map[string]string{"#s": "state", "#r": "resp"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":done": dynaguard.S("done"), ":resp": dynaguard.B(resp)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":done": ddb.S("done"), ":resp": ddb.B(resp)},
 	}); err != nil {
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		return
@@ -279,11 +280,11 @@ func (a *rawApp) create(w http.ResponseWriter, r *http.Request) {
 // is full.
 func (a *rawApp) addTransfer(ctx context.Context, uid string, t rawTransferEntry) error {
 	entry := &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{
-		"id": dynaguard.S(t.ID), "to": dynaguard.S(t.To), "amount": dynaguard.N(t.Amount), "at": dynaguard.N(t.Created.UnixMilli()),
+		"id": ddb.S(t.ID), "to": ddb.S(t.To), "amount": ddb.N(t.Amount), "at": ddb.N(t.Created.UnixMilli()),
 	}}
 	_, err := a.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:        aws.String(a.table),
-		Key:              dynaguard.Key(rawTransfer + uid),
+		Key:              ddb.Key(rawTransfer + uid),
 		UpdateExpression: aws.String("SET #items = list_append(if_not_exists(#items, :empty), :new) ADD #ids :id"),
 		ConditionExpression: aws.String("(attribute_not_exists(#ids) OR NOT contains(#ids, :idv)) AND " +
 			"(attribute_not_exists(#items) OR size(#items) < :max)"),
@@ -292,8 +293,8 @@ func (a *rawApp) addTransfer(ctx context.Context, uid string, t rawTransferEntry
 			":empty": &types.AttributeValueMemberL{Value: []types.AttributeValue{}},
 			":new":   &types.AttributeValueMemberL{Value: []types.AttributeValue{entry}},
 			":id":    &types.AttributeValueMemberSS{Value: []string{t.ID}},
-			":idv":   dynaguard.S(t.ID),
-			":max":   dynaguard.N(50),
+			":idv":   ddb.S(t.ID),
+			":max":   ddb.N(50),
 		},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
@@ -311,10 +312,10 @@ func rawDecode(it item) []rawTransferEntry {
 		if !ok {
 			continue
 		}
-		id, _ := dynaguard.Str(m.Value, "id")
-		to, _ := dynaguard.Str(m.Value, "to")
-		amount, _ := dynaguard.Int(m.Value, "amount")
-		at, _ := dynaguard.Int(m.Value, "at")
+		id, _ := ddb.Str(m.Value, "id")
+		to, _ := ddb.Str(m.Value, "to")
+		amount, _ := ddb.Int(m.Value, "amount")
+		at, _ := ddb.Int(m.Value, "at")
 		ts = append(ts, rawTransferEntry{ID: id, To: to, Amount: amount, Created: time.UnixMilli(at).UTC()})
 	}
 	return ts

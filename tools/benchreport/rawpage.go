@@ -11,7 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/users"
 )
 
@@ -80,15 +80,15 @@ func (rawView) Field(string) (template.HTML, error) {
 // example app's attribute names).
 func rawUserOf(it item) *users.User {
 	u := &users.User{}
-	u.ID, _ = dynaguard.Str(it, "uid")
-	u.Username, _ = dynaguard.Str(it, "uname")
-	u.Email, _ = dynaguard.Str(it, "email")
-	u.EmailVerified, _ = dynaguard.BoolAttr(it, "ev")
-	u.TOTPEnabled, _ = dynaguard.BoolAttr(it, "mfa")
-	if c, ok := dynaguard.Int(it, "created"); ok {
+	u.ID, _ = ddb.Str(it, "uid")
+	u.Username, _ = ddb.Str(it, "uname")
+	u.Email, _ = ddb.Str(it, "email")
+	u.EmailVerified, _ = ddb.BoolAttr(it, "ev")
+	u.TOTPEnabled, _ = ddb.BoolAttr(it, "mfa")
+	if c, ok := ddb.Int(it, "created"); ok {
 		u.Created = time.Unix(c, 0)
 	}
-	if p, ok := dynaguard.Int(it, "pwat"); ok {
+	if p, ok := ddb.Int(it, "pwat"); ok {
 		u.PasswordChanged = time.Unix(p, 0)
 	}
 	if rc, ok := it["rc"].(*types.AttributeValueMemberSS); ok {

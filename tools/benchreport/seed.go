@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // seedNonces is the ANTI-PATTERN the report compares the nonce package
@@ -38,8 +39,8 @@ func (s *seedNonces) Issue(ctx context.Context, user string) (string, error) {
 	_, err := s.tbl.Client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: aws.String(s.tbl.Name),
 		Item: item{
-			dynaguard.AttrPK: dynaguard.S(s.key(user, n)),
-			"expires_at":     dynaguard.N(time.Now().Add(s.ttl).Unix()),
+			dynaguard.AttrPK: ddb.S(s.key(user, n)),
+			"expires_at":     ddb.N(time.Now().Add(s.ttl).Unix()),
 		},
 	})
 	return n, err
@@ -47,12 +48,12 @@ func (s *seedNonces) Issue(ctx context.Context, user string) (string, error) {
 
 // Consume reads the nonce and deletes it: check-then-act, not atomic.
 func (s *seedNonces) Consume(ctx context.Context, user, nonce string) (bool, error) {
-	key := dynaguard.Key(s.key(user, nonce))
+	key := ddb.Key(s.key(user, nonce))
 	out, err := s.tbl.Client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.tbl.Name), Key: key})
 	if err != nil {
 		return false, err
 	}
-	exp, ok := dynaguard.Int(out.Item, "expires_at")
+	exp, ok := ddb.Int(out.Item, "expires_at")
 	if out.Item == nil || !ok || exp <= time.Now().Unix() {
 		return false, nil
 	}

@@ -1,10 +1,20 @@
-package dynaguard
+// Package ddb holds the DynamoDB plumbing every component shares: attribute
+// values and readers, the key of an item, and the expiry rule for reads and
+// write conditions. It is internal: the table layout it serves is documented
+// in the root package (dynaguard.AttrPK, AttrTTL, the Prefix constants).
+package ddb
 
 import (
 	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// The table's key and TTL attributes (dynaguard.AttrPK and AttrTTL are these).
+const (
+	AttrPK  = "pk"
+	AttrTTL = "ttl"
 )
 
 // Condition fragments that treat expired items as absent. Use them with
@@ -131,3 +141,7 @@ func BoolAttr(item map[string]types.AttributeValue, name string) (bool, bool) {
 	}
 	return v.Value, true
 }
+
+// OwnerSessions is the index partition value (dynaguard.AttrGSI1PK) under
+// which the sessions of userID are listed.
+func OwnerSessions(userID string) string { return "sessions#" + userID }
