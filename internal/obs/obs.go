@@ -136,15 +136,7 @@ func (e *Emitter) Emit(ctx context.Context, ev dynaguard.Event) {
 	}
 }
 
-// Logger returns the logger events go to (nil for a nil Emitter).
-func (e *Emitter) Logger() *slog.Logger {
-	if e == nil {
-		return nil
-	}
-	return e.log
-}
-
-// Since is a shorthand for the time an operation took, in seconds.
+// since is the time elapsed since t, in seconds.
 func since(t time.Time) float64 { return time.Since(t).Seconds() }
 
 // StorageFailure emits storage.failure for err, a DynamoDB error that made
