@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
-	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/internal/totp"
 	"github.com/dynaguard/dynaguard/sessionstore"
@@ -18,7 +17,7 @@ import (
 // network.
 func BenchmarkTOTPVerify(b *testing.B) {
 	s, u := stubUsers(b, cheapArgon2, nil)
-	api := s.st.tbl.Client.(*stubAPI)
+	api := stubOf(s)
 	secret, _ := totp.NewSecret()
 	sealed, err := s.sealSecret(u.ID, stateActive, secret)
 	if err != nil {
@@ -46,13 +45,11 @@ func BenchmarkResetPassword(b *testing.B) {
 	}{{"argon2id-cheap", cheapArgon2}, {"argon2id-owasp", DefaultArgon2id}} {
 		b.Run(c.name, func(b *testing.B) {
 			s, u := stubUsers(b, c.h, nil)
-			api := s.st.tbl.Client.(*stubAPI)
+			api := stubOf(s)
 			token, pk := newToken()
-			api.token = item{
-				dynaguard.AttrPK: ddb.S(pk), attrUID: ddb.S(u.ID), attrPurpose: ddb.S(purposeReset),
-				attrBoundEmail: ddb.S(u.emailKey), attrCred: ddb.N(u.credVersion),
-				dynaguard.AttrTTL: ddb.TTLValue(time.Now().Add(time.Hour)),
-			}
+			// The item as RequestReset writes it.
+			api.token = s.st.tokenPut(pk, tokenRecord{uid: u.ID, purpose: purposeReset, email: u.Email, emailKey: u.emailKey,
+				cv: u.credVersion, ver: u.version}, time.Now(), time.Now().Add(time.Hour)).Put.Item
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := s.ResetPassword(context.Background(), token, newPassword); err != nil {

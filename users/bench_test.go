@@ -90,6 +90,15 @@ func (nopSessions) RevokeAll(context.Context, string, string) (int, error) { ret
 
 // stubUsers returns a Users on a stubAPI holding one account (password
 // goodPassword) made with hasher.
+// stubOf returns the stub under s's table client (which the budget wraps).
+func stubOf(s *Users) *stubAPI {
+	c := s.st.tbl.Client
+	if w, ok := c.(interface{ Unwrap() dynaguard.API }); ok {
+		c = w.Unwrap()
+	}
+	return c.(*stubAPI)
+}
+
 func stubUsers(tb testing.TB, hasher Hasher, mod func(*Config)) (*Users, *User) {
 	s, u, err := newStubUsers(hasher, mod)
 	if err != nil {

@@ -74,6 +74,10 @@ type client struct {
 
 var noop context.CancelFunc = func() {}
 
+// Unwrap returns the client this one bounds (for tests and benchmarks that
+// reach through to a stub).
+func (c *client) Unwrap() dynaguard.API { return c.api }
+
 func (c *client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	limit := time.Now().Add(c.d)
 	if dl, ok := ctx.Deadline(); ok && !dl.After(limit) {

@@ -278,44 +278,55 @@ func newExampleTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc int)
 	return t, nil
 }
 
-// registerExample signs up user i through the app's forms; sign-up logs
-// the new user in. It returns the session's Cookie header.
+// registerExample signs up user i through the app's forms, then logs in
+// (the quiet sign-up does not). It returns the session's Cookie header.
 func registerExample(ctx context.Context, hc *http.Client, base string, i int) (string, error) {
-	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/register", nil)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", err
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := formNonce.FindSubmatch(page)
-	if m == nil {
-		return "", fmt.Errorf("GET /register: no nonce (%s)", resp.Status)
-	}
 	jar := map[string]string{}
-	keep := func(resp *http.Response) {
+	// submit posts form to path with the nonce of the form on the same
+	// page, and expects a redirect to want.
+	submit := func(path string, form url.Values, want string) error {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+path, nil)
+		req.Header.Set("Cookie", cookieHeader(jar))
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := formNonce.FindSubmatch(page)
+		if m == nil {
+			return fmt.Errorf("GET %s: no nonce (%s)", path, resp.Status)
+		}
 		for _, c := range resp.Cookies() {
 			jar[c.Name] = c.Value
 		}
+		form.Set("nonce", string(m[1]))
+		req, _ = http.NewRequestWithContext(ctx, "POST", base+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Cookie", cookieHeader(jar))
+		if resp, err = hc.Do(req); err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
+			return fmt.Errorf("POST %s: %s %s", path, resp.Status, firstLine(body))
+		}
+		for _, c := range resp.Cookies() {
+			jar[c.Name] = c.Value
+		}
+		return nil
 	}
-	keep(resp)
-	form := url.Values{"email": {fmt.Sprintf("load%04d@example.com", i)}, "username": {fmt.Sprintf("load%04d", i)},
-		"password": {benchPassword}, "nonce": {string(m[1])}}
-	req, _ = http.NewRequestWithContext(ctx, "POST", base+"/register", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Cookie", cookieHeader(jar))
-	resp, err = hc.Do(req)
-	if err != nil {
+	email := fmt.Sprintf("load%04d@example.com", i)
+	if err := submit("/register", url.Values{"email": {email}, "username": {fmt.Sprintf("load%04d", i)},
+		"password": {benchPassword}}, "/login"); err != nil {
 		return "", err
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/account" {
-		return "", fmt.Errorf("POST /register: %s %s", resp.Status, firstLine(body))
+	if err := submit("/login", url.Values{"login": {email}, "password": {benchPassword}}, "/account"); err != nil {
+		return "", err
 	}
-	keep(resp)
 	if jar["session"] == "" {
-		return "", errors.New("POST /register: no session cookie")
+		return "", errors.New("POST /login: no session cookie")
 	}
 	// Both cookies, as a browser sends them: the session and the nonce
 	// package's browser cookie (without it every page would set a new one).

@@ -69,6 +69,9 @@ type rawView struct {
 	Dev    bool
 	Narrow bool
 	Nav    struct{ Account, Transfers, Sessions, Outbox, Login bool }
+	// PendingEmail: none for the benchmark's users (the page shows it
+	// while an email change waits for its confirmation).
+	PendingEmail string
 }
 
 // Field is the form's hidden field, without a nonce in it.
