@@ -91,6 +91,10 @@ type api struct {
 	span   [numOps][]trace.SpanStartOption
 }
 
+// Unwrap returns the client this one instruments (for tests and benchmarks
+// that reach through to a stub).
+func (a *api) Unwrap() dynaguard.API { return a.next }
+
 // call is one call in flight.
 type call struct {
 	op    int
