@@ -85,7 +85,7 @@ func degradedChild(spec string) error {
 	if err != nil {
 		return err
 	}
-	h, err := app.New(app.Config{Table: tbl, Keys: keys, Dev: true, Hasher: cheapHasher, Logger: quiet})
+	h, err := app.New(app.Config{Table: tbl, Keys: keys, Dev: true, Hasher: cheapHasher, Logger: quiet, Signup: benchSignup})
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/example/app"
 	"github.com/dynaguard/dynaguard/internal/ddb"
+	"github.com/dynaguard/dynaguard/users"
 )
 
 // Section 3: throughput on DynamoDB Local. A Go load generator drives the
@@ -244,7 +245,7 @@ func newExampleTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc int)
 		return nil, err
 	}
 	cnt := &counting{API: tbl.Client}
-	h, err := app.New(app.Config{Table: dynaguard.NewTable(cnt, tbl.Name), Keys: keys, Dev: true, Hasher: cheapHasher, Logger: quiet})
+	h, err := app.New(app.Config{Table: dynaguard.NewTable(cnt, tbl.Name), Keys: keys, Dev: true, Hasher: cheapHasher, Logger: quiet, Signup: benchSignup})
 	if err != nil {
 		return nil, err
 	}
@@ -277,6 +278,10 @@ func newExampleTarget(ctx context.Context, tbl *dynaguard.Table, pool, conc int)
 	t.cookie = cookies
 	return t, nil
 }
+
+// benchSignup lets the harness sign its pool of users up from one address,
+// as no real client could (the example's default is 10 an hour per address).
+var benchSignup = users.SignupConfig{PerIP: users.Limit{Free: 1 << 20}, Ranges: []users.RangeLimit{}}
 
 // registerExample signs up user i through the app's forms, then logs in
 // (the quiet sign-up does not). It returns the session's Cookie header.
