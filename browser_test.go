@@ -423,6 +423,18 @@ func TestBrowserFlows(t *testing.T) {
 
 	tb.open("/dev/mail")
 	tb.shot("dev-outbox")
+	// The Security page of this instance shows the attacks above: the
+	// wrong password, the form submitted twice.
+	tb.open("/dev/security")
+	for _, want := range []string{"login.failed", "nonce.refused", "nonce-used", "login.succeeded", "second_factor.accepted"} {
+		if got := tb.text("table.events"); !strings.Contains(got, want) {
+			t.Errorf("the Security page does not show %s:\n%s", want, got)
+		}
+	}
+	if n := tb.eval(`String(document.querySelectorAll("svg.chart rect").length)`); n == "0" {
+		t.Error("the Security page draws no chart")
+	}
+	tb.shot("dev-security")
 	tb.submit("header form button[type=submit]", "/")
 	tb.open("/password/reset")
 	tb.fill("#email", newEmail)

@@ -91,6 +91,7 @@ func newDegradedCluster(t *testing.T) *degradedCluster {
 			Mailer:           c.outbox,
 			Hasher:           c.hasher,
 			Logger:           testLogger(t),
+			Events:           c.events.config(),
 			MaxInFlight:      degradedMaxInFlight,
 			IdempotencyLease: degradedLease,
 		})
@@ -395,6 +396,7 @@ func TestIntegrationDegradedRefused(t *testing.T) {
 		t.Errorf("slowest 503 while refused took %v", lat[len(lat)-1])
 	}
 	t.Logf("503 while refused: median %v, max %v", lat[len(lat)/2], lat[len(lat)-1])
+	c.expectEvent(t, dynaguard.EventStorageFailure, "")
 	if err := c.proxy.Set(ddbtest.Pass); err != nil {
 		t.Fatal(err)
 	}
@@ -428,6 +430,7 @@ func TestIntegrationDegradedSlowReplies(t *testing.T) {
 		t.Fatalf("login with 5 s replies answered after %v", took)
 	}
 	t.Logf("login with 5 s replies: 503 after %v", took)
+	c.expectEvent(t, dynaguard.EventStorageFailure, "timeout")
 }
 
 // The table disappears and comes back. Without Ensure, the app answers 503

@@ -62,6 +62,7 @@ type cluster struct {
 	a, b   *httptest.Server
 	tls    bool
 	rec    *ddbtest.Recorder
+	events eventLog // the security events of both instances
 }
 
 type clusterOpts struct {
@@ -110,6 +111,7 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 			ClientIP: o.clientIP,
 			Clock:    o.clock,
 			Logger:   testLogger(t),
+			Events:   c.events.config(),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -409,6 +411,7 @@ func TestIntegrationCapturedFormReplay(t *testing.T) {
 	if ts := u.transfers(c.b); len(ts) != 1 || ts[0].Amount != 9900 || ts[0].To != "mallory" {
 		t.Fatalf("transfers after a replay: %+v, want exactly one of 99.00 to mallory", ts)
 	}
+	c.expectEvent(t, dynaguard.EventNonceRefused, "nonce-used")
 	// The re-rendered page carries a fresh nonce: a deliberate second
 	// transfer is one more click, never an accident.
 	again := url.Values{"to": {"mallory"}, "amount": {"99.00"}, "nonce": {nonceFor(t, replay.body, "/transfers")}}
@@ -500,6 +503,8 @@ func TestIntegrationConcurrentDuplicateAPIPosts(t *testing.T) {
 			t.Errorf("retry answered transfer %q, want the first one", tr.ID)
 		}
 	}
+	c.expectEvent(t, dynaguard.EventIdempotencyClaimed, "")
+	c.expectEvent(t, dynaguard.EventIdempotencyReplayed, "")
 }
 
 // The same Idempotency-Key with a different payload is refused with 422 —
@@ -519,6 +524,7 @@ func TestIntegrationIdempotencyKeyReusedWithDifferentPayload(t *testing.T) {
 	if ts := u.transfers(c.a); len(ts) != 1 || ts[0].To != "bob" {
 		t.Fatalf("transfers: %+v, want only the first", ts)
 	}
+	c.expectEvent(t, dynaguard.EventIdempotencyMismatch, "")
 }
 
 // The API's input rules: a key is required, the JSON is strict, the body
@@ -597,6 +603,9 @@ func TestIntegrationSessionFixation(t *testing.T) {
 	if !victim.loggedIn(c.a) {
 		t.Fatal("the victim is not logged in")
 	}
+	if e := c.expectEvent(t, dynaguard.EventSessionCreated, "login"); e.UserID == "" || e.ClientAddr == "" {
+		t.Errorf("the login's session event names no account or client: %+v", e)
+	}
 	for _, srv := range []*httptest.Server{c.a, c.b} {
 		if attacker.loggedIn(srv) {
 			t.Fatal("the planted token became the victim's session")
@@ -624,6 +633,8 @@ func TestIntegrationLoggedOutCookieOnOtherInstance(t *testing.T) {
 	if thief.loggedIn(c.a) {
 		t.Fatal("the logged-out cookie works again")
 	}
+	c.expectEvent(t, dynaguard.EventSessionRevoked, "delete")
+	c.expectEvent(t, dynaguard.EventSessionRefusedAfterLogout, "deleted")
 }
 
 // A password change ends every other session of the account at once, on
@@ -654,6 +665,8 @@ func TestIntegrationPasswordChangeEndsOtherSessions(t *testing.T) {
 	}
 	expect(t, c.browser().login(c.a, c.a, acct.email, acct.password), http.StatusUnauthorized, "old password")
 	expectRedirect(t, c.browser().login(c.b, c.b, acct.email, newPassword), "/account", "new password")
+	c.expectEvent(t, dynaguard.EventSessionRevoked, "revoke_all")
+	c.expectEvent(t, dynaguard.EventLoginFailed, "invalid_credentials")
 }
 
 // A reset token works once, and dies when the password changes by any
@@ -686,6 +699,8 @@ func TestIntegrationResetTokenReuse(t *testing.T) {
 	expectRedirect(t, confirm(c.b, token, pw2), "/login", "reset with the token")
 	reused := confirm(c.a, token, "another secret phrase 77")
 	expect(t, reused, http.StatusBadRequest, "the same token again")
+	c.expectEvent(t, dynaguard.EventResetUsed, "")
+	c.expectEvent(t, dynaguard.EventResetRefused, "invalid_token")
 	expect(t, c.browser().login(c.a, c.a, acct.email, "another secret phrase 77"), http.StatusUnauthorized, "password of the reused token")
 	expectRedirect(t, c.browser().login(c.a, c.a, acct.email, pw2), "/account", "password of the reset")
 
@@ -745,6 +760,10 @@ func TestIntegrationBruteForceThrottledBeforeHashing(t *testing.T) {
 	}
 	if got := c.hasher.verifies.Load() - before; got != free {
 		t.Fatalf("throttled attempts did password work: %d verifications, want %d", got, free)
+	}
+	c.expectEvent(t, dynaguard.EventLoginFailed, "invalid_credentials")
+	if e := c.expectEvent(t, dynaguard.EventLoginThrottled, ""); e.ClientAddr == "" {
+		t.Errorf("the throttled login names no client address: %+v", e)
 	}
 	// The counters that did it: keyed hashes, never the login name or
 	// the address.
@@ -875,6 +894,7 @@ func TestIntegrationTOTPCodeReplay(t *testing.T) {
 		t.Fatal("the replayed code logged in")
 	}
 	c.lastMessage(acct.email, "totp-code-replayed")
+	c.expectEvent(t, dynaguard.EventSecondFactorReplayed, "")
 
 	// A recovery code works once, too.
 	expectRedirect(t, replayer.submit(c.b, c.b, "/login/totp", "/login/totp", url.Values{"code": {recovery[0]}}), "/account", "recovery code")
@@ -910,6 +930,7 @@ func TestIntegrationCrossOriginPostRefused(t *testing.T) {
 	if ts := u.transfers(c.a); len(ts) != 0 {
 		t.Fatalf("a cross-origin request made a transfer: %+v", ts)
 	}
+	c.expectEvent(t, dynaguard.EventCrossOriginRefused, "")
 	// The refused request did not spend the nonce: the real form still works.
 	expectRedirect(t, u.post(c.a, "/transfers", form), "/transfers", "the genuine submission")
 }
@@ -997,6 +1018,10 @@ func TestIntegrationTableDumpHoldsNoSecret(t *testing.T) {
 		}
 	}
 	t.Logf("checked %d secrets and %d hash guesses against a %d-byte dump of %d items", len(secrets), guesses, len(dump), len(ddbtest.Scan(t, c.tbl)))
+	// The events of both instances hold none of them either, nor the
+	// account's address or username (an event names the account by its
+	// random ID).
+	c.noSecretInEvents(t, append(secrets, acct.email, acct.username))
 }
 
 // unkeyedHashes is what an attacker with a dump would try for a guessed

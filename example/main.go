@@ -6,7 +6,10 @@
 //
 // Flags: -addr (default 127.0.0.1:8080), -table (default dynaguard; created
 // when missing), -dev (DynamoDB Local credentials, a generated secret when
-// DYNAGUARD_SECRET is unset, cookies over plain HTTP, the dev outbox).
+// DYNAGUARD_SECRET is unset, cookies over plain HTTP, the dev outbox and
+// the Security page), -metrics (an address such as 127.0.0.1:9464: serve
+// dynaguard's OpenTelemetry metrics there for Prometheus at /metrics; off
+// by default).
 package main
 
 import (
@@ -37,10 +40,19 @@ func main() {
 	table := flag.String("table", "dynaguard", "DynamoDB table name (created when missing)")
 	dev := flag.Bool("dev", false, "development mode: DynamoDB Local credentials, generated secret, cookies over plain HTTP, dev outbox")
 	baseURL := flag.String("base-url", "", "absolute origin for links in emails, e.g. https://app.example.com (default in -dev: http://<addr>)")
+	metrics := flag.String("metrics", "", "serve Prometheus metrics at http://<this address>/metrics, e.g. 127.0.0.1:9464 (default: off)")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	slog.SetDefault(log)
+	if *metrics != "" {
+		stop, err := serveMetrics(log, *metrics)
+		if err != nil {
+			log.Error("example: metrics: " + err.Error())
+			os.Exit(1)
+		}
+		defer stop()
+	}
 	if err := run(log, *addr, *table, *baseURL, *dev); err != nil {
 		log.Error("example: " + err.Error())
 		os.Exit(1)

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/dynaguard/dynaguard"
 )
 
 // MaxTaskKeyLen is the longest key Do accepts, in bytes.
@@ -63,26 +65,31 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 	pk := recordKey(kindTask, "", key)
 	now := g.clock.Now()
 	if resp, cfp, ok := g.cache.get(pk, now); ok {
+		g.taskEvent(ctx, g.fps.matches(in, fp, cfp))
 		return g.taskResult(resp, in, fp, cfp)
 	}
 	cr := claimReq{pk: pk, owner: rand.Text(), fp: fp, now: now, lease: g.lease, retention: g.retention, skew: g.skew}
 	sent := time.Now()
-	rec, err := g.store.claim(ctx, cr)
+	rec, over, err := g.store.claim(ctx, cr)
 	if err == nil && g.rotatedTakeover(rec, in, fp, now) {
 		cr.fp = rec.fp
 		sent = time.Now()
-		rec, err = g.store.claim(ctx, cr)
+		rec, over, err = g.store.claim(ctx, cr)
 	}
 	if err != nil {
+		g.storageFailure(ctx, err)
 		return nil, false, err
 	}
 	if rec != nil {
 		switch {
 		case !g.fps.matches(in, fp, rec.fp):
+			g.event(ctx, dynaguard.EventIdempotencyMismatch)
 			return nil, false, ErrFingerprintMismatch
 		case rec.state == stateRunning && rec.final && g.lapsed(rec, now):
+			g.outcomeUnknown(ctx)
 			return nil, false, ErrOutcomeUnknown
 		case rec.state == stateRunning:
+			g.event(ctx, dynaguard.EventIdempotencyConflict)
 			return nil, false, &InFlightError{LeaseExpires: time.UnixMilli(rec.leaseMS).Add(g.skew)}
 		}
 		resp, oerr := g.open(pk, rec)
@@ -90,8 +97,10 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 			g.log.ErrorContext(ctx, "idempotency: stored result unreadable", "record", pk, "err", oerr)
 		}
 		g.cache.put(pk, rec.fp, resp, time.Unix(rec.ttl, 0), now)
+		g.event(ctx, dynaguard.EventIdempotencyReplayed)
 		return g.taskResult(resp, in, fp, rec.fp)
 	}
+	g.claimed(ctx, over)
 	return g.runTask(ctx, cr, sent, fn)
 }
 

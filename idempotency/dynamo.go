@@ -122,11 +122,14 @@ type claimReq struct {
 
 var valTrue = &types.AttributeValueMemberBOOL{Value: true}
 
-// claim writes a running record owned by c.owner. It returns (nil, nil) when
-// the claim succeeded, the existing record when the key is taken (from the
-// same round trip: ReturnValuesOnConditionCheckFailure=ALL_OLD), and an
-// error when DynamoDB failed — the caller must then refuse the request.
-func (s *store) claim(ctx context.Context, c claimReq) (*record, error) {
+// claim writes a running record owned by c.owner. It returns (nil, false,
+// nil) when the claim succeeded — tookOver when it replaced a running record
+// whose lease had lapsed (ReturnValues=ALL_OLD on the same write: the old
+// item comes back only when there was one) —, the existing record when the
+// key is taken (from the same round trip:
+// ReturnValuesOnConditionCheckFailure=ALL_OLD), and an error when DynamoDB
+// failed — the caller must then refuse the request.
+func (s *store) claim(ctx context.Context, c claimReq) (_ *record, tookOver bool, _ error) {
 	item := map[string]types.AttributeValue{
 		dynaguard.AttrPK:  ddb.S(c.pk),
 		dynaguard.AttrTTL: ddb.TTLValue(c.now.Add(c.retention)),
@@ -141,9 +144,10 @@ func (s *store) claim(ctx context.Context, c claimReq) (*record, error) {
 	}
 	// A lease counts as lapsed only MaxClockSkew after its expiry.
 	lapsedBy, fp := c.now.Add(-c.skew), c.fp
-	_, err := s.tbl.Client.PutItem(ctx, &dynamodb.PutItemInput{
+	out, err := s.tbl.Client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                s.name,
 		Item:                     item,
+		ReturnValues:             types.ReturnValueAllOld,
 		ConditionExpression:      exprCondClaim,
 		ExpressionAttributeNames: namesClaim,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
@@ -155,7 +159,8 @@ func (s *store) claim(ctx context.Context, c claimReq) (*record, error) {
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	if err == nil {
-		return nil, nil
+		state, _ := ddb.Str(out.Attributes, attrState)
+		return nil, state == stateRunning, nil
 	}
 	err = dynaguard.Classify(err)
 	var cf *dynaguard.ConditionFailedError
@@ -163,11 +168,12 @@ func (s *store) claim(ctx context.Context, c claimReq) (*record, error) {
 		if cf.Item == nil {
 			// The condition failed, so an item existed; DynamoDB always
 			// returns it when asked. Without it there is no safe answer.
-			return nil, fmt.Errorf("%w: claim refused without the stored record", ErrUnavailable)
+			return nil, false, fmt.Errorf("%w: claim refused without the stored record", ErrUnavailable)
 		}
-		return parseRecord(cf.Item)
+		rec, err := parseRecord(cf.Item)
+		return rec, false, err
 	}
-	return nil, fmt.Errorf("%w: claim: %w", ErrUnavailable, err)
+	return nil, false, fmt.Errorf("%w: claim: %w", ErrUnavailable, err)
 }
 
 // renew extends the lease (and the record's expiry, so a handler that runs

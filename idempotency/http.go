@@ -73,9 +73,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if resp, cfp, ok := g.cache.get(pk, now); ok {
 		if !g.fps.matches(in, fp, cfp) {
+			g.event(r.Context(), dynaguard.EventIdempotencyMismatch)
 			writeProblem(w, r, probKeyReused)
 			return
 		}
+		g.event(r.Context(), dynaguard.EventIdempotencyReplayed)
 		writeReplay(w, r, resp)
 		return
 	}
@@ -83,18 +85,19 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cr := claimReq{pk: pk, owner: rand.Text(), fp: fp, final: h.rules.storeServerErrors,
 		now: now, lease: g.lease, retention: g.retention, skew: g.skew}
 	sent := time.Now()
-	rec, err := g.store.claim(r.Context(), cr)
+	rec, over, err := g.store.claim(r.Context(), cr)
 	if err == nil && g.rotatedTakeover(rec, in, fp, now) {
 		// The lapsed claim was fingerprinted under a previous secret: take
 		// it over with the fingerprint it stores.
 		cr.fp = rec.fp
 		sent = time.Now()
-		rec, err = g.store.claim(r.Context(), cr)
+		rec, over, err = g.store.claim(r.Context(), cr)
 	}
 	if err != nil {
 		// Fail closed: without a claim the request is not executed.
 		if r.Context().Err() == nil { // not merely a client that hung up
 			g.log.ErrorContext(r.Context(), "idempotency: claim failed; request refused", "record", pk, "err", err)
+			g.storageFailure(r.Context(), err)
 		}
 		writeProblem(w, r, probUnavailable)
 		return
@@ -103,6 +106,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.answerTaken(w, r, pk, rec, in, fp, now)
 		return
 	}
+	g.claimed(r.Context(), over)
 	h.run(w, r, cr, sent, body)
 }
 
@@ -126,10 +130,13 @@ func (g *Guard) rotatedTakeover(rec *record, in fpInput, fp []byte, now time.Tim
 func (g *Guard) answerTaken(w http.ResponseWriter, r *http.Request, pk string, rec *record, in fpInput, fp []byte, now time.Time) {
 	switch {
 	case !g.fps.matches(in, fp, rec.fp):
+		g.event(r.Context(), dynaguard.EventIdempotencyMismatch)
 		writeProblem(w, r, probKeyReused)
 	case rec.state == stateRunning && rec.final && g.lapsed(rec, now):
+		g.outcomeUnknown(r.Context())
 		writeProblem(w, r, probOutcomeUnknown)
 	case rec.state == stateRunning:
+		g.event(r.Context(), dynaguard.EventIdempotencyConflict)
 		writeProblem(w, r, probInFlight)
 	case rec.status < 200 || rec.status > 599:
 		// Not a record this middleware completed: never a free key, and
@@ -142,6 +149,7 @@ func (g *Guard) answerTaken(w http.ResponseWriter, r *http.Request, pk string, r
 			g.log.ErrorContext(r.Context(), "idempotency: stored response unreadable; replaying status only", "record", pk, "err", err)
 		}
 		g.cache.put(pk, rec.fp, resp, time.Unix(rec.ttl, 0), now)
+		g.event(r.Context(), dynaguard.EventIdempotencyReplayed)
 		writeReplay(w, r, resp)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/budget"
+	"github.com/dynaguard/dynaguard/internal/obs"
 )
 
 // Errors. Storage failures wrap the classified DynamoDB error, so
@@ -181,6 +182,10 @@ type Config struct {
 
 	Clock  dynaguard.Clock // default dynaguard.SystemClock
 	Logger *slog.Logger    // default slog.Default()
+	// Events receives one event per keyed request or Do call (claimed,
+	// taken over, replayed, conflict, mismatch, lease lost, storage
+	// failure) and times the Guard's DynamoDB calls; see dynaguard.Events.
+	Events *dynaguard.Events
 }
 
 // Rules are the per-request rules of a route.
@@ -222,6 +227,7 @@ type Guard struct {
 	budget     int // most a stored response may take (storeBudget; raised by a test)
 	clock      dynaguard.Clock
 	log        *slog.Logger
+	ev         *obs.Emitter
 }
 
 type rules struct {
@@ -238,8 +244,10 @@ func New(cfg Config) (*Guard, error) {
 	if cfg.Keyring == nil {
 		return nil, fmt.Errorf("%w: Keyring is required (it keys fingerprints and seals stored responses)", ErrInvalidConfig)
 	}
+	ev := obs.New(cfg.Events, "idempotency", cfg.Clock, cfg.Logger)
 	g := &Guard{
-		store:     newStore(budget.Table(cfg.Table, cfg.Budget)),
+		ev:        ev,
+		store:     newStore(ev.Table(budget.Table(cfg.Table, cfg.Budget))),
 		retention: cfg.Retention,
 		lease:     cfg.Lease,
 		maxBody:   cfg.MaxBodyBytes,

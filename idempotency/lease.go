@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/budget"
 )
 
@@ -84,6 +85,7 @@ func (c *claimState) loseLocked(msg string) {
 	c.timer.Stop()
 	c.watchdog.Stop()
 	c.g.log.Error(msg, "record", c.pk)
+	c.g.event(context.Background(), dynaguard.EventIdempotencyLeaseLost)
 	c.cancel(ErrLeaseLost)
 }
 

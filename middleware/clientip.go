@@ -1,11 +1,12 @@
 package middleware
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/dynaguard/dynaguard/internal/authctx"
 )
 
 // ClientIPConfig configures RealIP.
@@ -18,15 +19,6 @@ type ClientIPConfig struct {
 	// Header is the forwarding header the trusted proxies append to;
 	// default "X-Forwarded-For".
 	Header string
-}
-
-type clientIPKey struct{}
-
-// client is what RealIP resolved: the address, and whether the client's own
-// connection is HTTPS (the connection's TLS, or a trusted proxy's word).
-type client struct {
-	ip    netip.Addr
-	https bool
 }
 
 // RealIP resolves the client's address once per request and stores it for
@@ -56,12 +48,12 @@ func RealIP(cfg ClientIPConfig) Middleware {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c := client{ip: peer(r), https: r.TLS != nil}
-			if c.ip.IsValid() && trusted(c.ip) {
-				c.https = c.https || forwardedHTTPS(r.Header)
-				c.ip = fromForwarded(r.Header.Values(header), c.ip, trusted)
+			c := authctx.Client{IP: peer(r), HTTPS: r.TLS != nil}
+			if c.IP.IsValid() && trusted(c.IP) {
+				c.HTTPS = c.HTTPS || forwardedHTTPS(r.Header)
+				c.IP = fromForwarded(r.Header.Values(header), c.IP, trusted)
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientIPKey{}, c)))
+			next.ServeHTTP(w, r.WithContext(authctx.WithClient(r.Context(), c)))
 		})
 	}
 }
@@ -70,8 +62,8 @@ func RealIP(cfg ClientIPConfig) Middleware {
 // connection's peer address when RealIP is not in the chain. It is the
 // zero Addr when neither is known.
 func ClientIP(r *http.Request) netip.Addr {
-	if c, ok := r.Context().Value(clientIPKey{}).(client); ok {
-		return c.ip
+	if c, ok := authctx.ClientOf(r.Context()); ok {
+		return c.IP
 	}
 	return peer(r)
 }
@@ -82,8 +74,8 @@ func clientHTTPS(r *http.Request) bool {
 	if r.TLS != nil {
 		return true
 	}
-	c, ok := r.Context().Value(clientIPKey{}).(client)
-	return ok && c.https
+	c, ok := authctx.ClientOf(r.Context())
+	return ok && c.HTTPS
 }
 
 // forwardedHTTPS reads the scheme a trusted proxy reports: the last

@@ -9,7 +9,9 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 
+	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/budget"
+	"github.com/dynaguard/dynaguard/internal/obs"
 	"github.com/dynaguard/dynaguard/internal/problem"
 )
 
@@ -37,6 +39,9 @@ type BoundConfig struct {
 	// is answered 503 with Retry-After at once, before any work. Default
 	// 100 × Budget in seconds (300 for 3 s), at least 16.
 	MaxInFlight int
+	// Events receives request.shed for each request answered 503 because
+	// MaxInFlight requests were in flight (see dynaguard.Events).
+	Events *dynaguard.Events
 }
 
 // Bound returns middleware that sheds load beyond cfg.MaxInFlight requests
@@ -56,11 +61,13 @@ func Bound(cfg BoundConfig) Middleware {
 		n = max(16, int(shedRate*d/time.Second))
 	}
 	slots := make(chan struct{}, n)
+	ev := obs.New(cfg.Events, "middleware", nil, nil)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case slots <- struct{}{}:
 			default:
+				ev.Emit(r.Context(), dynaguard.Event{Name: dynaguard.EventRequestShed, Reason: "overloaded"})
 				w.Header().Set("Retry-After", "1")
 				problem.Write(w, r, problem.Problem{Reason: "overloaded", Status: http.StatusServiceUnavailable,
 					Title: "Please try again in a moment", Detail: "The server is busy. Nothing was done."})

@@ -9,7 +9,9 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 
+	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/idempotency"
+	"github.com/dynaguard/dynaguard/internal/obs"
 	"github.com/dynaguard/dynaguard/internal/problem"
 	"github.com/dynaguard/dynaguard/nonce"
 	"github.com/dynaguard/dynaguard/users"
@@ -83,6 +85,11 @@ type Config struct {
 	// Origin checks). Default http.NewCrossOriginProtection().
 	CrossOrigin *http.CrossOriginProtection
 	Logger      *slog.Logger
+	// Events receives request.cross_origin_refused for each request the
+	// default cross-origin check refuses (a CrossOrigin of the
+	// application's own keeps its deny handler, and emits nothing). The
+	// components emit their own events through their own Config.Events.
+	Events *dynaguard.Events
 
 	// MaxBodyBytes limits the body of every request with an unsafe method
 	// (anything but GET, HEAD and OPTIONS) on API routes: a larger declared
@@ -123,6 +130,7 @@ func New(cfg Config) (*Stack, error) {
 	}
 	if cfg.CrossOrigin == nil {
 		cfg.CrossOrigin = http.NewCrossOriginProtection()
+		refuseCrossOrigin(cfg.CrossOrigin, obs.New(cfg.Events, "middleware", nil, cfg.Logger))
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -141,7 +149,7 @@ func New(cfg Config) (*Stack, error) {
 			RealIP(cfg.ClientIP), // before SecurityHeaders, which asks it whether the client uses HTTPS
 			SecurityHeaders(cfg.Headers),
 			refuseMethods,
-			Bound(BoundConfig{Budget: cfg.Budget, MaxInFlight: cfg.MaxInFlight}),
+			Bound(BoundConfig{Budget: cfg.Budget, MaxInFlight: cfg.MaxInFlight, Events: withLogger(cfg.Events, cfg.Logger)}),
 			crossOriginExcept(cfg.CrossOrigin, exempt),
 			sessionsOf(cfg),
 			identityOf(cfg),

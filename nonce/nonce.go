@@ -17,7 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/authctx"
 	"github.com/dynaguard/dynaguard/internal/budget"
+	"github.com/dynaguard/dynaguard/internal/obs"
 )
 
 // Defaults of [Config].
@@ -129,6 +131,10 @@ type Config struct {
 	// Logger receives one record per refused submission (never a token or
 	// the cookie). Default: slog.Default().
 	Logger *slog.Logger
+	// Events receives a nonce.consumed or nonce.refused event per
+	// submission, and times the consuming write (see dynaguard.Events).
+	// Default: the zero Events.
+	Events *dynaguard.Events
 }
 
 // Manager issues nonce tokens and consumes them. It is safe for concurrent
@@ -151,6 +157,7 @@ type Manager struct {
 	onError      func(http.ResponseWriter, *http.Request, error)
 	clock        dynaguard.Clock
 	log          *slog.Logger
+	ev           *obs.Emitter
 	verified     cookieCache // browser cookies already verified and decrypted
 	unbound      sync.Once   // the warning that no session source is there
 }
@@ -163,8 +170,10 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Keys == nil {
 		return nil, errors.New("nonce: Config.Keys is required")
 	}
+	ev := obs.New(cfg.Events, "nonce", cfg.Clock, cfg.Logger)
 	m := &Manager{
-		table:        budget.Table(cfg.Table, cfg.Budget),
+		table:        ev.Table(budget.Table(cfg.Table, cfg.Budget)),
+		ev:           ev,
 		tableName:    aws.String(cfg.Table.Name),
 		ttl:          or(cfg.TTL, DefaultTTL),
 		fieldName:    or(cfg.FieldName, DefaultFieldName),
@@ -391,14 +400,26 @@ func (m *Manager) Consume(w http.ResponseWriter, r *http.Request, purpose string
 		}
 		return m.refuse(r, purpose, ErrStorage, err)
 	}
+	m.ev.Emit(r.Context(), dynaguard.Event{Name: dynaguard.EventNonceConsumed, UserID: userOf(r)})
 	return nil
 }
 
 var errNoSession = errors.New("the request has no session")
 
+// userOf is the logged-in user's ID for events, "" when nobody is.
+func userOf(r *http.Request) string {
+	u, _ := authctx.User(r.Context())
+	return u
+}
+
 // refuse logs a refusal and returns it as an *Error.
 func (m *Manager) refuse(r *http.Request, purpose string, kind, cause error) error {
 	err := reject(kind, purpose, cause)
+	if kind == ErrStorage {
+		m.ev.StorageFailure(r.Context(), userOf(r), cause)
+	} else {
+		m.ev.Emit(r.Context(), dynaguard.Event{Name: dynaguard.EventNonceRefused, Reason: Reason(kind), UserID: userOf(r)})
+	}
 	level := slog.LevelWarn
 	switch kind {
 	case ErrStorage:

@@ -21,6 +21,7 @@ import (
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/budget"
 	"github.com/dynaguard/dynaguard/internal/ddb"
+	"github.com/dynaguard/dynaguard/internal/obs"
 )
 
 // Defaults of Config.
@@ -150,6 +151,12 @@ type Config struct {
 	// commits refused by a tombstone (default slog.Default()). Tokens and
 	// session data are never logged; sessions are named by their ID.
 	Logger *slog.Logger
+	// Events receives session.revoked for every deleted session,
+	// session.refused_after_logout for a token presented or committed
+	// after its session was deleted, session.expired_idle for one past its
+	// deadline, and storage.failure (see dynaguard.Events). Default: the
+	// zero Events.
+	Events *dynaguard.Events
 }
 
 // Store is an scs session store on DynamoDB. It implements scs.Store and
@@ -165,6 +172,7 @@ type Store struct {
 	tombTTL    time.Duration
 	clock      dynaguard.Clock
 	log        *slog.Logger
+	ev         *obs.Emitter
 	cache      *seenCache
 	bindings   *bindings
 }
@@ -183,8 +191,10 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Keys == nil {
 		return nil, errors.New("sessionstore: Config.Keys is required")
 	}
+	ev := obs.New(cfg.Events, "sessionstore", cfg.Clock, cfg.Logger)
 	s := &Store{
-		tbl:        budget.Table(cfg.Table, cfg.Budget),
+		ev:         ev,
+		tbl:        ev.Table(budget.Table(cfg.Table, cfg.Budget)),
 		encrypt:    !cfg.Plaintext,
 		tableName:  aws.String(cfg.Table.Name),
 		consistent: aws.Bool(!cfg.EventuallyConsistent),
@@ -315,6 +325,7 @@ func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry 
 	id := idOf(pk)
 	item, err := s.getItem(ctx, pk)
 	if err != nil {
+		s.ev.StorageFailure(ctx, "", err)
 		return nil, false, false, fmt.Errorf("sessionstore: find session %s: %w", id, err)
 	}
 	now := s.clock.Now()
@@ -330,6 +341,9 @@ func (s *Store) find(ctx context.Context, token string) (b []byte, found, retry 
 			return b, found, false, err
 		}
 		b, found := s.accept(id, pk, item, now)
+		if !found {
+			s.absent(ctx, item, now)
+		}
 		return b, found, false, nil
 	}
 	for i := 1; i < len(s.ids); i++ {
@@ -581,12 +595,14 @@ func (s *Store) CommitCtx(ctx context.Context, token string, b []byte, expiry ti
 			s.cache.remove(id)
 			s.bindings.done(id)
 			s.log.Info("sessionstore: commit of a deleted session refused", "session", id)
+			s.ev.Emit(ctx, dynaguard.Event{Name: dynaguard.EventSessionRefusedAfterLogout, Reason: "commit"})
 			return nil
 		case errors.Is(err, dynaguard.ErrItemTooLarge):
 			s.cache.remove(id)
 			return fmt.Errorf("%w: session %s: %w", ErrTooLarge, id, err)
 		default:
 			s.cache.remove(id)
+			s.ev.StorageFailure(ctx, "", err)
 			return fmt.Errorf("sessionstore: commit session %s: %w", id, err)
 		}
 	}
@@ -628,7 +644,9 @@ func (s *Store) DeleteCtx(ctx context.Context, token string) error {
 	s.cache.remove(id)
 	s.bindings.done(id)
 	if err := s.putTombstones(ctx, pks, s.clock.Now()); err != nil {
+		s.ev.StorageFailure(ctx, requestUser(ctx), err)
 		return fmt.Errorf("sessionstore: delete session %s: %w", id, err)
 	}
+	s.ev.Emit(ctx, dynaguard.Event{Name: dynaguard.EventSessionRevoked, Reason: "delete", UserID: requestUser(ctx)})
 	return nil
 }

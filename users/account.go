@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"strings"
+
+	"github.com/dynaguard/dynaguard"
 )
 
 // NewUser is what Create needs.
@@ -167,5 +169,6 @@ func (s *Users) revokeAll(ctx context.Context, uid, keepID string) {
 	}
 	if n > 0 {
 		s.log.InfoContext(ctx, "users: sessions revoked", "user", uid, "count", n)
+		s.event(ctx, dynaguard.EventSessionRevoked, "revoke_all", uid, noAddr)
 	}
 }

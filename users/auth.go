@@ -76,7 +76,9 @@ type Credentials struct {
 // account still has a legacy hash (bcrypt, Django) until its first login.
 func (s *Users) Authenticate(ctx context.Context, c Credentials) (*User, error) {
 	kind, key, legacy := normalizeLoginLegacy(c.Login)
-	return s.attempt(ctx, target{kind: kind, key: key, legacy: legacy}, c.Password, c.IP)
+	u, err := s.attempt(ctx, target{kind: kind, key: key, legacy: legacy}, c.Password, c.IP)
+	s.refusal(ctx, dynaguard.EventLoginFailed, "", c.IP, &err)
+	return u, err
 }
 
 // target is whose password an attempt checks: a login name, or (when the
@@ -206,6 +208,7 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		}
 	}
 	if wait > 0 {
+		s.deviceLocked(ctx, known, uid, ip)
 		return nil, s.throttled(wait)
 	}
 	// The account (or, for a login name with no account, that name's
@@ -320,6 +323,7 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		return nil, err
 	}
 	if t.uid == "" {
+		s.deviceTrusted(ctx, dr, dev, u.ID, ip)
 		s.issueDevice(dr, dev, u.ID)
 	}
 	return u, nil

@@ -90,13 +90,17 @@ func (nopSessions) RevokeAll(context.Context, string, string) (int, error) { ret
 
 // stubUsers returns a Users on a stubAPI holding one account (password
 // goodPassword) made with hasher.
-// stubOf returns the stub under s's table client (which the budget wraps).
+// stubOf returns the stub under s's table client (which the telemetry
+// and the budget wrap).
 func stubOf(s *Users) *stubAPI {
 	c := s.st.tbl.Client
-	if w, ok := c.(interface{ Unwrap() dynaguard.API }); ok {
+	for {
+		w, ok := c.(interface{ Unwrap() dynaguard.API })
+		if !ok {
+			return c.(*stubAPI)
+		}
 		c = w.Unwrap()
 	}
-	return c.(*stubAPI)
 }
 
 func stubUsers(tb testing.TB, hasher Hasher, mod func(*Config)) (*Users, *User) {

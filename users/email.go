@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+
+	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
@@ -98,6 +100,7 @@ func (s *Users) RequestEmailChange(ctx context.Context, sm *scs.SessionManager, 
 		return rateLimited(end, now)
 	}
 	s.log.InfoContext(ctx, "users: email change requested", "user", fresh.ID)
+	s.event(ctx, dynaguard.EventEmailChangeRequested, "", fresh.ID, c.IP)
 	s.notify(ctx, Message{Kind: MessageConfirmEmailChange, To: display, UserID: fresh.ID, Token: confirm, Expires: expires, IP: c.IP})
 	s.notify(ctx, Message{Kind: MessageEmailChangeRequested, To: fresh.Email, UserID: fresh.ID, Token: cancel, Expires: expires, IP: c.IP, NewEmail: display})
 	return s.steppedUp(ctx, sm, fresh, c)
@@ -183,6 +186,7 @@ func (s *Users) ConfirmEmailChange(ctx context.Context, sm *scs.SessionManager, 
 	updated.epoch++
 	updated.version++
 	s.log.InfoContext(ctx, "users: email address changed", "user", u.ID)
+	s.event(ctx, dynaguard.EventEmailChangeConfirmed, "", u.ID, c.IP)
 	s.notify(ctx, Message{Kind: MessageEmailChanged, To: u.Email, UserID: u.ID, IP: c.IP, NewEmail: rec.newEmail})
 	if err := s.factorsChanged(ctx, sm, &updated, c, false); err != nil {
 		s.log.WarnContext(ctx, "users: the session could not move to the new address; it ends at its next request", "user", u.ID, "err", err)
@@ -220,5 +224,6 @@ func (s *Users) CancelEmailChange(ctx context.Context, token string) (*User, err
 	}
 	s.revokeAll(ctx, u.ID, "")
 	s.log.WarnContext(ctx, "users: email change cancelled from the current address; every session ended", "user", u.ID)
+	s.event(ctx, dynaguard.EventEmailChangeCancelled, "", u.ID, noAddr)
 	return u, nil
 }

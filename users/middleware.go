@@ -9,7 +9,9 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 
+	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/authctx"
+	"github.com/dynaguard/dynaguard/internal/obs"
 	"github.com/dynaguard/dynaguard/internal/problem"
 )
 
@@ -115,6 +117,7 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 		u, err := s.st.getUser(ctx, uid)
 		if err != nil {
 			s.log.ErrorContext(ctx, "users: loading the session's user failed", "err", err)
+			s.event(ctx, dynaguard.EventStorageFailure, obs.StorageReason(err), uid, noAddr)
 			WriteError(w, r, err)
 			return nil, false
 		}
@@ -123,8 +126,10 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 		case u == nil, u.Disabled, !s.authHashValid(u, lg.hash), expired:
 			if expired {
 				s.log.InfoContext(ctx, "users: session ended: its last credential check is older than the absolute lifetime", "user", uid)
+				s.event(ctx, dynaguard.EventSessionExpiredAbsolute, "", uid, noAddr)
 			} else {
 				s.log.InfoContext(ctx, "users: session rejected: account gone, disabled, or credentials changed since login", "user", uid)
+				s.event(ctx, dynaguard.EventSessionRefusedAfterLogout, "credentials_changed", uid, noAddr)
 			}
 			if err := sm.Destroy(ctx); err != nil {
 				WriteError(w, r, unavailable("destroy session", err))

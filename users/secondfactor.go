@@ -9,6 +9,7 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 
+	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/ddb"
 	"github.com/dynaguard/dynaguard/internal/totp"
 )
@@ -141,6 +142,7 @@ func (s *Users) CompleteLogin(ctx context.Context, sm *scs.SessionManager, code 
 		return nil, ErrNoPendingLogin
 	}
 	u, err := s.secondFactor(ctx, p.userID, p.hash, code, c.IP)
+	s.factorEvent(ctx, p.userID, c.IP, &err)
 	if errors.Is(err, ErrNoPendingLogin) {
 		s.clearPending(ctx, sm)
 	}
@@ -295,5 +297,6 @@ func (s *Users) replayed(ctx context.Context, u *User, ip netip.Addr) {
 		addr = ip.Unmap().String()
 	}
 	s.log.WarnContext(ctx, "users: a TOTP code that was already used was presented again", "user", u.ID, "ip", addr)
+	s.event(ctx, dynaguard.EventSecondFactorReplayed, "", u.ID, ip)
 	s.notify(ctx, Message{Kind: MessageCodeReplayed, To: u.Email, UserID: u.ID, IP: ip})
 }

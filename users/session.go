@@ -184,6 +184,8 @@ func (s *Users) login(ctx context.Context, sm *scs.SessionManager, u *User, c Cl
 		return err
 	}
 	s.log.InfoContext(ctx, "users: logged in", "user", u.ID)
+	s.event(ctx, dynaguard.EventLoginSucceeded, "", u.ID, c.IP)
+	s.event(ctx, dynaguard.EventSessionCreated, "login", u.ID, c.IP)
 	return nil
 }
 
@@ -270,6 +272,7 @@ func (s *Users) keepCurrent(ctx context.Context, sm *scs.SessionManager, u *User
 	if err := s.bind(ctx, sm, u, c, authAt); err != nil {
 		return err
 	}
+	s.event(ctx, dynaguard.EventSessionRenewed, "factors_changed", u.ID, c.IP)
 	s.revokeAll(ctx, u.ID, s.sessions.ID(sm.Token(ctx)))
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/alexedwards/scs/v2"
+
+	"github.com/dynaguard/dynaguard"
 )
 
 // Proof is what a sensitive operation needs from the user in the same
@@ -53,7 +55,8 @@ func proofRefused(cause error) error {
 // an account with TOTP that of a second-factor code (one BatchGetItem, two
 // conditional UpdateItems, one conditional UpdateItem, one DeleteItem). A
 // refused proof costs what a failed login (or code) costs.
-func (s *Users) stepUp(ctx context.Context, u *User, p Proof, c Client) (*User, error) {
+func (s *Users) stepUp(ctx context.Context, u *User, p Proof, c Client) (_ *User, err error) {
+	defer s.refusal(ctx, dynaguard.EventStepUpRefused, idOf(u), c.IP, &err)
 	if u == nil {
 		return nil, ErrNotFound
 	}

@@ -197,7 +197,8 @@ func (s *Users) decoyUserID(emailKey string) string {
 // nothing) and the Mailer call — so the Mailer must queue, not deliver
 // (see Mailer.Send). A disabled account is treated as absent. Errors: *IdentifierError for a malformed address (which
 // no account can have), *RateLimitedError, ErrUnavailable, ErrNoMailer.
-func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) error {
+func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) (err error) {
+	defer s.refusal(ctx, dynaguard.EventResetRefused, "", ip, &err)
 	if s.mailer == nil {
 		return ErrNoMailer
 	}
@@ -256,6 +257,7 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) e
 	}
 	if real {
 		s.log.InfoContext(ctx, "users: password reset link issued", "user", u.ID)
+		s.event(ctx, dynaguard.EventResetRequested, "", u.ID, ip)
 		s.notify(ctx, Message{Kind: MessagePasswordReset, To: u.Email, UserID: u.ID, Token: token, Expires: expires, IP: ip})
 	}
 	return nil
@@ -300,7 +302,8 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) e
 // the Mailer gets a MessagePasswordChanged. A storage error never completes
 // a reset: it returns ErrUnavailable (after step 3 the token is used up,
 // and the user requests a new link).
-func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (*User, error) {
+func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (_ *User, err error) {
+	defer s.refusal(ctx, dynaguard.EventResetRefused, "", netip.Addr{}, &err)
 	pk, ok := tokenKey(token)
 	if !ok {
 		return nil, ErrInvalidToken
@@ -343,6 +346,7 @@ func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (*
 	if err != nil {
 		return nil, err
 	}
+	s.event(ctx, dynaguard.EventResetUsed, "", updated.ID, noAddr)
 	s.revokeAll(ctx, updated.ID, "")
 	if reclaim {
 		s.log.WarnContext(ctx, "users: password reset proved the address for the first time; second factors and pending changes removed, every session ended", "user", updated.ID)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/budget"
+	"github.com/dynaguard/dynaguard/internal/obs"
 	"github.com/dynaguard/dynaguard/sessionstore"
 )
 
@@ -106,6 +107,10 @@ type Config struct {
 
 	Clock  dynaguard.Clock
 	Logger *slog.Logger
+	// Events receives a security event for every decision: logins,
+	// second factors, step-ups, sessions, resets and email changes (see
+	// docs/EVENTS.md and dynaguard.Events). Default: the zero Events.
+	Events *dynaguard.Events
 
 	// ---- a stolen session is not the account
 
@@ -144,6 +149,7 @@ type Users struct {
 	loginURL string
 	clock    dynaguard.Clock
 	log      *slog.Logger
+	ev       *obs.Emitter
 
 	mailer    Mailer
 	tokens    TokenConfig
@@ -175,8 +181,10 @@ func New(cfg Config) (*Users, error) {
 	if err := cfg.DeviceCookie.withDefaults().validate(); err != nil {
 		return nil, err
 	}
+	ev := obs.New(cfg.Events, "users", cfg.Clock, cfg.Logger)
 	u := &Users{
-		st:       newStore(budget.Table(cfg.Table, cfg.Budget)),
+		ev:       ev,
+		st:       newStore(ev.Table(budget.Table(cfg.Table, cfg.Budget))),
 		keys:     cfg.Keys,
 		authKeys: cfg.Keys.Keys(dynaguard.PurposeSessionAuth),
 		sessions: cfg.Sessions,

@@ -79,6 +79,11 @@ type Config struct {
 
 	Clock  dynaguard.Clock
 	Logger *slog.Logger
+	// Events is where every component sends its security events and
+	// telemetry (default: the zero dynaguard.Events — the Logger above,
+	// OpenTelemetry's global providers). In Dev, the events are also kept
+	// for the Security page at /dev/security.
+	Events *dynaguard.Events
 
 	// Budget and MaxInFlight bound each request (middleware.Config):
 	// defaults 3 s and 300.
@@ -119,7 +124,9 @@ type App struct {
 	guard     *idempotency.Guard
 	transfers transferStore
 	mailer    Mailer
-	outbox    *Outbox // nil unless Mailer is an *Outbox
+	outbox    *Outbox      // nil unless Mailer is an *Outbox
+	security  *securityLog // Dev only: the events for /dev/security
+	events    *dynaguard.Events
 	pages     map[string]*template.Template
 	forms     map[string]formPage // POST path → the page that renders its form
 	clock     dynaguard.Clock
@@ -157,13 +164,14 @@ func newApp(cfg Config) (*App, error) {
 		a.mailer = &Outbox{}
 	}
 	a.outbox, _ = a.mailer.(*Outbox)
+	a.events = a.eventsConfig()
 	a.cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 
 	var err error
 	if a.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
-	a.store, err = sessionstore.New(sessionstore.Config{Table: cfg.Table, Keys: cfg.Keys, Clock: cfg.Clock, Logger: a.log, Budget: cfg.Budget})
+	a.store, err = sessionstore.New(sessionstore.Config{Table: cfg.Table, Keys: cfg.Keys, Clock: cfg.Clock, Logger: a.log, Budget: cfg.Budget, Events: a.events})
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +213,7 @@ func newApp(cfg Config) (*App, error) {
 		TOTP:         users.TOTPConfig{Issuer: "dynaguard example"},
 		Clock:        cfg.Clock,
 		Logger:       a.log,
+		Events:       a.events,
 		// A login lasts at most as long as the session: renewals
 		// ("sign out other sessions") never extend it.
 		AbsoluteLifetime: sessionLifetime,
@@ -220,6 +229,7 @@ func newApp(cfg Config) (*App, error) {
 		ErrorHandler:   a.formError,
 		Clock:          cfg.Clock,
 		Logger:         a.log,
+		Events:         a.events,
 		Budget:         cfg.Budget,
 	})
 	if err != nil {
@@ -233,6 +243,7 @@ func newApp(cfg Config) (*App, error) {
 		Lease:      cfg.IdempotencyLease,
 		Clock:      cfg.Clock,
 		Logger:     a.log,
+		Events:     a.events,
 		Budget:     cfg.Budget,
 	})
 	if err != nil {
@@ -263,6 +274,7 @@ func (a *App) handler() (http.Handler, error) {
 		Headers:     headers,
 		ClientIP:    a.cfg.ClientIP,
 		Logger:      a.log,
+		Events:      a.events,
 		Budget:      a.cfg.Budget,
 		MaxInFlight: a.cfg.MaxInFlight,
 	})
@@ -373,6 +385,9 @@ func (a *App) routes(mux *http.ServeMux) {
 	if a.dev && a.outbox != nil {
 		mux.HandleFunc("GET /dev/outbox", a.devOutbox)
 		mux.HandleFunc("GET /dev/mail", a.devMail)
+	}
+	if a.security != nil {
+		mux.HandleFunc("GET /dev/security", a.devSecurity)
 	}
 	mux.HandleFunc("/", a.notFound)
 }

@@ -25,9 +25,10 @@ var staticFS embed.FS
 // pages parses every page template together with the layout, once.
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"when":   func(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04 UTC") },
-		"amount": formatAmount,
-		"device": device,
+		"when":      func(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04 UTC") },
+		"amount":    formatAmount,
+		"device":    device,
+		"eventTime": eventTime,
 	}
 	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
 	if err != nil {
@@ -108,7 +109,7 @@ func (v *view) Err(name string) string { return v.Errors[name] }
 // nav marks the navigation link of the current page. It is worked out once
 // in Go rather than by comparing paths in the layout, which html/template
 // would do through reflection on every page.
-type nav struct{ Account, Transfers, Sessions, Outbox, Login bool }
+type nav struct{ Account, Transfers, Sessions, Outbox, Security, Login bool }
 
 func navFor(path string) nav {
 	return nav{
@@ -116,6 +117,7 @@ func navFor(path string) nav {
 		Transfers: path == "/transfers",
 		Sessions:  path == "/account/sessions",
 		Outbox:    path == "/dev/mail",
+		Security:  path == "/dev/security",
 		Login:     path == "/login",
 	}
 }

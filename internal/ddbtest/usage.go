@@ -85,6 +85,7 @@ func callerPackage() string {
 		switch {
 		case strings.HasPrefix(fn, modulePath+"/internal/ddbtest."),
 			// client wrappers every component's calls pass through
+			strings.HasPrefix(fn, modulePath+"/internal/obs."),
 			strings.HasPrefix(fn, modulePath+"/internal/budget."):
 		case strings.HasPrefix(fn, modulePath):
 			if strings.HasSuffix(f.File, "_test.go") {

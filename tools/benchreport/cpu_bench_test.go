@@ -201,7 +201,7 @@ var cpuFlows = []cpuFlow{
 // setup creates a table, an instance on it whose calls go to DynamoDB
 // Local through a capture, and runs prepare; then it switches the instance
 // to the stub.
-func setup(b *testing.B, cache int, prepare func(in *instance) (reqSpec, error)) (*instance, reqSpec, *stub) {
+func setup(b *testing.B, cache int, events *dynaguard.Events, prepare func(in *instance) (reqSpec, error)) (*instance, reqSpec, *stub) {
 	b.Helper()
 	if ddbtest.Endpoint() == "" {
 		b.Skip(ddbtest.EnvEndpoint + " is not set: the flows are captured from DynamoDB Local once")
@@ -212,7 +212,7 @@ func setup(b *testing.B, cache int, prepare func(in *instance) (reqSpec, error))
 	if err != nil {
 		b.Fatal(err)
 	}
-	in, err := newInstance(dynaguard.NewTable(sw, base.Name), keys, instanceConfig{Hasher: cheapHasher, IdemCache: cache})
+	in, err := newInstance(dynaguard.NewTable(sw, base.Name), keys, instanceConfig{Hasher: cheapHasher, IdemCache: cache, Events: events})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func loop(b *testing.B, h http.Handler, spec reqSpec, key func(*http.Request, in
 func BenchmarkStack(b *testing.B) {
 	for _, f := range cpuFlows {
 		b.Run(f.name, func(b *testing.B) {
-			in, spec, st := setup(b, f.cache, f.prepare)
+			in, spec, st := setup(b, f.cache, nil, f.prepare)
 			b.Run("bare", func(b *testing.B) {
 				want := f.want
 				loop(b, in.bare, spec, f.key, want)
@@ -258,6 +258,16 @@ func BenchmarkStack(b *testing.B) {
 					b.Fatalf("%.2f DynamoDB calls per request on the stub, want %.0f: the flow did not run as captured", got, f.calls)
 				}
 				b.ReportMetric(got, "ddb-calls/op")
+			})
+			if f.name != "form-post" {
+				return
+			}
+			// The same stack with security events and telemetry off: what
+			// the default sink (the component's logger, here discarding;
+			// OpenTelemetry's global no-op providers) costs the goal flow.
+			off, spec, _ := setup(b, f.cache, &dynaguard.Events{Off: true}, f.prepare)
+			b.Run("stack-events-off", func(b *testing.B) {
+				loop(b, off.secure, spec, f.key, f.want)
 			})
 		})
 	}

@@ -45,6 +45,7 @@ type instanceConfig struct {
 	Hasher    users.Hasher        // default users.DefaultArgon2id
 	IdemCache int                 // idempotency.Config.CacheBytes
 	Users     func(*users.Config) // further changes to the users configuration
+	Events    *dynaguard.Events   // every component's Events (nil: the default sink)
 }
 
 // instance is one application instance: its components, the stack around
@@ -69,7 +70,7 @@ func newKeyring() (*dynaguard.Keyring, error) {
 }
 
 func newInstance(tbl *dynaguard.Table, keys *dynaguard.Keyring, cfg instanceConfig) (*instance, error) {
-	store, err := sessionstore.New(sessionstore.Config{Table: tbl, Keys: keys, Logger: quiet})
+	store, err := sessionstore.New(sessionstore.Config{Table: tbl, Keys: keys, Logger: quiet, Events: cfg.Events})
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +83,7 @@ func newInstance(tbl *dynaguard.Table, keys *dynaguard.Keyring, cfg instanceConf
 	}
 	box := &outbox{last: map[string]users.Message{}}
 	ucfg := users.Config{Table: tbl, Keys: keys, Sessions: store, Hasher: hasher, Mailer: box,
-		TOTP: users.TOTPConfig{Issuer: "dynaguard benchmarks"}, Logger: quiet}
+		TOTP: users.TOTPConfig{Issuer: "dynaguard benchmarks"}, Logger: quiet, Events: cfg.Events}
 	if cfg.Users != nil {
 		cfg.Users(&ucfg)
 	}
@@ -90,11 +91,11 @@ func newInstance(tbl *dynaguard.Table, keys *dynaguard.Keyring, cfg instanceConf
 	if err != nil {
 		return nil, err
 	}
-	nm, err := nonce.New(nonce.Config{Table: tbl, Keys: keys, Logger: quiet})
+	nm, err := nonce.New(nonce.Config{Table: tbl, Keys: keys, Logger: quiet, Events: cfg.Events})
 	if err != nil {
 		return nil, err
 	}
-	g, err := idempotency.New(idempotency.Config{Table: tbl, Keyring: keys, Scope: idempotency.UserOrSession, CacheBytes: cfg.IdemCache, Logger: quiet})
+	g, err := idempotency.New(idempotency.Config{Table: tbl, Keyring: keys, Scope: idempotency.UserOrSession, CacheBytes: cfg.IdemCache, Logger: quiet, Events: cfg.Events})
 	if err != nil {
 		return nil, err
 	}

@@ -226,6 +226,12 @@ func goalRows(res *results) [][3]string {
 			add("authenticated nonce-protected POST: ≤ 15 µs and ≤ 60 allocations over the bare handler",
 				fmt.Sprintf("+%s, +%s allocations", fmtNs(sn-bn), fmtNum(sa-ba)), sn-bn <= goalOverheadNs && sa-ba <= goalOverheadAllocs)
 		}
+		on, _ := res.Bench.get(selfPkg, "Stack/form-post/stack-events-off", "ns/op")
+		oa, _ := res.Bench.get(selfPkg, "Stack/form-post/stack-events-off", "allocs/op")
+		if !math.IsNaN(sn) && !math.IsNaN(on) {
+			add("security events (default sink) on that POST: ≤ 1 µs and ≤ 5 allocations over events off",
+				fmt.Sprintf("%+.2f µs, %+.0f allocations", (sn-on)/1000, sa-oa), sn-on <= 1000 && sa-oa <= 5)
+		}
 	}
 	if res.Load != nil {
 		var parts []string
