@@ -68,7 +68,7 @@ type rawView struct {
 	Alert  *struct{ Title, Detail string }
 	Dev    bool
 	Narrow bool
-	Nav    struct{ Account, Transfers, Sessions, Outbox, Login bool }
+	Nav    struct{ Account, Transfers, Sessions, Outbox, Security, Login bool }
 	// PendingEmail: none for the benchmark's users (the page shows it
 	// while an email change waits for its confirmation).
 	PendingEmail string
