@@ -171,29 +171,25 @@ type deviceRequest struct {
 	cookie string
 }
 
-type deviceCtxKey struct{}
-
-// withDevice records the request's device cookie and response writer in
-// ctx, for Authenticate. It reads the cookie only (no MAC check, no
-// DynamoDB call): requests that never log in pay nothing else. Of several
-// cookies of that name (a sibling subdomain may set one where __Host- is
-// not used), the last well-formed one is kept; only one that verifies is
-// ever used.
-func (s *Users) withDevice(ctx context.Context, w http.ResponseWriter, r *http.Request) context.Context {
-	dr := &deviceRequest{w: w}
-	for _, c := range r.CookiesNamed(s.device.Name) {
+// deviceOf returns the request's verified device cookie (nil when none)
+// and the request record (nil outside LoadUser). LoadUser keeps the request
+// and its response writer on the request's one context value; the cookie
+// is read here, when a login needs it, so that other requests pay nothing
+// for device cookies. Of several cookies of that name (a sibling subdomain
+// may set one where __Host- is not used), the last well-formed one is
+// kept; only one that verifies is ever used.
+func (s *Users) deviceOf(ctx context.Context) (*device, *deviceRequest) {
+	l, ok := loadedFrom(ctx)
+	if !ok || l.req == nil {
+		return nil, nil
+	}
+	dr := &deviceRequest{w: l.w}
+	for _, c := range l.req.CookiesNamed(s.device.Name) {
 		if len(c.Value) == deviceEncoding.EncodedLen(deviceRawLen) {
 			dr.cookie = c.Value
 		}
 	}
-	return context.WithValue(ctx, deviceCtxKey{}, dr)
-}
-
-// deviceOf returns the request's verified device cookie (nil when none)
-// and the request record (nil outside LoadUser).
-func (s *Users) deviceOf(ctx context.Context) (*device, *deviceRequest) {
-	dr, _ := ctx.Value(deviceCtxKey{}).(*deviceRequest)
-	if dr == nil || dr.cookie == "" {
+	if dr.cookie == "" {
 		return nil, dr
 	}
 	return s.parseDevice(dr.cookie), dr

@@ -27,6 +27,10 @@ type loaded struct {
 	sm         *scs.SessionManager
 	sessionCtx context.Context
 	sessions   SessionRegistry
+	// req and w are the request and where its response goes, for the
+	// device cookie a login reads and sets (deviceOf, device.go).
+	req *http.Request
+	w   http.ResponseWriter
 }
 
 func (l *loaded) UserID() string {
@@ -110,8 +114,7 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 	if _, done := loadedFrom(ctx); done {
 		return r, true
 	}
-	ctx = s.withDevice(ctx, w, r) // the device cookie, for Authenticate (device.go)
-	l := &loaded{sm: sm, sessionCtx: ctx, sessions: s.sessions}
+	l := &loaded{sm: sm, sessionCtx: ctx, sessions: s.sessions, req: r, w: w}
 	if lg, ok := getLogin(ctx, sm, sessionAuth); ok {
 		uid := lg.userID
 		u, err := s.st.getUser(ctx, uid)
