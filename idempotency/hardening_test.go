@@ -183,41 +183,7 @@ func TestDoSuccessNeverTakenOver(t *testing.T) {
 // another instance takes over only after lease + skew.
 func TestFailingRenewalsCancelBeforeLapse(t *testing.T) {
 	t.Parallel()
-	tbl, faults := ddbtest.Inject(ddbtest.NewTable(t))
-	e := &env{t: t, tbl: tbl, clock: ddbtest.NewClock(time.Now()), log: &logBuf{}}
-	const lease, skew = 1200 * time.Millisecond, 300 * time.Millisecond
-	cfg := func(c *Config) { c.Lease = lease; c.MaxClockSkew = skew }
-	g1, g2 := e.guard(nil, cfg), e.guard(nil, cfg)
-	faults.Fail("UpdateItem", ddbtest.Throttling)
-	var canceledAfter time.Duration
-	var cause error
-	start := time.Now()
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-			canceledAfter, cause = time.Since(start), context.Cause(r.Context())
-		case <-time.After(5 * time.Second):
-		}
-		w.WriteHeader(http.StatusCreated)
-	})
-	serve(g1.Handler(h), post("u1", "k", "{}"))
-	// Due at lease - skew; a loaded machine may fire the timer late, but
-	// never as late as the lease itself.
-	if !errors.Is(cause, ErrLeaseLost) || canceledAfter >= lease {
-		t.Fatalf("canceled after %v with cause %v, want ErrLeaseLost at about %v, before %v", canceledAfter, cause, lease-skew, lease)
-	}
-	faults.Clear()
-	if st, _ := ddb.Str(e.item(pkFor("u1", "k")), attrState); st != stateRunning {
-		t.Fatalf("the canceled handler's outcome was stored: state %q", st)
-	}
-	e.clock.Advance(lease)
-	if w := serve(g2.Handler(&counter{}), post("u1", "k", "{}")); w.Code != http.StatusConflict {
-		t.Fatalf("takeover at lease without the skew: %d", w.Code)
-	}
-	e.clock.Advance(skew)
-	if w := serve(g2.Handler(&counter{}), post("u1", "k", "{}")); w.Code != http.StatusCreated {
-		t.Fatalf("takeover after lease + skew: %d", w.Code)
-	}
+	matrixRenew(t, ddbtest.Throttling) // faultmatrix_test.go: every fault class
 }
 
 // The fencing token grows with every claim of a key.
