@@ -18,7 +18,7 @@ import (
 
 // proxiedClient is a NewClient client that reaches the test table through a
 // fault proxy.
-func proxiedClient(t *testing.T, cc dynaguard.ClientConfig) (*dynamodb.Client, *ddbtest.Proxy, *dynaguard.Table) {
+func proxiedClient(t *testing.T, cc dynaguard.ClientConfig, optFns ...func(*dynamodb.Options)) (*dynamodb.Client, *ddbtest.Proxy, *dynaguard.Table) {
 	t.Helper()
 	tbl := ddbtest.NewTable(t)
 	proxy, err := ddbtest.NewProxy(strings.TrimPrefix(ddbtest.Endpoint(), "http://"))
@@ -26,10 +26,11 @@ func proxiedClient(t *testing.T, cc dynaguard.ClientConfig) (*dynamodb.Client, *
 		t.Fatal(err)
 	}
 	t.Cleanup(proxy.Close)
+	optFns = append([]func(*dynamodb.Options){func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(proxy.URL()) }}, optFns...)
 	c := dynaguard.NewClient(aws.Config{
 		Region:      "us-east-1",
 		Credentials: credentials.NewStaticCredentialsProvider("dynaguard", "dynaguard", ""),
-	}, cc, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(proxy.URL()) })
+	}, cc, optFns...)
 	return c, proxy, tbl
 }
 

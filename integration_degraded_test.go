@@ -30,7 +30,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dynaguard/dynaguard"
@@ -57,17 +56,7 @@ type degradedCluster struct {
 
 func newDegradedCluster(t *testing.T) *degradedCluster {
 	t.Helper()
-	base := ddbtest.NewTable(t)
-	proxy, err := ddbtest.NewProxy(strings.TrimPrefix(ddbtest.Endpoint(), "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
-	client := dynaguard.NewClient(aws.Config{
-		Region:      "us-east-1",
-		Credentials: credentials.NewStaticCredentialsProvider("dynaguard", "dynaguard", ""),
-	}, dynaguard.ClientConfig{MaxConns: degradedMaxConns}, func(o *dynamodb.Options) {
-		o.BaseEndpoint = aws.String(proxy.URL())
+	client, proxy, base := proxiedClient(t, dynaguard.ClientConfig{MaxConns: degradedMaxConns}, func(o *dynamodb.Options) {
 		o.DisableValidateResponseChecksum = true
 	})
 	var secret [32]byte
