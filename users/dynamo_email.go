@@ -44,14 +44,14 @@ func decodePending(it item, u *User) {
 }
 
 // requestEmailChange writes a pending email change in one
-// TransactWriteItems: the three request counters (each under its limit), the
+// TransactWriteItems: the request counters (each under its limit), the
 // confirmation and cancel tokens, and the pending change on the account —
 // on condition that the account is still at the item version and exact
 // address that u was read at (the confirmation token is bound to the next
 // version, which this write makes), and is not disabled. A pending change
 // already there is replaced; its links die with the version (confirm) and
 // the change ID (cancel).
-func (st *store) requestEmailChange(ctx context.Context, u *User, ip, acct, total issueCounter, windowEnd time.Time, ch emailChange, now time.Time) (issueOutcome, error) {
+func (st *store) requestEmailChange(ctx context.Context, u *User, ip, acct, total issueCounter, windowEnd time.Time, ch emailChange, now time.Time, address ...requestCounter) (issueOutcome, error) {
 	update := types.TransactWriteItem{Update: &types.Update{
 		TableName:        st.name(),
 		Key:              ddb.Key(userPK(u.ID)),
@@ -64,16 +64,25 @@ func (st *store) requestEmailChange(ctx context.Context, u *User, ip, acct, tota
 			":pemx": ddb.N(ch.expires.Unix()), ":pid": ddb.S(ch.id), ":one": ddb.N(1),
 			":ver": ddb.N(u.version), ":email": ddb.S(u.Email)},
 	}}
-	err := st.transact(ctx, []types.TransactWriteItem{
+	items := []types.TransactWriteItem{
 		st.issueCount(ip, windowEnd),
 		st.issueCount(acct, windowEnd),
 		st.issueCount(total, windowEnd),
 		st.tokenPut(ch.confirmPK, ch.confirm, now, ch.expires),
 		st.tokenPut(ch.cancelPK, ch.cancelRec, now, ch.expires),
 		update,
-	})
+	}
+	for _, c := range address { // from index 6
+		items = append(items, st.issueCount(issueCounter{pk: c.pk, max: c.max}, c.end))
+	}
+	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
+		for i := 6; i < len(items); i++ { // an address counter
+			if tc.ConditionFailed(i) {
+				return limitedIP, nil
+			}
+		}
 		switch {
 		case tc.ConditionFailed(0):
 			return limitedIP, nil

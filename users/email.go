@@ -34,18 +34,19 @@ import (
 // links stop working). The answer is the same whether or not the new
 // address belongs to another account — that is found out, and refused, at
 // confirmation, in front of the new address's holder only. Requests are
-// limited per client address and its wider ranges before any password
-// work (SignupConfig.PerIP and Ranges), then per account and client
-// address (TokenConfig.PerAccount), per account in all (PerAccountTotal)
-// and per client address (PerIP) per Window: *RateLimitedError. A session
-// that is u's login moves to a new token with a fresh credential check.
+// limited per account and client address (TokenConfig.PerAccount), per
+// account in all (PerAccountTotal), per client address (PerIP) and per
+// client address and its wider ranges (SignupConfig.PerIP and Ranges), all
+// counted in the request's one transaction: *RateLimitedError. The
+// password work before it is limited by the step-up's own (login)
+// throttle. A session that is u's login moves to a new token with a fresh
+// credential check.
 //
-// Cost: one conditional UpdateItem per address counter (the address and
-// each configured range: two for IPv4 by default, three for IPv6), sent at
-// once; the step-up (see Proof); then one TransactWriteItems of six items:
-// the three request counters (each conditioned on its limit), the two
-// token Puts and the account's UpdateItem (conditioned on its item version
-// and exact address).
+// Cost: the step-up (see Proof), then one TransactWriteItems: the request
+// counters (three, plus one per address counter — two for IPv4 by default,
+// three for IPv6 — each conditioned on its limit), the two token Puts and
+// the account's UpdateItem (conditioned on its item version and exact
+// address).
 //
 // Errors: *IdentifierError, ErrProofRequired (and its cause), ErrBusy,
 // *RateLimitedError, ErrConflict (the account changed meanwhile),
@@ -64,12 +65,6 @@ func (s *Users) RequestEmailChange(ctx context.Context, sm *scs.SessionManager, 
 	display := strings.TrimSpace(email)
 	if display == u.Email {
 		return &IdentifierError{Field: "email", Reason: "This is already your email address."}
-	}
-	// Counted per client address and its wider ranges before any password
-	// work, so that one allocation cannot spend hashing time (or mail) on
-	// email changes at will (dynamo_addresslimit.go).
-	if err := s.limitRequests(ctx, s.addressCounters(actionEmailChange, c.IP, s.signup.PerIP, s.signup.Ranges, s.now())); err != nil {
-		return err
 	}
 	fresh, err := s.stepUp(ctx, u, p, c)
 	if err != nil {
@@ -92,7 +87,8 @@ func (s *Users) RequestEmailChange(ctx context.Context, sm *scs.SessionManager, 
 		confirmPK: confirmPK, cancelPK: cancelPK,
 	}
 	ch.cancelRec.pid = ch.id
-	out, err := s.st.requestEmailChange(ctx, fresh, ipc, acct, total, end, ch, now)
+	out, err := s.st.requestEmailChange(ctx, fresh, ipc, acct, total, end, ch, now,
+		s.addressCounters(actionEmailChange, c.IP, s.signup.PerIP, s.signup.Ranges, now)...)
 	if err != nil {
 		return err
 	}
