@@ -10,7 +10,6 @@ import (
 	"github.com/alexedwards/scs/v2"
 
 	"github.com/dynaguard/dynaguard"
-	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // RequestEmailChange asks to move u, the session's user, to a new email
@@ -152,17 +151,12 @@ func newChangeID() string {
 // account changed since the request: a newer request, a cancel, a new
 // password, ...), *TakenError, ErrUnavailable.
 func (s *Users) ConfirmEmailChange(ctx context.Context, sm *scs.SessionManager, token string, c Client) (*User, error) {
-	pk, ok := tokenKey(token)
-	if !ok {
-		return nil, ErrInvalidToken
-	}
 	now := s.now()
-	it, err := s.st.get(ctx, pk)
+	pk, rec, err := s.readToken(ctx, token, purposeEmailChange, now)
 	if err != nil {
 		return nil, err
 	}
-	rec, ok := decodeToken(it)
-	if !ok || rec.purpose != purposeEmailChange || rec.newKey == "" || rec.emailKey == "" || ddb.Expired(it, now) {
+	if rec.newKey == "" || rec.emailKey == "" {
 		return nil, ErrInvalidToken
 	}
 	u, err := s.st.getUser(ctx, rec.uid)

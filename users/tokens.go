@@ -304,18 +304,10 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) (
 // and the user requests a new link).
 func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (_ *User, err error) {
 	defer s.refusal(ctx, dynaguard.EventResetRefused, "", netip.Addr{}, &err)
-	pk, ok := tokenKey(token)
-	if !ok {
-		return nil, ErrInvalidToken
-	}
 	now := s.now()
-	it, err := s.st.get(ctx, pk)
+	pk, rec, err := s.readToken(ctx, token, purposeReset, now)
 	if err != nil {
 		return nil, err
-	}
-	rec, ok := decodeToken(it)
-	if !ok || ddb.Expired(it, now) || rec.purpose != purposeReset {
-		return nil, ErrInvalidToken
 	}
 	u, err := s.st.getUser(ctx, rec.uid)
 	if err != nil {
@@ -415,4 +407,24 @@ func (s *Users) VerifyEmail(ctx context.Context, token string) (*User, error) {
 	}
 	s.log.InfoContext(ctx, "users: email address verified", "user", u.ID)
 	return u, nil
+}
+
+// readToken reads the live one-time token of purpose that token names (one
+// strongly consistent GetItem): its key and record, or ErrInvalidToken for
+// a malformed, unknown, expired or other-purpose token. It only reads; the
+// token is used up later by the one conditional write that consumes it.
+func (s *Users) readToken(ctx context.Context, token, purpose string, now time.Time) (string, tokenRecord, error) {
+	pk, ok := tokenKey(token)
+	if !ok {
+		return "", tokenRecord{}, ErrInvalidToken
+	}
+	it, err := s.st.get(ctx, pk)
+	if err != nil {
+		return "", tokenRecord{}, err
+	}
+	rec, ok := decodeToken(it)
+	if !ok || rec.purpose != purpose || ddb.Expired(it, now) {
+		return "", tokenRecord{}, ErrInvalidToken
+	}
+	return pk, rec, nil
 }
