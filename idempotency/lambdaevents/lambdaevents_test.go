@@ -153,17 +153,7 @@ func TestSQSExactlyOnceAcrossConsumers(t *testing.T) {
 	}
 	rand.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
 	redelivered := deliver(t, deliveries, func(m events.SQSMessage) string { return m.MessageId }, handlers)
-	count := 0
-	runs.Range(func(k, v any) bool {
-		count++
-		if n := v.(*atomic.Int64).Load(); n != 1 {
-			t.Errorf("%s ran %d times", k, n)
-		}
-		return true
-	})
-	if count != 50 {
-		t.Fatalf("%d messages ran, want 50", count)
-	}
+	ranOncePerKey(t, &runs, 50)
 	t.Logf("200 deliveries, %d redelivered (in flight elsewhere)", redelivered)
 }
 
@@ -202,17 +192,7 @@ func TestStreamExactlyOnceAcrossConsumers(t *testing.T) {
 	}
 	rand.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
 	redelivered := deliver(t, deliveries, func(r events.DynamoDBEventRecord) string { return r.Change.SequenceNumber }, handlers)
-	count := 0
-	runs.Range(func(k, v any) bool {
-		count++
-		if n := v.(*atomic.Int64).Load(); n != 1 {
-			t.Errorf("%s ran %d times", k, n)
-		}
-		return true
-	})
-	if count != 50 {
-		t.Fatalf("%d records ran, want 50", count)
-	}
+	ranOncePerKey(t, &runs, 50)
 	t.Logf("200 deliveries, %d redelivered", redelivered)
 }
 
@@ -361,5 +341,22 @@ func TestConfigRefused(t *testing.T) {
 	}
 	if _, err := lambdaevents.DynamoDBStream(lambdaevents.Config{Guard: g, Window: -1}, func(context.Context, events.DynamoDBEventRecord) error { return nil }); err != nil {
 		t.Errorf("window off: %v", err)
+	}
+}
+
+// ranOncePerKey checks that want distinct keys ran, each exactly once
+// (runs maps a key to its *atomic.Int64 run count).
+func ranOncePerKey(t *testing.T, runs *sync.Map, want int) {
+	t.Helper()
+	count := 0
+	runs.Range(func(k, v any) bool {
+		count++
+		if n := v.(*atomic.Int64).Load(); n != 1 {
+			t.Errorf("%s ran %d times", k, n)
+		}
+		return true
+	})
+	if count != want {
+		t.Fatalf("%d keys ran, want %d", count, want)
 	}
 }
