@@ -31,6 +31,9 @@ type loaded struct {
 	// device cookie a login reads and sets (deviceOf, device.go).
 	req *http.Request
 	w   http.ResponseWriter
+	// bearer: the user was authenticated by an access token, not by the
+	// session (sm is then nil: no session is named, read or written).
+	bearer bool
 }
 
 func (l *loaded) UserID() string {
@@ -113,6 +116,9 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 	ctx := r.Context()
 	if _, done := loadedFrom(ctx); done {
 		return r, true
+	}
+	if tok, ok := bearerToken(r); ok {
+		return s.loadBearer(w, r, sm, tok)
 	}
 	l := &loaded{sm: sm, sessionCtx: ctx, sessions: s.sessions, req: r, w: w}
 	if lg, ok := getLogin(ctx, sm, sessionAuth); ok {
