@@ -157,12 +157,12 @@ func minTime(a, b time.Time) time.Time {
 type outcome uint8
 
 const (
-	rotated  outcome = iota + 1
-	inGrace          // the token rotated last, within the grace window
-	reused           // a token of the family that is not the current one
-	revoked          // no family (revoked, evicted, swept) or not named with its secret
-	expired          // idle or absolute lifetime over
-	changed          // the account's credentials, epoch or state changed, or it no longer lists the family
+	rotated outcome = iota + 1
+	inGrace         // the token rotated last, within the grace window
+	reused          // a token of the family that is not the current one
+	revoked         // no family (revoked, evicted, swept) or not named with its secret
+	expired         // idle or absolute lifetime over
+	changed         // the account's credentials, epoch or state changed, or it no longer lists the family
 )
 
 func (o outcome) String() string {
@@ -188,7 +188,7 @@ func (st *store) rotateFamily(ctx context.Context, t *family, keys []dynaguard.D
 	vals := item{
 		":uid": ddb.S(t.uid), ":g": ddb.N(int64(t.gen)), ":g1": ddb.N(int64(n.gen)),
 		":cv": ddb.N(t.cv), ":se": ddb.N(t.se), ":at": ddb.N(t.at), ":now": ddb.NowValue(now),
-		":rh": ddb.B(refreshHash(keys[0], n)),
+		":rh":  ddb.B(refreshHash(keys[0], n)),
 		":exp": ddb.TTLValue(minTime(now.Add(cfg.IdleLifetime), time.Unix(t.at, 0).Add(cfg.AbsoluteLifetime))),
 	}
 	for i, k := range keys {
@@ -208,8 +208,8 @@ func (st *store) rotateFamily(ctx context.Context, t *family, keys []dynaguard.D
 	acctVals := item{":cv": ddb.N(t.cv), ":se": ddb.N(t.se)}
 	items := []types.TransactWriteItem{
 		{ConditionCheck: &types.ConditionCheck{TableName: st.name(), Key: ddb.Key(userPK(t.uid)),
-			ConditionExpression: aws.String("attribute_exists(#apic.#f) AND #cv = :cv AND #se = :se AND attribute_not_exists(#dis)"),
-			ExpressionAttributeNames: map[string]string{"#apic": attrAPIClients, "#f": t.id, "#cv": attrCred, "#se": attrEpoch, "#dis": attrDisabled},
+			ConditionExpression:                 aws.String("attribute_exists(#apic.#f) AND #cv = :cv AND #se = :se AND attribute_not_exists(#dis)"),
+			ExpressionAttributeNames:            map[string]string{"#apic": attrAPIClients, "#f": t.id, "#cv": attrCred, "#se": attrEpoch, "#dis": attrDisabled},
 			ExpressionAttributeValues:           acctVals,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld}},
 		{Update: &types.Update{TableName: st.name(), Key: ddb.Key(familyPK(t.id)),
