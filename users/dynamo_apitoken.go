@@ -64,6 +64,7 @@ func (st *store) createFamily(ctx context.Context, u *User, f *family, key dynag
 	switch {
 	case u.apic == nil:
 		update = "SET #apic = :m"
+		delete(names, "#f")
 		vals[":m"] = &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{f.id: ddb.S(entry.String())}}
 		cond += " AND attribute_not_exists(#apic)"
 	case len(u.apic) < maxClients:
@@ -204,7 +205,7 @@ func (st *store) rotateFamily(ctx context.Context, t *family, keys []dynaguard.D
 	}
 	famNames := ddb.ExprNames("#uid", attrUID, "#fs", attrFamSecret, "#rh", attrRefresh, "#g", attrGen,
 		"#cv", attrCred, "#se", attrEpoch, "#cr", attrFamAt, "#abs", attrFamAbs, "#rat", attrRotatedAt)
-	famCond := "#uid = :uid AND #fs IN (" + fsIn + ") AND #rh IN (" + rhIn + ") AND #g = :g AND #cv = :cv AND #se = :se AND #cr = :at AND #abs > :now AND #ttl > :now"
+	famCond := "attribute_exists(#pk) AND #uid = :uid AND #fs IN (" + fsIn + ") AND #rh IN (" + rhIn + ") AND #g = :g AND #cv = :cv AND #se = :se AND #cr = :at AND #abs > :now AND #ttl > :now"
 	acctVals := item{":cv": ddb.N(t.cv), ":se": ddb.N(t.se)}
 	items := []types.TransactWriteItem{
 		{ConditionCheck: &types.ConditionCheck{TableName: st.name(), Key: ddb.Key(userPK(t.uid)),
@@ -303,7 +304,7 @@ func (st *store) revokeFamily(ctx context.Context, uid, fid string, secrets [][]
 			vals[k] = ddb.B(h)
 		}
 		names["#fs"] = attrFamSecret
-		cond = "#uid = :uid AND #fs IN (" + in + ")"
+		cond = "attribute_exists(#pk) AND #uid = :uid AND #fs IN (" + in + ")"
 	}
 	items := []types.TransactWriteItem{
 		{Delete: &types.Delete{TableName: st.name(), Key: ddb.Key(familyPK(fid)),
