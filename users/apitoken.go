@@ -74,11 +74,12 @@ type APITokenConfig struct {
 	// default "reuse interval" is 0 too). A few seconds is a reasonable
 	// value for clients that cannot serialise their refreshes.
 	GraceWindow time.Duration
-	// MaxClients bounds the families of one account (they are listed on
-	// the account item, which stays under one read unit). A login over it
-	// first drops the account's dead entries, then evicts its
-	// least-recently-created client (api_token.revoked, reason evicted).
-	// Default 10; at most 50.
+	// MaxClients bounds the families of one account. They are listed on
+	// the account item (up to about 120 bytes each), which every request
+	// reads: the default keeps the largest possible account item under
+	// 4 KB, one read unit. A login over it first drops the account's dead
+	// entries, then evicts its oldest client (api_token.revoked, reason
+	// evicted). Default 10; at most 50.
 	MaxClients int
 }
 

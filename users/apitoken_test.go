@@ -520,3 +520,37 @@ func BenchmarkBearerVerify(b *testing.B) {
 		}
 	}
 }
+
+// Within the grace window only the exact token rotated last gets the grace
+// answer; an older one, or one made up with the family's secret and the
+// right generation, is reuse.
+func TestAPITokenGraceOnlyForTheRotatedToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.APITokens.GraceWindow = 30 * time.Second })
+	e.create("grace@example.com", "grace")
+	p1 := e.tokenLogin(e.users, "grace@example.com")
+	p2, err := e.users.RefreshAPITokens(ctx, p1.RefreshToken, Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.users.RefreshAPITokens(ctx, p1.RefreshToken, Client{}); !errors.Is(err, ErrRefreshRotated) {
+		t.Fatalf("the token just rotated, within the window: %v", err)
+	}
+	made, _ := parseRefresh(p1.RefreshToken)
+	made.secret[0] ^= 1
+	if _, err := e.users.RefreshAPITokens(ctx, made.refreshToken(), Client{}); !errors.Is(err, ErrRefreshReused) {
+		t.Fatalf("a made-up token of the rotated generation: %v", err)
+	}
+	if _, err := e.users.RefreshAPITokens(ctx, p2.RefreshToken, Client{}); !errors.Is(err, ErrInvalidAPIToken) {
+		t.Fatalf("the family must be revoked: %v", err)
+	}
+	// After the window, the rotated token itself is reuse.
+	q1 := e.tokenLogin(e.users, "grace@example.com")
+	if _, err := e.users.RefreshAPITokens(ctx, q1.RefreshToken, Client{}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(31 * time.Second)
+	if _, err := e.users.RefreshAPITokens(ctx, q1.RefreshToken, Client{}); !errors.Is(err, ErrRefreshReused) {
+		t.Fatalf("after the window: %v", err)
+	}
+}

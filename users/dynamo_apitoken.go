@@ -6,6 +6,7 @@ package users
 //	    uid            the account
 //	    fs             HMAC(PurposeAPIRefresh, fid, family secret): only a holder of some token of the family can name it
 //	    rh             HMAC(PurposeAPIRefresh, fid, gen, token secret) of the current refresh token
+//	    prh            the same of the token rotated last (absent at generation 1): only that exact token gets the grace answer
 //	    g              the current generation (1 at login, +1 per refresh)
 //	    cv, se         the account's credential version and session epoch at login
 //	    cr             the login's time; abs its absolute end (Unix s)
@@ -39,6 +40,7 @@ const (
 	attrFamAt      = "cr"
 	attrFamAbs     = "abs"
 	attrRotatedAt  = "rat"
+	attrPrevious   = "prh"
 )
 
 func familyPK(fid string) string { return dynaguard.PrefixAPIFamily + fid }
@@ -204,7 +206,7 @@ func (st *store) rotateFamily(ctx context.Context, t *family, keys []dynaguard.D
 		vals[rk] = ddb.B(refreshHash(k, t))
 	}
 	famNames := ddb.ExprNames("#uid", attrUID, "#fs", attrFamSecret, "#rh", attrRefresh, "#g", attrGen,
-		"#cv", attrCred, "#se", attrEpoch, "#cr", attrFamAt, "#abs", attrFamAbs, "#rat", attrRotatedAt)
+		"#cv", attrCred, "#se", attrEpoch, "#cr", attrFamAt, "#abs", attrFamAbs, "#rat", attrRotatedAt, "#prh", attrPrevious)
 	famCond := "attribute_exists(#pk) AND #uid = :uid AND #fs IN (" + fsIn + ") AND #rh IN (" + rhIn + ") AND #g = :g AND #cv = :cv AND #se = :se AND #cr = :at AND #abs > :now AND #ttl > :now"
 	acctVals := item{":cv": ddb.N(t.cv), ":se": ddb.N(t.se)}
 	items := []types.TransactWriteItem{
@@ -214,7 +216,7 @@ func (st *store) rotateFamily(ctx context.Context, t *family, keys []dynaguard.D
 			ExpressionAttributeValues:           acctVals,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld}},
 		{Update: &types.Update{TableName: st.name(), Key: ddb.Key(familyPK(t.id)),
-			UpdateExpression:                    aws.String("SET #rh = :rh, #g = :g1, #rat = :now, #ttl = :exp"),
+			UpdateExpression:                    aws.String("SET #prh = #rh, #rh = :rh, #g = :g1, #rat = :now, #ttl = :exp"),
 			ConditionExpression:                 aws.String(famCond),
 			ExpressionAttributeNames:            famNames,
 			ExpressionAttributeValues:           vals,
@@ -271,9 +273,14 @@ func classifyFamily(it item, t *family, keys []dynaguard.DerivedKey, cfg APIToke
 		// epoch, login time) — tampered with, or the account moved on.
 		return changed
 	case cfg.GraceWindow > 0 && uint64(g) == t.gen+1:
+		// Only the very token rotated last, not any token a holder of
+		// the family's secret could make up with its generation.
+		prh, _ := ddb.Bytes(it, attrPrevious)
 		rat, _ := ddb.Int(it, attrRotatedAt)
-		if now.Sub(time.Unix(rat, 0)) < cfg.GraceWindow {
-			return inGrace
+		for _, k := range keys {
+			if hmacEqual(prh, refreshHash(k, t)) && now.Sub(time.Unix(rat, 0)) < cfg.GraceWindow {
+				return inGrace
+			}
 		}
 	}
 	return reused
