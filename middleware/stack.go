@@ -151,6 +151,7 @@ func New(cfg Config) (*Stack, error) {
 			refuseMethods,
 			Bound(BoundConfig{Budget: cfg.Budget, MaxInFlight: cfg.MaxInFlight, Events: withLogger(cfg.Events, cfg.Logger)}),
 			crossOriginExcept(cfg.CrossOrigin, exempt),
+			bearerOnAPIOnly(cfg.APIPrefix),
 			sessionsOf(cfg),
 			identityOf(cfg),
 		),

@@ -34,6 +34,13 @@ func bearerToken(r *http.Request) (string, bool) {
 	return "", false
 }
 
+// LoadUser and RequireUser take a bearer access token of this package
+// ("Authorization: Bearer dga_…") in place of the session. A Bearer value
+// without that prefix is not theirs: LoadUser leaves the request as it
+// would be without it (an application's own route — a webhook behind
+// middleware.Config.Exempt — may check it), and RequireUser refuses it
+// with 401 invalid_token.
+//
 // loadBearer is LoadUser for a request with a bearer access token: the
 // token's MAC and expiry are checked in memory, then the account is read —
 // the one strongly consistent GetItem every authenticated request makes —

@@ -117,7 +117,7 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 	if _, done := loadedFrom(ctx); done {
 		return r, true
 	}
-	if tok, ok := bearerToken(r); ok {
+	if tok, ok := bearerToken(r); ok && strings.HasPrefix(tok, accessPrefix) {
 		return s.loadBearer(w, r, sm, tok)
 	}
 	l := &loaded{sm: sm, sessionCtx: ctx, sessions: s.sessions, req: r, w: w}
@@ -165,6 +165,12 @@ func (s *Users) RequireUser(sm *scs.SessionManager) func(http.Handler) http.Hand
 				return
 			}
 			if _, in := FromContext(r.Context()); !in {
+				if _, bearer := bearerToken(r); bearer {
+					// A bearer token that is not one of ours (LoadUser
+					// leaves those to the application's other routes).
+					writeInvalidBearer(w, r)
+					return
+				}
 				s.deny(w, r, false)
 				return
 			}
