@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/obs"
 )
 
 // API clients — a mobile app, a CLI, a single-page app on another origin —
@@ -102,6 +103,9 @@ func (c APITokenConfig) withDefaults() APITokenConfig {
 	if c.GraceWindow > time.Minute {
 		c.GraceWindow = time.Minute
 	}
+	if c.AccessLifetime > c.IdleLifetime {
+		c.AccessLifetime = c.IdleLifetime // an access token never outlives its family's idle end
+	}
 	if c.MaxClients <= 0 {
 		c.MaxClients = 10
 	}
@@ -128,10 +132,6 @@ var (
 	// issued or revoked; the client should use the pair the other request
 	// got (409).
 	ErrRefreshRotated = errors.New("users: refresh token already rotated by a concurrent request")
-	// ErrAmbiguousIdentity: a request carries both a session cookie and a
-	// bearer token (400). Which of the two identities should act is not
-	// guessed.
-	ErrAmbiguousIdentity = errors.New("users: request has both a session cookie and a bearer token")
 )
 
 type reusedError struct{}
@@ -279,7 +279,7 @@ func (s *Users) RefreshAPITokens(ctx context.Context, refreshToken string, c Cli
 	f, why, err := s.st.rotateFamily(ctx, t, s.keys.Keys(purposeAPIRefresh), s.apiTokens, now)
 	switch {
 	case err != nil:
-		s.event(ctx, dynaguard.EventStorageFailure, "error", t.uid, c.IP)
+		s.event(ctx, dynaguard.EventStorageFailure, obs.StorageReason(err), t.uid, c.IP)
 		return nil, err
 	case why == rotated:
 		s.event(ctx, dynaguard.EventAPITokenRefreshed, "", t.uid, c.IP)
@@ -288,7 +288,13 @@ func (s *Users) RefreshAPITokens(ctx context.Context, refreshToken string, c Cli
 		s.event(ctx, dynaguard.EventBearerRefused, "rotated", t.uid, c.IP)
 		return nil, ErrRefreshRotated
 	case why == reused:
-		if err := s.st.revokeFamily(ctx, t.uid, t.fidString(), nil); err != nil {
+		err := s.st.revokeFamily(ctx, t.uid, t.fidString(), nil, true)
+		if errors.Is(err, errNoFamily) {
+			// A concurrent presentation of an old token revoked it first;
+			// that one told the owner.
+			return nil, ErrRefreshReused
+		}
+		if err != nil {
 			// The family is not revoked: nothing was issued either. The
 			// reuse is logged; the next presentation tries again.
 			s.log.ErrorContext(ctx, "users: refresh token reused; revoking its family failed", "user", t.uid, "client", t.fidString(), "err", err)
@@ -324,7 +330,7 @@ func (s *Users) RevokeAPIToken(ctx context.Context, refreshToken string, c Clien
 	for i, k := range keys {
 		secrets[i] = familyHash(k, t.fid[:], t.fs[:])
 	}
-	err := s.st.revokeFamily(ctx, t.uid, t.fidString(), secrets)
+	err := s.st.revokeFamily(ctx, t.uid, t.fidString(), secrets, true)
 	if errors.Is(err, errNoFamily) {
 		return nil
 	}
@@ -348,7 +354,6 @@ func (s *Users) APIClients(u *User) []APIClient {
 			out = append(out, APIClient{ID: e.id, Name: e.name, Created: time.Unix(e.created, 0)})
 		}
 	}
-	sortClients(out)
 	return out
 }
 
@@ -360,7 +365,7 @@ func (s *Users) RevokeAPIClient(ctx context.Context, u *User, id string, c Clien
 	if u == nil || !validFamilyID(id) {
 		return nil
 	}
-	err := s.st.revokeFamily(ctx, u.ID, id, nil)
+	err := s.st.revokeFamily(ctx, u.ID, id, nil, false)
 	if errors.Is(err, errNoFamily) {
 		return nil
 	}

@@ -331,12 +331,3 @@ func (u *User) lists(fid string) bool {
 	e, ok := parseEntry(fid, av)
 	return ok && e.cv == u.credVersion && e.se == u.epoch
 }
-
-func sortClients(cs []APIClient) {
-	slices.SortFunc(cs, func(a, b APIClient) int {
-		if c := a.Created.Compare(b.Created); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-}

@@ -554,3 +554,30 @@ func TestAPITokenGraceOnlyForTheRotatedToken(t *testing.T) {
 		t.Fatalf("after the window: %v", err)
 	}
 }
+
+// Of many concurrent presentations of one old token, one revokes the family
+// and tells the owner; every one is refused as reuse.
+func TestAPITokenConcurrentReuseTellsOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.create("once@example.com", "once")
+	p := e.tokenLogin(e.users, "once@example.com")
+	if _, err := e.users.RefreshAPITokens(ctx, p.RefreshToken, Client{}); err != nil {
+		t.Fatal(err)
+	}
+	insts := []*Users{e.users, e.instance()}
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := insts[i%2].RefreshAPITokens(ctx, p.RefreshToken, Client{}); !errors.Is(err, ErrInvalidAPIToken) {
+				t.Errorf("old token: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := e.mail.count(MessageAPITokenReused); n != 1 {
+		t.Fatalf("%d notices for one reuse, want 1", n)
+	}
+}

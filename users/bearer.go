@@ -124,8 +124,6 @@ func writeAPITokenProblem(w http.ResponseWriter, r *http.Request, err error) boo
 		problem.Write(w, r, problem.Problem{Reason: "refresh-token-rotated", Status: http.StatusConflict,
 			Title:  "Refresh already done",
 			Detail: "A concurrent request has just rotated this refresh token. Use the tokens that request received."})
-	case errors.Is(err, ErrAmbiguousIdentity):
-		writeAmbiguous(w, r)
 	default:
 		return false
 	}

@@ -292,14 +292,19 @@ func hmacEqual(a, b []byte) bool {
 
 // revokeFamily deletes family fid of account uid and removes it from the
 // account's list, in one TransactWriteItems, so its access tokens stop at
-// the next request. With secrets (a client's logout), the family must be
-// named with its own secret (errNoFamily otherwise, and nothing changes);
-// without (the owner's sessions page, reuse detection), it must merely not
-// be another account's.
-func (st *store) revokeFamily(ctx context.Context, uid, fid string, secrets [][]byte) error {
+// the next request. The family must be uid's; with secrets (a client's
+// logout) it must also be named with its own secret; with mustExist it
+// must still exist (of concurrent revocations after a reuse, one does it
+// and tells the owner). errNoFamily otherwise, and nothing changes.
+// Without mustExist (the owner's sessions page), an entry whose family
+// item is already gone is removed too.
+func (st *store) revokeFamily(ctx context.Context, uid, fid string, secrets [][]byte, mustExist bool) error {
 	names := map[string]string{"#pk": dynaguard.AttrPK, "#uid": attrUID}
 	vals := item{":uid": ddb.S(uid)}
 	cond := "attribute_not_exists(#pk) OR #uid = :uid"
+	if mustExist {
+		cond = "attribute_exists(#pk) AND #uid = :uid"
+	}
 	if secrets != nil {
 		in := ""
 		for i, h := range secrets {
