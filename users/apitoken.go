@@ -220,7 +220,23 @@ func (s *Users) IssueAPITokens(ctx context.Context, l APILogin) (_ *APITokens, e
 	}
 	now := s.now()
 	f := newFamily(u, clientName(l.Client.UserAgent), now, s.apiTokens)
-	evicted, err := s.st.createFamily(ctx, u, f, s.keys.Key(purposeAPIRefresh), s.apiTokens.MaxClients, now, s.apiTokens)
+	evicted, err := s.st.createFamily(ctx, u, u, f, s.keys.Key(purposeAPIRefresh), s.apiTokens.MaxClients, now, s.apiTokens)
+	if errors.Is(err, ErrConflict) {
+		// Another login of the account changed its client list at the
+		// same moment (the first two logins both creating it, or two at
+		// the limit evicting the same client). Once more with the list as
+		// it is now — still on condition of the credential version and
+		// epoch the password was checked against (one GetItem more, on
+		// this rare path only).
+		fresh, gerr := s.st.getUser(ctx, u.ID)
+		if gerr != nil {
+			return nil, gerr
+		}
+		if fresh == nil {
+			return nil, ErrInvalidCredentials
+		}
+		evicted, err = s.st.createFamily(ctx, u, fresh, f, s.keys.Key(purposeAPIRefresh), s.apiTokens.MaxClients, now, s.apiTokens)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -581,3 +581,30 @@ func TestAPITokenConcurrentReuseTellsOnce(t *testing.T) {
 		t.Fatalf("%d notices for one reuse, want 1", n)
 	}
 }
+
+// Concurrent first logins of one account (each from its own address) all
+// get a family: the one that loses the race to create the account's list
+// retries with the list as it is.
+func TestAPITokenConcurrentLogins(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	u := e.create("burst@example.com", "burst")
+	insts := []*Users{e.users, e.instance()}
+	const n = 6
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := insts[i%2].IssueAPITokens(ctx, APILogin{Login: "burst@example.com", Password: goodPassword,
+				Client: Client{IP: ip("192.0.2." + string(rune('1'+i)))}})
+			if err != nil {
+				t.Errorf("login %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if cs := e.users.APIClients(apiGet(t, e, u.ID)); len(cs) != n {
+		t.Fatalf("%d clients listed, want %d", len(cs), n)
+	}
+}

@@ -48,17 +48,20 @@ func familyPK(fid string) string { return dynaguard.PrefixAPIFamily + fid }
 // errNoFamily: a revocation found no family it may revoke.
 var errNoFamily = errors.New("users: no such API client")
 
-// createFamily writes family f (generation 1) and lists it on u's account
-// in one TransactWriteItems, on condition that the account is still as the
-// login saw it: same credential version and session epoch, not disabled,
-// and its list as read. Over max, the list's dead entries go first, then
-// its oldest (their families are deleted in the same transaction). It
-// returns the evicted families' IDs.
-func (st *store) createFamily(ctx context.Context, u *User, f *family, key dynaguard.DerivedKey, maxClients int, now time.Time, cfg APITokenConfig) ([]string, error) {
+// createFamily writes family f (generation 1) and lists it on the account
+// in one TransactWriteItems, on condition that the account still has the
+// credential version and session epoch of checked (the account the
+// password was verified against), is not disabled, and has the client
+// list of listed (checked itself, or a fresher read of the account). Over
+// max, the list's dead entries go first, then its oldest (their families
+// are deleted in the same transaction). It returns the evicted families'
+// IDs.
+func (st *store) createFamily(ctx context.Context, checked, listed *User, f *family, key dynaguard.DerivedKey, maxClients int, now time.Time, cfg APITokenConfig) ([]string, error) {
+	u := listed
 	abs := now.Add(cfg.AbsoluteLifetime)
 	entry := apiEntry{id: f.id, created: f.at, abs: abs.Unix(), cv: f.cv, se: f.se, name: f.name}
 	names := map[string]string{"#pk": dynaguard.AttrPK, "#apic": attrAPIClients, "#cv": attrCred, "#se": attrEpoch, "#dis": attrDisabled, "#f": f.id}
-	vals := item{":cv": ddb.N(u.credVersion), ":se": ddb.N(u.epoch)}
+	vals := item{":cv": ddb.N(checked.credVersion), ":se": ddb.N(checked.epoch)}
 	cond := "attribute_exists(#pk) AND #cv = :cv AND #se = :se AND attribute_not_exists(#dis)"
 	var update string
 	var evicted []string
@@ -126,7 +129,7 @@ func (st *store) createFamily(ctx context.Context, u *User, f *family, key dynag
 		dynaguard.AttrTTL: ddb.TTLValue(minTime(now.Add(cfg.IdleLifetime), abs)),
 	}
 	items := []types.TransactWriteItem{
-		{Update: &types.Update{TableName: st.name(), Key: ddb.Key(userPK(u.ID)),
+		{Update: &types.Update{TableName: st.name(), Key: ddb.Key(userPK(checked.ID)),
 			UpdateExpression: aws.String(update), ConditionExpression: aws.String(cond),
 			ExpressionAttributeNames: names, ExpressionAttributeValues: vals}},
 		{Put: &types.Put{TableName: st.name(), Item: fam, ConditionExpression: aws.String("attribute_not_exists(#pk)"),
