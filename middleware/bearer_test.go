@@ -42,6 +42,7 @@ func TestStackBearer(t *testing.T) {
 		{"API POST without a key", "POST", "/api/items", map[string]string{"Authorization": bearer}, 400, "idempotency-key-missing"},
 		{"API POST with a forged token", "POST", "/api/items", map[string]string{"Authorization": "Bearer dga_AAAA", "Idempotency-Key": `"k2"`}, 401, "invalid-token"},
 		{"API POST with a foreign bearer token", "POST", "/api/items", map[string]string{"Authorization": "Bearer xyz", "Idempotency-Key": `"k3"`}, 401, "invalid-token"},
+		{"a foreign bearer token and the session cookie", "POST", "/api/items", map[string]string{"Authorization": "Bearer xyz", "Idempotency-Key": `"k5"`, "Cookie": a.sm.Cookie.Name + "=abc"}, 400, "ambiguous-identity"},
 		{"API POST with the session cookie too", "POST", "/api/items", map[string]string{"Authorization": bearer, "Idempotency-Key": `"k4"`, "Cookie": a.sm.Cookie.Name + "=abc"}, 400, "ambiguous-identity"},
 		{"a page", "GET", "/me", map[string]string{"Authorization": bearer}, 400, "bearer-not-accepted"},
 		{"an exempt route with its own bearer scheme", "POST", "/hooks/x", map[string]string{"Authorization": "Bearer webhook-secret"}, 202, ""},

@@ -35,31 +35,23 @@ func bearerToken(r *http.Request) (string, bool) {
 }
 
 // LoadUser and RequireUser take a bearer access token of this package
-// ("Authorization: Bearer dga_…") in place of the session. A Bearer value
-// without that prefix is not theirs: LoadUser leaves the request as it
-// would be without it (an application's own route — a webhook behind
-// middleware.Config.Exempt — may check it), and RequireUser refuses it
-// with 401 invalid_token.
+// ("Authorization: Bearer dga_…") in place of the session. A request that
+// carries the session cookie and any bearer token is refused (400): which
+// identity should act is not guessed. A Bearer value without that prefix
+// is not theirs: LoadUser leaves the request as it would be without it (an
+// application's own route — a webhook behind middleware.Config.Exempt —
+// may check it), and RequireUser refuses it with 401 invalid_token.
 //
 // loadBearer is LoadUser for a request with a bearer access token: the
 // token's MAC and expiry are checked in memory, then the account is read —
 // the one strongly consistent GetItem every authenticated request makes —
 // and compared with the token: not disabled, same credential version and
-// session epoch, and the token's family still listed. A request that also
-// carries the session cookie is refused (400, ambiguous identity); a
-// refused token gets 401 with WWW-Authenticate: Bearer
-// error="invalid_token" (RFC 6750 §3). No session is created or written:
+// session epoch, and the token's family still listed. A refused token gets
+// 401 with WWW-Authenticate: Bearer error="invalid_token" (RFC 6750 §3). No session is created or written:
 // the request's identity names no session, and nothing is put in it.
-func (s *Users) loadBearer(w http.ResponseWriter, r *http.Request, sm *scs.SessionManager, tok string) (*http.Request, bool) {
+func (s *Users) loadBearer(w http.ResponseWriter, r *http.Request, tok string) (*http.Request, bool) {
 	ctx := r.Context()
 	ip := authctx.ClientIP(ctx)
-	if sm != nil {
-		if _, err := r.Cookie(sm.Cookie.Name); err == nil {
-			s.bearerEvent(ctx, "ambiguous", "", ip)
-			writeAmbiguous(w, r)
-			return nil, false
-		}
-	}
 	now := s.now()
 	c, why := s.verifyAccess(tok, now)
 	if why != "" {
@@ -128,4 +120,13 @@ func writeAPITokenProblem(w http.ResponseWriter, r *http.Request, err error) boo
 		return false
 	}
 	return true
+}
+
+// hasSessionCookie reports whether r carries sm's session cookie.
+func (s *Users) hasSessionCookie(r *http.Request, sm *scs.SessionManager) bool {
+	if sm == nil {
+		return false
+	}
+	_, err := r.Cookie(sm.Cookie.Name)
+	return err == nil
 }

@@ -117,8 +117,15 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 	if _, done := loadedFrom(ctx); done {
 		return r, true
 	}
-	if tok, ok := bearerToken(r); ok && strings.HasPrefix(tok, accessPrefix) {
-		return s.loadBearer(w, r, sm, tok)
+	if tok, ok := bearerToken(r); ok {
+		if s.hasSessionCookie(r, sm) {
+			s.bearerEvent(ctx, "ambiguous", "", authctx.ClientIP(ctx))
+			writeAmbiguous(w, r)
+			return nil, false
+		}
+		if strings.HasPrefix(tok, accessPrefix) {
+			return s.loadBearer(w, r, tok)
+		}
 	}
 	l := &loaded{sm: sm, sessionCtx: ctx, sessions: s.sessions, req: r, w: w}
 	if lg, ok := getLogin(ctx, sm, sessionAuth); ok {
