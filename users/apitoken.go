@@ -219,7 +219,7 @@ func (s *Users) IssueAPITokens(ctx context.Context, l APILogin) (_ *APITokens, e
 		u = done
 	}
 	now := s.now()
-	f := newFamily(u, clientName(l.Client.UserAgent), now, s.apiTokens)
+	f := newFamily(u, clientName(l.Client.UserAgent), now)
 	evicted, err := s.st.createFamily(ctx, u, u, f, s.keys.Key(purposeAPIRefresh), s.apiTokens.MaxClients, now, s.apiTokens)
 	if errors.Is(err, ErrConflict) {
 		// Another login of the account changed its client list at the

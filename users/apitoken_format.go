@@ -69,7 +69,7 @@ type family struct {
 	name   string
 }
 
-func newFamily(u *User, name string, now time.Time, cfg APITokenConfig) *family {
+func newFamily(u *User, name string, now time.Time) *family {
 	f := &family{gen: 1, uid: u.ID, cv: u.credVersion, se: u.epoch, at: now.Unix(), name: name}
 	fill(f.fid[:], f.fs[:], f.secret[:])
 	f.id = apiEncoding.EncodeToString(f.fid[:])

@@ -508,7 +508,7 @@ func BenchmarkBearerVerify(b *testing.B) {
 	k := keyring(b, secretA)
 	s := &Users{keys: k, accessKeys: k.Keys(purposeAPIAccess), apiTokens: APITokenConfig{}.withDefaults()}
 	u := &User{ID: "abcdefghijklmnopqrstuvwxyz", credVersion: 3, epoch: 2}
-	f := newFamily(u, "bench", time.Now(), s.apiTokens)
+	f := newFamily(u, "bench", time.Now())
 	u.apic = map[string]types.AttributeValue{f.id: ddb.S(apiEntry{id: f.id, created: f.at, abs: f.at + 3600, cv: 3, se: 2}.String())}
 	tok := s.accessToken(f, time.Now())
 	now := time.Now()
