@@ -8,6 +8,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dynaguard/dynaguard/internal/ddbtest"
+	"github.com/dynaguard/dynaguard/internal/totp"
 )
 
 // API clients with bearer tokens against the example app on two instances:
@@ -225,4 +229,49 @@ func (l *eventLog) has(name string) bool {
 		}
 	}
 	return false
+}
+
+// A token login for an account with TOTP takes the code in the same JSON;
+// a code already used is refused on the other instance too; repeated wrong
+// passwords are throttled with 429 and Retry-After before any hashing.
+func TestIntegrationAPITokenLoginTOTPAndThrottle(t *testing.T) {
+	t.Parallel()
+	clock := ddbtest.NewClock(time.Now())
+	c := newCluster(t, clusterOpts{clock: clock})
+	acct := newAccount()
+	u := c.browser()
+	u.register(c.a, acct)
+	secret, p, _ := u.enrolTOTP(c.a, clock.Now())
+	clock.Advance(p.Defaults().Period) // the enrolment used this step's code
+	client := c.apiClient()
+	login := map[string]string{"login": acct.email, "password": acct.password}
+	r := client.tokenCall(c.a, "/api/token", login)
+	expectProblem(t, r, http.StatusUnauthorized, "TOTP account without a code")
+	if !strings.Contains(r.body, "second-factor-required") {
+		t.Fatalf("no code: %s", r.body)
+	}
+	login["code"] = totp.Code(secret, totp.Step(clock.Now(), p), p)
+	tp := client.tokens(c.a, "/api/token", login)
+	expect(t, client.bearer(c.b, http.MethodGet, tp.AccessToken, "", ""), http.StatusOK, "bearer GET of a TOTP account")
+	expectProblem(t, client.tokenCall(c.b, "/api/token", login), http.StatusUnauthorized, "the same code again")
+
+	hasher := c.hasher.verifies.Load()
+	var last response
+	for range 8 {
+		last = client.tokenCall(c.b, "/api/token", map[string]string{"login": acct.username, "password": "not the password 1"})
+		if last.StatusCode == http.StatusTooManyRequests {
+			break
+		}
+		expectProblem(t, last, http.StatusUnauthorized, "wrong password")
+	}
+	expectProblem(t, last, http.StatusTooManyRequests, "repeated wrong passwords")
+	if last.Header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	before := c.hasher.verifies.Load()
+	expectProblem(t, client.tokenCall(c.a, "/api/token", map[string]string{"login": acct.username, "password": "not the password 2"}),
+		http.StatusTooManyRequests, "throttled on the other instance")
+	if c.hasher.verifies.Load() != before || before == hasher {
+		t.Fatal("a throttled token login hashed a password")
+	}
 }
