@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -209,11 +210,36 @@ func (s *Users) accessToken(f *family, now time.Time) string {
 }
 
 func accessMAC(key dynaguard.DerivedKey, payload []byte) []byte {
-	m := hmac.New(sha256.New, key.Secret)
-	m.Write([]byte("dynaguard api access v1\x00"))
-	m.Write(payload)
-	return m.Sum(nil)
+	sum := accessSum(key, payload)
+	return sum[:]
 }
+
+// accessMACs pools keyed HMAC states per access-token key, as authMACs
+// does for session auth hashes: a bearer request checks one MAC, and a
+// fresh hmac.New there was most of its allocations.
+var accessMACs sync.Map // string(key.Secret) → *sync.Pool of *authState
+
+// accessSum is HMAC-SHA256(key, "dynaguard api access v1" 0x00 payload).
+func accessSum(key dynaguard.DerivedKey, payload []byte) [sha256.Size]byte {
+	p, ok := accessMACs.Load(string(key.Secret))
+	if !ok {
+		secret := key.Secret
+		p, _ = accessMACs.LoadOrStore(string(secret), &sync.Pool{New: func() any {
+			return &authState{mac: hmac.New(sha256.New, secret)}
+		}})
+	}
+	pool := p.(*sync.Pool)
+	st := pool.Get().(*authState)
+	st.mac.Reset()
+	st.mac.Write(accessDomain)
+	st.mac.Write(payload)
+	st.mac.Sum(st.sum[:0])
+	sum := st.sum
+	pool.Put(st)
+	return sum
+}
+
+var accessDomain = []byte("dynaguard api access v1\x00")
 
 // verifyAccess checks an access token's MAC and expiry, in memory; reason
 // is the catalogue word when it is refused. A token's expiry further out
@@ -225,11 +251,12 @@ func (s *Users) verifyAccess(tok string, now time.Time) (accessClaims, string) {
 		return accessClaims{}, "malformed"
 	}
 	payload, mac := raw[:len(raw)-macLen], raw[len(raw)-macLen:]
-	kid := string(payload[1 : 1+kidLen])
+	kid := payload[1 : 1+kidLen]
 	valid := false
 	for _, k := range s.accessKeys {
-		if k.ID == kid {
-			valid = subtle.ConstantTimeCompare(accessMAC(k, payload), mac) == 1
+		if k.ID == string(kid) {
+			sum := accessSum(k, payload)
+			valid = subtle.ConstantTimeCompare(sum[:], mac) == 1
 			break
 		}
 	}
