@@ -459,8 +459,23 @@ func TestAPITokenFaults(t *testing.T) {
 				t.Errorf("bearer request with the account unreadable: %d, want 503", got)
 			}
 			e.faults.Clear()
-			if _, err := e.users.RefreshAPITokens(ctx, p.RefreshToken, Client{}); err != nil {
-				t.Errorf("the family after the faults: %v", err)
+			next, err := e.users.RefreshAPITokens(ctx, p.RefreshToken, Client{})
+			if err != nil {
+				t.Fatalf("the family after the faults: %v", err)
+			}
+
+			// A reuse whose revocation fails: nothing issued, an error
+			// (503), and the next presentation revokes.
+			e.faults.FailNth("TransactWriteItems", 2, f)
+			if _, err := e.users.RefreshAPITokens(ctx, p.RefreshToken, Client{}); !errors.Is(err, ErrUnavailable) {
+				t.Errorf("reuse with the revocation failing: %v", err)
+			}
+			e.faults.Clear()
+			if _, err := e.users.RefreshAPITokens(ctx, p.RefreshToken, Client{}); !errors.Is(err, ErrRefreshReused) {
+				t.Errorf("reuse presented again: %v", err)
+			}
+			if _, err := e.users.RefreshAPITokens(ctx, next.RefreshToken, Client{}); !errors.Is(err, ErrInvalidAPIToken) {
+				t.Errorf("the family must be revoked now: %v", err)
 			}
 		})
 	}
