@@ -275,3 +275,30 @@ func TestIntegrationAPITokenLoginTOTPAndThrottle(t *testing.T) {
 		t.Fatal("a throttled token login hashed a password")
 	}
 }
+
+// Idempotency keys of bearer requests belong to the token's user: the same
+// key from the same user's browser session is a replay, from another
+// user's token a request of its own.
+func TestIntegrationBearerIdempotencyScope(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{})
+	alice, bob := newAccount(), newAccount()
+	browser := c.browser()
+	browser.register(c.a, alice)
+	c.browser().register(c.a, bob)
+	cli := c.apiClient()
+	ta := cli.tokens(c.a, "/api/token", map[string]string{"login": alice.email, "password": alice.password})
+	tb := cli.tokens(c.b, "/api/token", map[string]string{"login": bob.email, "password": bob.password})
+	first := cli.bearer(c.a, http.MethodPost, ta.AccessToken, "shared-key", `{"to": "carol", "amount": 5}`)
+	expect(t, first, http.StatusCreated, "alice's bearer POST")
+	again := browser.api(c.b, http.MethodPost, "shared-key", `{"to": "carol", "amount": 5}`)
+	expect(t, again, http.StatusCreated, "the same key from alice's browser session")
+	if again.Header.Get("Idempotent-Replayed") != "true" || again.body != first.body {
+		t.Fatalf("not a replay for the same user: %q %s", again.Header.Get("Idempotent-Replayed"), again.body)
+	}
+	other := cli.bearer(c.b, http.MethodPost, tb.AccessToken, "shared-key", `{"to": "dave", "amount": 7}`)
+	expect(t, other, http.StatusCreated, "bob's bearer POST with the same key")
+	if other.Header.Get("Idempotent-Replayed") != "" || !strings.Contains(other.body, "dave") {
+		t.Fatalf("bob's request was not his own: %s", other.body)
+	}
+}

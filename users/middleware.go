@@ -99,6 +99,12 @@ func AuthTime(ctx context.Context) time.Time {
 // move that time. If the account cannot be read the
 // request is answered 503: it is never let through as the user, nor quietly
 // downgraded to anonymous.
+//
+// A request with "Authorization: Bearer" and an access token of
+// IssueAPITokens is authenticated by the token instead (see loadBearer in
+// bearer.go): the same one GetItem, no session read or written, 401 with
+// WWW-Authenticate for a refused token, 400 when the session cookie comes
+// with it.
 func (s *Users) LoadUser(sm *scs.SessionManager) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
