@@ -105,7 +105,7 @@ func writeAPITokenProblem(w http.ResponseWriter, r *http.Request, err error) boo
 	switch {
 	case err == nil:
 		return false
-	case err == ErrRefreshReused:
+	case errors.Is(err, ErrRefreshReused):
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		problem.Write(w, r, problem.Problem{Reason: "refresh-token-reused", Status: http.StatusUnauthorized,
 			Title:  "Refresh token already used",
