@@ -302,3 +302,24 @@ func TestIntegrationBearerIdempotencyScope(t *testing.T) {
 		t.Fatalf("bob's request was not his own: %s", other.body)
 	}
 }
+
+// End-to-end cost of a bearer request to the example's API over HTTP
+// against DynamoDB Local (TLS): the account's read and the app's own.
+// Compare BenchmarkIntegrationAuthenticatedPage (a cookie: one read more).
+func BenchmarkIntegrationBearerGet(b *testing.B) {
+	if ddbtest.Endpoint() == "" {
+		b.Skip("DYNAMODB_ENDPOINT is not set")
+	}
+	c := newCluster(b, clusterOpts{})
+	acct := newAccount()
+	c.browser().register(c.a, acct)
+	client := c.apiClient()
+	p := client.tokens(c.a, "/api/token", map[string]string{"login": acct.email, "password": acct.password})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if r := client.bearer(c.a, http.MethodGet, p.AccessToken, "", ""); r.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", r.StatusCode)
+		}
+	}
+}
