@@ -623,3 +623,41 @@ func TestAPITokenConcurrentLogins(t *testing.T) {
 		t.Fatalf("%d clients listed, want %d", len(cs), n)
 	}
 }
+
+// A secret rotation keeps API clients working while the previous secret is
+// in the keyring (access tokens name their key; stored hashes are matched
+// against every key), and ends them once it is dropped.
+func TestAPITokenKeyRotation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.create("rotate@example.com", "rotate")
+	p := e.tokenLogin(e.users, "rotate@example.com")
+	with := func(keys *dynaguard.Keyring) *Users {
+		cfg := e.cfg
+		cfg.Keys = keys
+		u, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	rotated := with(keyring(t, secretB, secretA))
+	if got := newAPIServer(e, rotated).status(p.AccessToken); got != 200 {
+		t.Fatalf("access token after the rotation: %d", got)
+	}
+	q, err := rotated.RefreshAPITokens(ctx, p.RefreshToken, Client{})
+	if err != nil {
+		t.Fatalf("refresh after the rotation: %v", err)
+	}
+	// The new pair is made with the new secret alone.
+	dropped := with(keyring(t, secretB))
+	if got := newAPIServer(e, dropped).status(q.AccessToken); got != 200 {
+		t.Fatalf("new access token with the previous secret dropped: %d", got)
+	}
+	if _, err := dropped.RefreshAPITokens(ctx, q.RefreshToken, Client{}); err != nil {
+		t.Fatalf("new refresh token with the previous secret dropped: %v", err)
+	}
+	if got := newAPIServer(e, dropped).status(p.AccessToken); got != 401 {
+		t.Fatalf("an access token of a dropped secret: %d", got)
+	}
+}

@@ -4,8 +4,9 @@ package users
 //
 //	apif#<fid>       one refresh-token family (one API client install)
 //	    uid            the account
-//	    fs             HMAC(PurposeAPIRefresh, fid, family secret): only a holder of some token of the family can name it
-//	    rh             HMAC(PurposeAPIRefresh, fid, gen, token secret) of the current refresh token
+//	    fs             HMAC(api-refresh key, fid, family secret): only a holder of some token of the family can name it;
+//	                   hashed again under the current key at every refresh (a secret rotation then ends only idle families)
+//	    rh             HMAC(api-refresh key, fid, gen, token secret) of the current refresh token
 //	    prh            the same of the token rotated last (absent at generation 1): only that exact token gets the grace answer
 //	    g              the current generation (1 at login, +1 per refresh)
 //	    cv, se         the account's credential version and session epoch at login
@@ -194,7 +195,11 @@ func (st *store) rotateFamily(ctx context.Context, t *family, keys []dynaguard.D
 	vals := item{
 		":uid": ddb.S(t.uid), ":g": ddb.N(int64(t.gen)), ":g1": ddb.N(int64(n.gen)),
 		":cv": ddb.N(t.cv), ":se": ddb.N(t.se), ":at": ddb.N(t.at), ":now": ddb.NowValue(now),
-		":rh":  ddb.B(refreshHash(keys[0], n)),
+		":rh": ddb.B(refreshHash(keys[0], n)),
+		// The family's secret is hashed again under the current key, so
+		// a family refreshed since a secret rotation outlives the
+		// previous secret's removal from the keyring.
+		":fsn": ddb.B(familyHash(keys[0], t.fid[:], t.fs[:])),
 		":exp": ddb.TTLValue(minTime(now.Add(cfg.IdleLifetime), time.Unix(t.at, 0).Add(cfg.AbsoluteLifetime))),
 	}
 	for i, k := range keys {
@@ -219,7 +224,7 @@ func (st *store) rotateFamily(ctx context.Context, t *family, keys []dynaguard.D
 			ExpressionAttributeValues:           acctVals,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld}},
 		{Update: &types.Update{TableName: st.name(), Key: ddb.Key(familyPK(t.id)),
-			UpdateExpression:                    aws.String("SET #prh = #rh, #rh = :rh, #g = :g1, #rat = :now, #ttl = :exp"),
+			UpdateExpression:                    aws.String("SET #prh = #rh, #rh = :rh, #fs = :fsn, #g = :g1, #rat = :now, #ttl = :exp"),
 			ConditionExpression:                 aws.String(famCond),
 			ExpressionAttributeNames:            famNames,
 			ExpressionAttributeValues:           vals,
