@@ -28,7 +28,7 @@ import (
 // fid names the family (public: it is in access tokens and on the sessions
 // page); fs is the family's secret, the same in every generation; secret
 // is the 256 random bits of this one token; gen its generation. Only keyed
-// hashes of fs and of (fid, gen, secret) are stored (PurposeAPIRefresh):
+// hashes of fs and of (fid, gen, secret) are stored (purposeAPIRefresh):
 // a table dump holds nothing that refreshes, revokes or derives a token.
 // uid, cv, se and at (the login's time) are claims that the refresh's
 // write conditions compare with the family item and the account, so they
