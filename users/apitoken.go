@@ -295,7 +295,8 @@ func (s *Users) RefreshAPITokens(ctx context.Context, refreshToken string, c Cli
 	f, why, err := s.st.rotateFamily(ctx, t, s.keys.Keys(purposeAPIRefresh), s.apiTokens, now)
 	switch {
 	case err != nil:
-		s.event(ctx, dynaguard.EventStorageFailure, obs.StorageReason(err), t.uid, c.IP)
+		// t.uid is the token's claim, not yet checked: the event names no account.
+		s.event(ctx, dynaguard.EventStorageFailure, obs.StorageReason(err), "", c.IP)
 		return nil, err
 	case why == rotated:
 		s.event(ctx, dynaguard.EventAPITokenRefreshed, "", t.uid, c.IP)
@@ -314,6 +315,7 @@ func (s *Users) RefreshAPITokens(ctx context.Context, refreshToken string, c Cli
 			// The family is not revoked: nothing was issued either. The
 			// reuse is logged; the next presentation tries again.
 			s.log.ErrorContext(ctx, "users: refresh token reused; revoking its family failed", "user", t.uid, "client", t.fidString(), "err", err)
+			s.event(ctx, dynaguard.EventStorageFailure, obs.StorageReason(err), t.uid, c.IP)
 			return nil, err
 		}
 		s.log.WarnContext(ctx, "users: refresh token reused; family revoked", "user", t.uid, "client", t.fidString())
@@ -322,8 +324,14 @@ func (s *Users) RefreshAPITokens(ctx context.Context, refreshToken string, c Cli
 			s.notify(ctx, Message{Kind: MessageAPITokenReused, To: u.Email, UserID: u.ID, IP: c.IP})
 		}
 		return nil, ErrRefreshReused
-	default:
+	case why == expired:
+		// The family's own secret matched: the user ID is the family's.
 		s.event(ctx, dynaguard.EventBearerRefused, why.String(), t.uid, c.IP)
+		return nil, ErrInvalidAPIToken
+	default:
+		// Revoked, or refused by the account's check — which may have run
+		// before the family's secret was: the user ID is only a claim.
+		s.event(ctx, dynaguard.EventBearerRefused, why.String(), "", c.IP)
 		return nil, ErrInvalidAPIToken
 	}
 }
