@@ -95,6 +95,11 @@ const (
 	EventStorageFailure
 	EventCrossOriginRefused
 	EventRequestShed
+	EventAPITokenIssued
+	EventAPITokenRefreshed
+	EventAPITokenReused
+	EventAPITokenRevoked
+	EventBearerRefused
 	numEvents
 )
 
@@ -146,6 +151,11 @@ var catalogue = [numEvents]eventInfo{
 	EventStorageFailure:            {"storage.failure", fail, slog.LevelError},
 	EventCrossOriginRefused:        {"request.cross_origin_refused", fail, slog.LevelWarn},
 	EventRequestShed:               {"request.shed", fail, slog.LevelDebug}, // counted: a log line each would add I/O to an overloaded instance
+	EventAPITokenIssued:            {"api_token.issued", ok, slog.LevelInfo},
+	EventAPITokenRefreshed:         {"api_token.refreshed", ok, slog.LevelDebug},
+	EventAPITokenReused:            {"api_token.reused", fail, slog.LevelWarn},
+	EventAPITokenRevoked:           {"api_token.revoked", ok, slog.LevelInfo},
+	EventBearerRefused:             {"api_token.bearer_refused", fail, slog.LevelInfo},
 }
 
 // EventNames returns every name of the catalogue, in order.

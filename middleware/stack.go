@@ -151,6 +151,7 @@ func New(cfg Config) (*Stack, error) {
 			refuseMethods,
 			Bound(BoundConfig{Budget: cfg.Budget, MaxInFlight: cfg.MaxInFlight, Events: withLogger(cfg.Events, cfg.Logger)}),
 			crossOriginExcept(cfg.CrossOrigin, exempt),
+			bearerOnAPIOnly(cfg.APIPrefix),
 			sessionsOf(cfg),
 			identityOf(cfg),
 		),
@@ -189,7 +190,9 @@ func apiChain(cfg Config) Middleware {
 //	Bound                       503 beyond MaxInFlight; the request's DynamoDB budget
 //	http.CrossOriginProtection  cross-site unsafe requests refused before any work
 //	scs LoadAndSave             the session: 1 consistent GetItem, 0–1 write
-//	users.LoadUser              the user: 1 consistent GetItem; stale sessions end
+//	users.LoadUser              the user: 1 consistent GetItem; stale sessions end;
+//	                            or, on API routes, a bearer access token instead of
+//	                            the session (400 on pages, 400 with a session cookie)
 //	  API routes (APIPrefix, matched on the escaped path; an encoded
 //	  "/" or other escape inside the prefix is refused with 400; unsafe
 //	  bodies limited to MaxBodyBytes):

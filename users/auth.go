@@ -91,6 +91,9 @@ type target struct {
 	// registered before then is found under it (read in the same
 	// BatchGetItem) until its address is changed.
 	legacy string
+	// noDevice: an API client's attempt, which no device cookie can
+	// vouch for (IssueAPITokens): the unknown-client limits apply.
+	noDevice bool
 }
 
 func (t target) account() string {
@@ -177,7 +180,9 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		}
 		// A device cookie is read with the rest; whether it is this
 		// account's is known once the marker is.
-		if dev, dr = s.deviceOf(ctx); dev != nil {
+		if dev, dr = s.deviceOf(ctx); t.noDevice {
+			dev, dr = nil, nil
+		} else if dev != nil {
 			devRes.pk, devRes.end = s.deviceKey(dev, now)
 			devRes.lim = s.throttle.PerDevice
 			first = append(first, devRes.pk)

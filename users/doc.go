@@ -95,6 +95,15 @@
 //     credential version and session epoch; a password change, "log out
 //     everywhere" or disabling the account changes it, so every other
 //     session fails its next request — and the session store ends them too.
+//   - Replay of intercepted API tokens (CWE-294, CWE-613). API clients
+//     (IssueAPITokens) get a 10-minute signed access token, checked with the
+//     account read every request makes — so a password change, "log out
+//     everywhere", a disabled account or the client's sign-out end it at
+//     once — and a single-use refresh token stored only as a keyed hash.
+//     Each refresh moves the client's family to the next generation with
+//     one conditional write; a rotated token presented again revokes the
+//     whole family and tells the owner (RFC 9700 §4.14.2): whoever copied
+//     the client's tokens and the client itself both lose access.
 //
 // # Wiring
 //
@@ -121,6 +130,13 @@
 // under attack, never weaker. Self-service sign-up calls Register (limited
 // per address; quiet mode for taken addresses) rather than Create.
 //
+// API clients log in with IssueAPITokens (password, and code in the same
+// request), refresh with RefreshAPITokens and log out with RevokeAPIToken;
+// LoadUser and RequireUser take "Authorization: Bearer" in place of the
+// session (a request with both is refused), and APIClients and
+// RevokeAPIClient list and sign out an account's clients for its sessions
+// page.
+//
 // The client address is the application's to resolve (the connection's
 // address unless it trusts a proxy — see the middleware package); users
 // never reads X-Forwarded-For.
@@ -146,7 +162,12 @@
 // TransactWriteItems, its confirmation two GetItems and one
 // TransactWriteItems, a cancel one DeleteItem and one UpdateItem (the last
 // two plus the session store's RevokeAll). The absolute lifetime costs no
-// call. Every DynamoDB call of the package is in the dynamo*.go files.
+// call. A bearer request: one strongly consistent GetItem of the account —
+// no session read or write. A token login: a login's calls (and a code's)
+// plus one TransactWriteItems (the family and its entry on the account). A
+// refresh: one TransactWriteItems (a ConditionCheck on the account, the
+// family's conditional Update), no read; a reuse adds one more (the
+// family's revocation). A client's logout: one TransactWriteItems. Every DynamoDB call of the package is in the dynamo*.go files.
 //
 // Every error is typed (see the Err* variables and the *Error types), and
 // WriteError turns each into an RFC 9457 problem (docs/PROBLEMS.md).

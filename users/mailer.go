@@ -82,6 +82,12 @@ const (
 	// was answered as if it had worked; this tells the owner, who can log
 	// in or reset the password — or ignore it.
 	MessageSignupExisting MessageKind = "signup-existing"
+	// MessageAPITokenReused: a refresh token of one of the account's API
+	// clients was presented after it had been rotated — two parties held
+	// the client's tokens. That client is signed out (IP says from where
+	// the old token came); if the owner did not copy it, the password
+	// should be changed.
+	MessageAPITokenReused MessageKind = "api-token-reused"
 )
 
 // Message is one message for the Mailer.

@@ -31,6 +31,9 @@ type loaded struct {
 	// device cookie a login reads and sets (deviceOf, device.go).
 	req *http.Request
 	w   http.ResponseWriter
+	// bearer: the user was authenticated by an access token, not by the
+	// session (sm is then nil: no session is named, read or written).
+	bearer bool
 }
 
 func (l *loaded) UserID() string {
@@ -96,6 +99,12 @@ func AuthTime(ctx context.Context) time.Time {
 // move that time. If the account cannot be read the
 // request is answered 503: it is never let through as the user, nor quietly
 // downgraded to anonymous.
+//
+// A request with "Authorization: Bearer" and an access token of
+// IssueAPITokens is authenticated by the token instead (see loadBearer in
+// bearer.go): the same one GetItem, no session read or written, 401 with
+// WWW-Authenticate for a refused token, 400 when the session cookie comes
+// with it.
 func (s *Users) LoadUser(sm *scs.SessionManager) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -113,6 +122,16 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 	ctx := r.Context()
 	if _, done := loadedFrom(ctx); done {
 		return r, true
+	}
+	if tok, ok := bearerToken(r); ok {
+		if s.hasSessionCookie(r, sm) {
+			s.bearerEvent(ctx, "ambiguous", "", authctx.ClientIP(ctx))
+			writeAmbiguous(w, r)
+			return nil, false
+		}
+		if strings.HasPrefix(tok, accessPrefix) {
+			return s.loadBearer(w, r, tok)
+		}
 	}
 	l := &loaded{sm: sm, sessionCtx: ctx, sessions: s.sessions, req: r, w: w}
 	if lg, ok := getLogin(ctx, sm, sessionAuth); ok {
@@ -159,6 +178,12 @@ func (s *Users) RequireUser(sm *scs.SessionManager) func(http.Handler) http.Hand
 				return
 			}
 			if _, in := FromContext(r.Context()); !in {
+				if _, bearer := bearerToken(r); bearer {
+					// A bearer token that is not one of ours (LoadUser
+					// leaves those to the application's other routes).
+					writeInvalidBearer(w, r)
+					return
+				}
 				s.deny(w, r, false)
 				return
 			}

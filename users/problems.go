@@ -27,6 +27,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		p     problem.Problem
 		retry int
 	)
+	if writeAPITokenProblem(w, r, err) {
+		return
+	}
 	switch {
 	case errors.As(err, &te) && te.Locked:
 		p = problem.Problem{Reason: "login-locked", Status: http.StatusTooManyRequests,

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/budget"
 	"github.com/dynaguard/dynaguard/internal/obs"
@@ -131,6 +133,10 @@ type Config struct {
 	// Signup limits sign-ups per client address, and chooses what a
 	// sign-up with a taken email address answers.
 	Signup SignupConfig
+
+	// APITokens configures bearer access tokens and refresh-token
+	// families for API clients (IssueAPITokens).
+	APITokens APITokenConfig
 }
 
 // Users manages accounts, passwords, login throttling and login sessions.
@@ -161,6 +167,9 @@ type Users struct {
 
 	device DeviceCookieConfig
 	signup SignupConfig
+
+	apiTokens  APITokenConfig
+	accessKeys []dynaguard.DerivedKey // purposeAPIAccess, current first: read on every bearer request
 }
 
 // New returns a Users for cfg. It makes no DynamoDB call; it hashes one
@@ -204,6 +213,9 @@ func New(cfg Config) (*Users, error) {
 
 		device: cfg.DeviceCookie.withDefaults(),
 		signup: cfg.Signup.withDefaults(),
+
+		apiTokens:  cfg.APITokens.withDefaults(),
+		accessKeys: cfg.Keys.Keys(purposeAPIAccess),
 	}
 	u.lifetime = cfg.AbsoluteLifetime
 	if u.lifetime <= 0 {
@@ -285,6 +297,8 @@ type User struct {
 
 	pendingKey string // normalised PendingEmail
 	pendingID  string // names the pending change for its cancel link
+
+	apic map[string]types.AttributeValue // API client families listed on the account (apitoken.go)
 }
 
 // ConsecutiveFailures returns, as of when u was read, the failed password

@@ -139,6 +139,9 @@ func (a *App) emailPost(w http.ResponseWriter, r *http.Request) {
 type sessionsData struct {
 	Sessions []sessionstore.Session
 	Current  string
+	// APIClients are the account's API clients (refresh-token families),
+	// listed from the account the request already read: no extra call.
+	APIClients []users.APIClient
 }
 
 func (a *App) sessionsGet(w http.ResponseWriter, r *http.Request) {
@@ -157,7 +160,7 @@ func (a *App) sessionsPage(w http.ResponseWriter, r *http.Request, v *view) {
 		unavailable(w, r)
 		return
 	}
-	v.Data = sessionsData{Sessions: list, Current: a.store.ID(a.sm.Token(ctx))}
+	v.Data = sessionsData{Sessions: list, Current: a.store.ID(a.sm.Token(ctx)), APIClients: a.users.APIClients(v.User)}
 	a.render(w, "sessions", v)
 }
 

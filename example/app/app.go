@@ -277,6 +277,7 @@ func (a *App) handler() (http.Handler, error) {
 		Events:      a.events,
 		Budget:      a.cfg.Budget,
 		MaxInFlight: a.cfg.MaxInFlight,
+		Exempt:      tokenPaths, // they check a password or a refresh token themselves (apitoken.go)
 	})
 	if err != nil {
 		return nil, err
@@ -343,6 +344,8 @@ func (a *App) routes(mux *http.ServeMux) {
 	mux.Handle("GET /account/sessions", a.requireUser(a.sessionsGet))
 	mux.Handle("POST /account/sessions/revoke-all", a.requireUser(a.revokeAll))
 	mux.Handle("POST /account/sessions/revoke", a.requireUser(a.revokeOne))
+	mux.Handle("POST /account/sessions/revoke-api", a.requireUser(a.revokeAPIClient))
+	page("/account/sessions/revoke-api", formPage{render: a.sessionsPage, user: true})
 	page("/account/sessions/revoke-all", formPage{render: a.sessionsPage, user: true})
 	page("/account/sessions/revoke", formPage{render: a.sessionsPage, user: true})
 
@@ -381,6 +384,9 @@ func (a *App) routes(mux *http.ServeMux) {
 
 	mux.Handle("GET /api/transfers", a.requireAPIUser(a.apiTransfersList))
 	mux.Handle("POST /api/transfers", a.requireAPIUser(a.apiTransfersCreate))
+	mux.HandleFunc("POST /api/token", a.apiToken)
+	mux.HandleFunc("POST /api/token/refresh", a.apiTokenRefresh)
+	mux.HandleFunc("POST /api/token/revoke", a.apiTokenRevoke)
 
 	if a.dev && a.outbox != nil {
 		mux.HandleFunc("GET /dev/outbox", a.devOutbox)

@@ -68,6 +68,12 @@ func (a *App) usersMailer() users.Mailer {
 			msg.Subject = "Someone tried to sign up with your address"
 			msg.Body = "Someone tried to create an account with this email address, which already has one. " +
 				"If it was you, log in instead — or reset your password if you forgot it. If not, ignore this message."
+		case users.MessageAPITokenReused:
+			msg.Link = a.cfg.BaseURL + "/account/sessions"
+			msg.Subject = "Security alert: an app's sign-in token was used twice"
+			msg.Body = "A refresh token of one of your API clients (an app or script signed in with your password) " +
+				"was presented again after it had been used: someone else may hold a copy of it. That client is " +
+				"signed out. If you did not copy the token yourself, change your password."
 		default:
 			msg.Subject = string(m.Kind)
 		}

@@ -158,7 +158,7 @@ func (a *App) requireAPIUser(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := users.FromContext(r.Context()); !ok {
 			problem.Write(w, r, problem.Problem{Reason: "authentication-required", Status: http.StatusUnauthorized,
-				Title: "Please log in", Detail: "This API needs a logged-in session cookie."})
+				Title: "Please log in", Detail: "This API needs a logged-in session cookie or an access token (Authorization: Bearer)."})
 			return
 		}
 		next(w, r)

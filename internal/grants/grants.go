@@ -103,7 +103,7 @@ var Components = []Component{
 	},
 	{
 		Name: "users", Package: module + "/users",
-		Doc: "accounts, uniqueness markers, throttling counters, one-time tokens",
+		Doc: "accounts, uniqueness markers, throttling counters, one-time tokens, API client token families",
 		Uses: []Use{
 			t("GetItem", dynaguard.PrefixUser),
 			t("GetItem", dynaguard.PrefixUnique),
@@ -125,6 +125,10 @@ var Components = []Component{
 			t("TransactWriteItems/Delete", dynaguard.PrefixUnique),
 			t("TransactWriteItems/Delete", dynaguard.PrefixToken),
 			t("TransactWriteItems/ConditionCheck", dynaguard.PrefixUnique),
+			t("TransactWriteItems/ConditionCheck", dynaguard.PrefixUser),
+			t("TransactWriteItems/Put", dynaguard.PrefixAPIFamily),
+			t("TransactWriteItems/Update", dynaguard.PrefixAPIFamily),
+			t("TransactWriteItems/Delete", dynaguard.PrefixAPIFamily),
 		},
 	},
 	{

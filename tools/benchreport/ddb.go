@@ -264,6 +264,7 @@ func component(pk string) string {
 		{dynaguard.PrefixThrottle, "throttle"},
 		{dynaguard.PrefixToken, "token"},
 		{dynaguard.PrefixRecovery, "recovery"},
+		{dynaguard.PrefixAPIFamily, "API family"},
 		{"sessions#", "session list"},
 		{seedPrefix, "seed nonce"},
 		{"xfer#", "app"},
