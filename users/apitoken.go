@@ -40,13 +40,14 @@ import (
 // bytes), so that revoking one is felt by its access tokens at once and the
 // sessions page lists API clients without another read.
 
-// purposeAPIAccess keys the MAC of access tokens; purposeAPIRefresh the
-// keyed hashes of refresh tokens and family secrets. Both are this
-// package's own purposes: no other key of the keyring can make an access
-// token or derive a stored hash.
+// purposeAPIAccess keys the MAC of access tokens; purposeAPIRefreshMAC
+// the MAC of refresh tokens; purposeAPIRefresh the keyed hashes of refresh
+// tokens and family secrets. All are this package's own purposes: no other
+// key of the keyring can make a token or derive a stored hash.
 const (
-	purposeAPIAccess  dynaguard.Purpose = "api-access"
-	purposeAPIRefresh dynaguard.Purpose = "api-refresh"
+	purposeAPIAccess     dynaguard.Purpose = "api-access"
+	purposeAPIRefreshMAC dynaguard.Purpose = "api-refresh-token"
+	purposeAPIRefresh    dynaguard.Purpose = "api-refresh"
 )
 
 // APITokenConfig configures bearer access tokens and refresh-token families
@@ -254,7 +255,7 @@ func (s *Users) IssueAPITokens(ctx context.Context, l APILogin) (_ *APITokens, e
 func (s *Users) pair(f *family, now time.Time) *APITokens {
 	return &APITokens{
 		AccessToken:  s.accessToken(f, now),
-		RefreshToken: f.refreshToken(),
+		RefreshToken: s.refreshToken(f),
 		ExpiresIn:    s.apiTokens.AccessLifetime,
 		ClientID:     f.id,
 	}
@@ -284,9 +285,11 @@ func (s *Users) pair(f *family, now time.Time) *APITokens {
 //   - the account changed (password, epoch, disabled, family signed out):
 //     ErrInvalidAPIToken.
 //
-// A storage error issues nothing (ErrUnavailable).
+// A token this keyring did not make (its MAC, purposeAPIRefreshMAC) is
+// refused in memory, with no call: forging one for a chosen account costs
+// that account nothing. A storage error issues nothing (ErrUnavailable).
 func (s *Users) RefreshAPITokens(ctx context.Context, refreshToken string, c Client) (*APITokens, error) {
-	t, ok := parseRefresh(refreshToken)
+	t, ok := s.parseRefresh(refreshToken)
 	if !ok {
 		s.event(ctx, dynaguard.EventBearerRefused, "malformed", "", c.IP)
 		return nil, ErrInvalidAPIToken
@@ -342,10 +345,10 @@ func (s *Users) RefreshAPITokens(ctx context.Context, refreshToken string, c Cli
 // alone revokes nothing. It returns nil for an unknown, forged or already
 // revoked token too, so that it answers nothing about tokens it did not
 // issue (answer 204 in every case); only a storage error is an error.
-// Cost: one TransactWriteItems (the family's Delete on condition of its
+// A token this keyring did not make costs no call. Otherwise: one TransactWriteItems (the family's Delete on condition of its
 // secret, the account entry's removal).
 func (s *Users) RevokeAPIToken(ctx context.Context, refreshToken string, c Client) error {
-	t, ok := parseRefresh(refreshToken)
+	t, ok := s.parseRefresh(refreshToken)
 	if !ok {
 		return nil
 	}

@@ -1,0 +1,46 @@
+package users
+
+import (
+	"errors"
+	"testing"
+)
+
+// A refresh or revoke token this keyring did not make — the victim's user
+// ID, which every access token shows, with a random family ID and secret —
+// is refused in memory: no call, so no write on the victim's account item.
+func TestAPITokenForgedRefreshCostsNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	victim := e.create("forged@example.com", "forged")
+	p := e.tokenLogin(e.users, "forged@example.com")
+	c, why := e.users.verifyAccess(p.AccessToken, e.users.now())
+	if why != "" || c.uid != victim.ID {
+		t.Fatalf("access token: %q %q", why, c.uid)
+	}
+	// The attacker's own instance of the package, with a keyring of its own.
+	other := &Users{refreshKeys: keyring(t, secretB).Keys(purposeAPIRefreshMAC)}
+	real, _ := e.users.parseRefresh(p.RefreshToken)
+	forged := newFamily(victim, "x", e.users.now())
+	flipped := []byte(p.RefreshToken)
+	flipped[len(flipped)-2] ^= 1 // in the MAC
+	for _, tc := range []struct{ name, tok string }{
+		{"another keyring, random family", other.refreshToken(forged)},
+		{"another keyring, the real family", other.refreshToken(real)},
+		{"MAC changed", string(flipped)},
+		{"no MAC", p.RefreshToken[:len(p.RefreshToken)-43]},
+	} {
+		e.rec.Reset()
+		if _, err := e.users.RefreshAPITokens(ctx, tc.tok, Client{}); !errors.Is(err, ErrInvalidAPIToken) || errors.Is(err, ErrRefreshReused) {
+			t.Errorf("%s: refresh: %v", tc.name, err)
+		}
+		if err := e.users.RevokeAPIToken(ctx, tc.tok, Client{}); err != nil {
+			t.Errorf("%s: revoke: %v", tc.name, err)
+		}
+		if n := len(e.rec.Calls()); n != 0 {
+			t.Errorf("%s: %d DynamoDB calls, want 0", tc.name, n)
+		}
+	}
+	if _, err := e.users.RefreshAPITokens(ctx, p.RefreshToken, Client{}); err != nil {
+		t.Fatalf("the real token after the forgeries: %v", err)
+	}
+}
