@@ -160,7 +160,8 @@ type APITokens struct {
 	// next pair (once). Both are credentials: never log them.
 	AccessToken  string
 	RefreshToken string
-	// ExpiresIn is the access token's lifetime.
+	// ExpiresIn is the access token's lifetime: AccessLifetime, or less
+	// when the family's absolute lifetime ends sooner.
 	ExpiresIn time.Duration
 	// ClientID names the family (for the sessions page); it is not secret
 	// and authorises nothing on its own.
@@ -256,7 +257,7 @@ func (s *Users) pair(f *family, now time.Time) *APITokens {
 	return &APITokens{
 		AccessToken:  s.accessToken(f, now),
 		RefreshToken: s.refreshToken(f),
-		ExpiresIn:    s.apiTokens.AccessLifetime,
+		ExpiresIn:    s.accessExpiry(f, now).Sub(now),
 		ClientID:     f.id,
 	}
 }

@@ -211,12 +211,21 @@ type accessClaims struct {
 	at     time.Time
 }
 
+// accessExpiry is when an access token of f made at now expires: after
+// AccessLifetime, or at the family's absolute end if that comes first.
+func (s *Users) accessExpiry(f *family, now time.Time) time.Time {
+	return minTime(now.Add(s.apiTokens.AccessLifetime), time.Unix(f.at, 0).Add(s.apiTokens.AbsoluteLifetime))
+}
+
 func (s *Users) accessToken(f *family, now time.Time) string {
 	key := s.accessKeys[0]
 	b := make([]byte, 0, 1+kidLen+16+famIDLen+2*binary.MaxVarintLen64+len(f.uid)+macLen)
 	b = append(b, tokenVersion)
 	b = append(b, key.ID...)
-	b = binary.BigEndian.AppendUint64(b, uint64(now.Add(s.apiTokens.AccessLifetime).Unix()))
+	// An access token never outlives its family's absolute end: one
+	// minted by a refresh just before it ends with it.
+	exp := s.accessExpiry(f, now)
+	b = binary.BigEndian.AppendUint64(b, uint64(exp.Unix()))
 	b = binary.BigEndian.AppendUint64(b, uint64(f.at))
 	b = append(b, f.fid[:]...)
 	b = binary.AppendUvarint(b, uint64(f.cv))
@@ -371,14 +380,14 @@ func (u *User) entries() []apiEntry {
 	return out
 }
 
-// lists reports whether the account lists family fid under its current
-// credential version and session epoch (the bearer check: no allocation
-// beyond the entry's parse).
-func (u *User) lists(fid string) bool {
+// lists reports whether the account lists family fid as live at now:
+// under its current credential version and session epoch, before its
+// absolute end (the bearer check: no allocation beyond the entry's parse).
+func (u *User) lists(fid string, now time.Time) bool {
 	av, ok := u.apic[fid]
 	if !ok {
 		return false
 	}
 	e, ok := parseEntry(fid, av)
-	return ok && e.cv == u.credVersion && e.se == u.epoch
+	return ok && e.liveAt(u, now)
 }

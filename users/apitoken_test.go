@@ -530,7 +530,7 @@ func BenchmarkBearerVerify(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		c, why := s.verifyAccess(tok, now)
-		if why != "" || !u.lists(c.fid) || c.cv != u.credVersion {
+		if why != "" || !u.lists(c.fid, now) || c.cv != u.credVersion {
 			b.Fatal(why)
 		}
 	}

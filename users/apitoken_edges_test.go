@@ -3,6 +3,7 @@ package users
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 // A refresh or revoke token this keyring did not make — the victim's user
@@ -42,5 +43,35 @@ func TestAPITokenForgedRefreshCostsNothing(t *testing.T) {
 	}
 	if _, err := e.users.RefreshAPITokens(ctx, p.RefreshToken, Client{}); err != nil {
 		t.Fatalf("the real token after the forgeries: %v", err)
+	}
+}
+
+// An access token minted by a refresh just before the family's absolute
+// end ends with the family, not AccessLifetime later.
+func TestAPITokenAccessEndsWithFamily(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) {
+		c.APITokens = APITokenConfig{AccessLifetime: 10 * time.Minute, AbsoluteLifetime: time.Hour}
+	})
+	e.create("end@example.com", "end")
+	api := newAPIServer(e, e.users)
+	p := e.tokenLogin(e.users, "end@example.com")
+	e.clock.Advance(55 * time.Minute)
+	q, err := e.users.RefreshAPITokens(ctx, p.RefreshToken, Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.ExpiresIn != 5*time.Minute {
+		t.Fatalf("expires_in %v, want the 5 min left of the family", q.ExpiresIn)
+	}
+	if got := api.status(q.AccessToken); got != 200 {
+		t.Fatalf("before the family's end: %d", got)
+	}
+	e.clock.Advance(5 * time.Minute)
+	if _, why := e.users.verifyAccess(q.AccessToken, e.users.now()); why != "expired" {
+		t.Fatalf("the token at the family's end: %q, want expired", why)
+	}
+	if got := api.status(q.AccessToken); got != 401 {
+		t.Fatalf("after the family's end: %d", got)
 	}
 }
