@@ -391,3 +391,15 @@ func TestIntegrationTokenEndpointsIgnoreBearer(t *testing.T) {
 	expectInvalidToken(t, client.tokenCall(c.a, "/api/token/refresh", map[string]string{"refresh_token": p2.RefreshToken}),
 		"the revoked family's refresh token")
 }
+
+// Only the three token endpoints are exempt, not the subtree under them: a
+// path below /api/token/ gets the API's checks (here: a logged-in user).
+func TestIntegrationTokenExemptionIsExact(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{})
+	client := c.apiClient()
+	for _, path := range []string{"/api/token/other", "/api/token/refresh/x", "/api/token/"} {
+		r := client.tokenCall(c.a, path, map[string]string{"refresh_token": "x"})
+		expectProblem(t, r, http.StatusUnauthorized, "POST "+path)
+	}
+}

@@ -28,8 +28,10 @@ import (
 // a repeated refresh is reuse (the family is revoked), a repeated revoke
 // does nothing more.
 
-// tokenPaths are the routes exempt from the stack's checks.
-var tokenPaths = []string{"/api/token", "/api/token/"}
+// tokenPaths are the routes exempt from the stack's checks: these three
+// exactly, not a subtree, so that a route added under /api/token/ later is
+// guarded like any other.
+var tokenPaths = []string{"/api/token", "/api/token/refresh", "/api/token/revoke"}
 
 // maxTokenBody bounds a token request's body.
 const maxTokenBody = 8 << 10
