@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/obs"
@@ -412,10 +413,14 @@ func IsBearer(ctx context.Context) bool {
 }
 
 // clientName is the name a family is listed under: the User-Agent,
-// shortened on a character boundary, without control characters.
+// shortened on a character boundary, without control characters (C0, DEL,
+// C1) and without the invisible and bidi formatting characters that the
+// identifier checks refuse (invisible): the name is shown to the owner on
+// the sessions page, where a right-to-left override could make one client
+// pass for another.
 func clientName(ua string) string {
 	ua = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) || invisible(r) {
 			return -1
 		}
 		return r

@@ -2,8 +2,14 @@ package users
 
 import (
 	"errors"
+	"math"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
 // A refresh or revoke token this keyring did not make — the victim's user
@@ -73,5 +79,43 @@ func TestAPITokenAccessEndsWithFamily(t *testing.T) {
 	}
 	if got := api.status(q.AccessToken); got != 401 {
 		t.Fatalf("after the family's end: %d", got)
+	}
+}
+
+// Input → outcome: the name a client is listed under on the sessions page.
+func TestClientName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ ua, want string }{
+		{"curl/8.5.0", "curl/8.5.0"},
+		{"", "API client"},
+		{"a\x00b\tc\r\nd\x7f", "abcd"},
+		{"a\u0085b\u009bc", "abc"},                         // C1 controls (NEL, CSI)
+		{"app\u202etxt.exe", "apptxt.exe"},                 // right-to-left override
+		{"a\u202ab\u202bc\u202cd\u202de", "abcde"},         // embeddings, pop
+		{"a\u2066b\u2067c\u2068d\u2069e", "abcde"},         // isolates
+		{"a\u200eb\u200fc\u200bd", "abcd"},                 // marks, zero width space
+		{"\u202e\u2066\x00", "API client"},                 // nothing left
+		{strings.Repeat("é", 40), strings.Repeat("é", 32)}, // cut on a character boundary
+	} {
+		if got := clientName(tc.ua); got != tc.want {
+			t.Errorf("clientName(%q) = %q, want %q", tc.ua, got, tc.want)
+		}
+	}
+}
+
+// The client list sorts by creation time without overflowing.
+func TestEntriesOrder(t *testing.T) {
+	t.Parallel()
+	u := &User{apic: map[string]types.AttributeValue{
+		"a": ddb.S(apiEntry{created: math.MaxInt64, abs: 1}.String()),
+		"b": ddb.S(apiEntry{created: -1, abs: 1}.String()),
+		"c": ddb.S(apiEntry{created: 5, abs: 1}.String()),
+	}}
+	var ids []string
+	for _, e := range u.entries() {
+		ids = append(ids, e.id)
+	}
+	if strings.Join(ids, "") != "bca" {
+		t.Fatalf("order %v, want b c a", ids)
 	}
 }

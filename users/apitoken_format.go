@@ -1,6 +1,7 @@
 package users
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -372,8 +373,8 @@ func (u *User) entries() []apiEntry {
 		}
 	}
 	slices.SortFunc(out, func(a, b apiEntry) int {
-		if a.created != b.created {
-			return int(a.created - b.created)
+		if c := cmp.Compare(a.created, b.created); c != 0 {
+			return c
 		}
 		return strings.Compare(a.id, b.id)
 	})
