@@ -179,6 +179,10 @@ type APIClient struct {
 // maxClientName bounds the stored User-Agent of a client.
 const maxClientName = 64
 
+// listRetries bounds the attempts of a token login to add its family to
+// an account whose client list concurrent logins keep changing.
+const listRetries = 3
+
 // IssueAPITokens logs an API client in: the password is checked exactly as
 // by Authenticate — the same throttle counters, the same one verification
 // in a hashing slot, the same equal work for unknown, wrong and disabled —
@@ -224,19 +228,27 @@ func (s *Users) IssueAPITokens(ctx context.Context, l APILogin) (_ *APITokens, e
 	now := s.now()
 	f := newFamily(u, clientName(l.Client.UserAgent), now)
 	evicted, err := s.st.createFamily(ctx, u, u, f, s.keys.Key(purposeAPIRefresh), s.apiTokens.MaxClients, now, s.apiTokens)
-	if errors.Is(err, ErrConflict) {
+	for range listRetries {
+		if !errors.Is(err, ErrConflict) {
+			break
+		}
 		// Another login of the account changed its client list at the
 		// same moment (the first two logins both creating it, or two at
-		// the limit evicting the same client). Once more with the list as
-		// it is now — still on condition of the credential version and
-		// epoch the password was checked against (one GetItem more, on
-		// this rare path only).
+		// the limit evicting the same client). Again with the list as it
+		// is now — still on condition of the credential version and
+		// epoch the password was checked against (a GetItem and a
+		// TransactWriteItems more, on this rare path only). A conflict
+		// that outlasts the retries is answered ErrConflict; an account
+		// whose password changed meanwhile fails every retry the same way.
 		fresh, gerr := s.st.getUser(ctx, u.ID)
 		if gerr != nil {
 			return nil, gerr
 		}
 		if fresh == nil {
 			return nil, ErrInvalidCredentials
+		}
+		if fresh.credVersion != u.credVersion || fresh.epoch != u.epoch || fresh.Disabled {
+			return nil, ErrConflict
 		}
 		evicted, err = s.st.createFamily(ctx, u, fresh, f, s.keys.Key(purposeAPIRefresh), s.apiTokens.MaxClients, now, s.apiTokens)
 	}

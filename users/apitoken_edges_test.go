@@ -1,14 +1,18 @@
 package users
 
 import (
+	"context"
 	"errors"
 	"math"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/ddb"
 )
 
@@ -117,5 +121,59 @@ func TestEntriesOrder(t *testing.T) {
 	}
 	if strings.Join(ids, "") != "bca" {
 		t.Fatalf("order %v, want b c a", ids)
+	}
+}
+
+// MaxClients holds under racing logins on two instances: an account at its
+// limit never lists more clients than that, however the logins interleave.
+func TestAPITokenMaxClientsUnderRace(t *testing.T) {
+	t.Parallel()
+	var evictions atomic.Int32
+	e := newEnv(t, func(c *Config) {
+		c.APITokens.MaxClients = 2
+		c.Events = &dynaguard.Events{Hook: func(_ context.Context, ev dynaguard.Event) {
+			if ev.Name == dynaguard.EventAPITokenRevoked && ev.Reason == "evicted" {
+				evictions.Add(1)
+			}
+		}}
+	})
+	u := e.create("race@example.com", "race")
+	e.tokenLogin(e.users, "race@example.com")
+	e.tokenLogin(e.users, "race@example.com")
+	instances := []*Users{e.users, e.instance()}
+	const logins = 12
+	var wg sync.WaitGroup
+	var ok, conflicts atomic.Int32
+	errs := make(chan error, logins)
+	for i := range logins {
+		wg.Go(func() {
+			_, err := instances[i%2].IssueAPITokens(ctx, APILogin{Login: "race@example.com", Password: goodPassword,
+				Client: Client{IP: ip("192.0.2.7"), UserAgent: "racer"}})
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, ErrConflict):
+				conflicts.Add(1)
+			default:
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("login: %v", err)
+	}
+	acct, err := e.users.st.getUser(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d logins issued tokens, %d gave up on conflicts", ok.Load(), conflicts.Load())
+	if n := len(acct.apic); n != 2 || ok.Load() == 0 {
+		t.Fatalf("%d clients listed after %d logins, want 2", n, ok.Load())
+	}
+	// Each login at the limit evicted one client, and said so once.
+	if evictions.Load() != ok.Load() {
+		t.Fatalf("%d eviction events for %d logins at the limit", evictions.Load(), ok.Load())
 	}
 }
