@@ -323,3 +323,83 @@ func BenchmarkIntegrationBearerGet(b *testing.B) {
 		}
 	}
 }
+
+// tokenCallBearer posts to a token endpoint with an access token in the
+// Authorization header too, as a client that attaches it to every call of
+// the API does.
+func (b *browser) tokenCallBearer(srv *httptest.Server, path, access string, body any) response {
+	b.t.Helper()
+	js, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(string(js)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Authorization", "Bearer "+access)
+	return b.do(req)
+}
+
+// The token endpoints are exempt: an expired, garbled or revoked access
+// token in the Authorization header is neither checked nor refused there,
+// and a valid one costs no account read — a refresh is its one write.
+func TestIntegrationTokenEndpointsIgnoreBearer(t *testing.T) {
+	t.Parallel()
+	clock := ddbtest.NewClock(time.Time{})
+	c := newCluster(t, clusterOpts{clock: clock, record: true})
+	acct := newAccount()
+	c.browser().register(c.a, acct)
+	client := c.apiClient()
+	login := map[string]string{"login": acct.email, "password": acct.password}
+	p := client.tokens(c.a, "/api/token", login)
+
+	// A valid access token in the header: the refresh is its one write.
+	c.rec.Reset()
+	r := client.tokenCallBearer(c.b, "/api/token/refresh", p.AccessToken, map[string]string{"refresh_token": p.RefreshToken})
+	expect(t, r, http.StatusOK, "refresh with a valid access token in the header")
+	if calls := c.rec.Calls(); len(calls) != 1 || c.rec.Count("GetItem") != 0 {
+		t.Fatalf("refresh with a bearer header: %d calls (%d GetItem), want 1 write", len(calls), c.rec.Count("GetItem"))
+	}
+	if err := json.Unmarshal([]byte(r.body), &p); err != nil {
+		t.Fatal(err)
+	}
+
+	// The access token expires; the client refreshes with it still attached.
+	old := p.AccessToken
+	clock.Advance(11 * time.Minute)
+	expectInvalidToken(t, client.bearer(c.a, http.MethodGet, old, "", ""), "the expired access token on the API")
+	for name, access := range map[string]string{"expired": old, "garbled": "dga_" + strings.Repeat("A", 40), "foreign": "not-ours"} {
+		r = client.tokenCallBearer(c.a, "/api/token/refresh", access, map[string]string{"refresh_token": p.RefreshToken})
+		expect(t, r, http.StatusOK, "refresh with an "+name+" access token in the header")
+		if err := json.Unmarshal([]byte(r.body), &p); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, client.tokenCallBearer(c.b, "/api/token", access, login), http.StatusOK, "login with an "+name+" access token in the header")
+	}
+
+	// Logout with the (valid) access token attached, then refresh and log
+	// out again with the now revoked one attached.
+	revoked := p.AccessToken
+	r = client.tokenCallBearer(c.a, "/api/token/revoke", revoked, map[string]string{"refresh_token": p.RefreshToken})
+	expect(t, r, http.StatusNoContent, "revoke with the access token in the header")
+	expectInvalidToken(t, client.bearer(c.b, http.MethodGet, revoked, "", ""), "the revoked family's access token")
+	p2 := client.tokens(c.b, "/api/token", login)
+	r = client.tokenCallBearer(c.b, "/api/token/refresh", revoked, map[string]string{"refresh_token": p2.RefreshToken})
+	expect(t, r, http.StatusOK, "refresh with a revoked access token in the header")
+	if err := json.Unmarshal([]byte(r.body), &p2); err != nil {
+		t.Fatal(err)
+	}
+	r = client.tokenCallBearer(c.a, "/api/token/revoke", "dga_garbled", map[string]string{"refresh_token": p2.RefreshToken})
+	expect(t, r, http.StatusNoContent, "revoke with a garbled access token in the header")
+	expectInvalidToken(t, client.tokenCall(c.a, "/api/token/refresh", map[string]string{"refresh_token": p2.RefreshToken}),
+		"the revoked family's refresh token")
+}
+
+// Only the three token endpoints are exempt, not the subtree under them: a
+// path below /api/token/ gets the API's checks (here: a logged-in user).
+func TestIntegrationTokenExemptionIsExact(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{})
+	client := c.apiClient()
+	for _, path := range []string{"/api/token/other", "/api/token/refresh/x", "/api/token/"} {
+		r := client.tokenCall(c.a, path, map[string]string{"refresh_token": "x"})
+		expectProblem(t, r, http.StatusUnauthorized, "POST "+path)
+	}
+}

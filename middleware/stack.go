@@ -67,7 +67,10 @@ type Config struct {
 	// single-use state value) and make repeated ones harmless. Session
 	// cookies with SameSite=Lax (scs's default) are not sent on
 	// cross-site posts. Recover, SecurityHeaders, RealIP, the session and
-	// users.LoadUser still run; nonce.Token and nonce.Field do not (wrap
+	// users.LoadUser still run — LoadUser for the session only: an
+	// "Authorization: Bearer" header reaches the handler untouched and
+	// unchecked, so that a stale access token sent along cannot stop a
+	// token endpoint from refreshing it; nonce.Token and nonce.Field do not (wrap
 	// such a handler in Nonces.Handler if it renders a protected form). A
 	// path with a "." or ".." segment or "//" is never exempt, so that no
 	// router can clean it into another route.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/obs"
@@ -40,13 +41,14 @@ import (
 // bytes), so that revoking one is felt by its access tokens at once and the
 // sessions page lists API clients without another read.
 
-// purposeAPIAccess keys the MAC of access tokens; purposeAPIRefresh the
-// keyed hashes of refresh tokens and family secrets. Both are this
-// package's own purposes: no other key of the keyring can make an access
-// token or derive a stored hash.
+// purposeAPIAccess keys the MAC of access tokens; purposeAPIRefreshMAC
+// the MAC of refresh tokens; purposeAPIRefresh the keyed hashes of refresh
+// tokens and family secrets. All are this package's own purposes: no other
+// key of the keyring can make a token or derive a stored hash.
 const (
-	purposeAPIAccess  dynaguard.Purpose = "api-access"
-	purposeAPIRefresh dynaguard.Purpose = "api-refresh"
+	purposeAPIAccess     dynaguard.Purpose = "api-access"
+	purposeAPIRefreshMAC dynaguard.Purpose = "api-refresh-token"
+	purposeAPIRefresh    dynaguard.Purpose = "api-refresh"
 )
 
 // APITokenConfig configures bearer access tokens and refresh-token families
@@ -159,7 +161,8 @@ type APITokens struct {
 	// next pair (once). Both are credentials: never log them.
 	AccessToken  string
 	RefreshToken string
-	// ExpiresIn is the access token's lifetime.
+	// ExpiresIn is the access token's lifetime: AccessLifetime, or less
+	// when the family's absolute lifetime ends sooner.
 	ExpiresIn time.Duration
 	// ClientID names the family (for the sessions page); it is not secret
 	// and authorises nothing on its own.
@@ -175,6 +178,10 @@ type APIClient struct {
 
 // maxClientName bounds the stored User-Agent of a client.
 const maxClientName = 64
+
+// listRetries bounds the attempts of a token login to add its family to
+// an account whose client list concurrent logins keep changing.
+const listRetries = 3
 
 // IssueAPITokens logs an API client in: the password is checked exactly as
 // by Authenticate — the same throttle counters, the same one verification
@@ -221,19 +228,27 @@ func (s *Users) IssueAPITokens(ctx context.Context, l APILogin) (_ *APITokens, e
 	now := s.now()
 	f := newFamily(u, clientName(l.Client.UserAgent), now)
 	evicted, err := s.st.createFamily(ctx, u, u, f, s.keys.Key(purposeAPIRefresh), s.apiTokens.MaxClients, now, s.apiTokens)
-	if errors.Is(err, ErrConflict) {
+	for range listRetries {
+		if !errors.Is(err, ErrConflict) {
+			break
+		}
 		// Another login of the account changed its client list at the
 		// same moment (the first two logins both creating it, or two at
-		// the limit evicting the same client). Once more with the list as
-		// it is now — still on condition of the credential version and
-		// epoch the password was checked against (one GetItem more, on
-		// this rare path only).
+		// the limit evicting the same client). Again with the list as it
+		// is now — still on condition of the credential version and
+		// epoch the password was checked against (a GetItem and a
+		// TransactWriteItems more, on this rare path only). A conflict
+		// that outlasts the retries is answered ErrConflict; an account
+		// whose password changed meanwhile fails every retry the same way.
 		fresh, gerr := s.st.getUser(ctx, u.ID)
 		if gerr != nil {
 			return nil, gerr
 		}
 		if fresh == nil {
 			return nil, ErrInvalidCredentials
+		}
+		if fresh.credVersion != u.credVersion || fresh.epoch != u.epoch || fresh.Disabled {
+			return nil, ErrConflict
 		}
 		evicted, err = s.st.createFamily(ctx, u, fresh, f, s.keys.Key(purposeAPIRefresh), s.apiTokens.MaxClients, now, s.apiTokens)
 	}
@@ -254,8 +269,8 @@ func (s *Users) IssueAPITokens(ctx context.Context, l APILogin) (_ *APITokens, e
 func (s *Users) pair(f *family, now time.Time) *APITokens {
 	return &APITokens{
 		AccessToken:  s.accessToken(f, now),
-		RefreshToken: f.refreshToken(),
-		ExpiresIn:    s.apiTokens.AccessLifetime,
+		RefreshToken: s.refreshToken(f),
+		ExpiresIn:    s.accessExpiry(f, now).Sub(now),
 		ClientID:     f.id,
 	}
 }
@@ -284,9 +299,11 @@ func (s *Users) pair(f *family, now time.Time) *APITokens {
 //   - the account changed (password, epoch, disabled, family signed out):
 //     ErrInvalidAPIToken.
 //
-// A storage error issues nothing (ErrUnavailable).
+// A token this keyring did not make (its MAC, purposeAPIRefreshMAC) is
+// refused in memory, with no call: forging one for a chosen account costs
+// that account nothing. A storage error issues nothing (ErrUnavailable).
 func (s *Users) RefreshAPITokens(ctx context.Context, refreshToken string, c Client) (*APITokens, error) {
-	t, ok := parseRefresh(refreshToken)
+	t, ok := s.parseRefresh(refreshToken)
 	if !ok {
 		s.event(ctx, dynaguard.EventBearerRefused, "malformed", "", c.IP)
 		return nil, ErrInvalidAPIToken
@@ -342,10 +359,10 @@ func (s *Users) RefreshAPITokens(ctx context.Context, refreshToken string, c Cli
 // alone revokes nothing. It returns nil for an unknown, forged or already
 // revoked token too, so that it answers nothing about tokens it did not
 // issue (answer 204 in every case); only a storage error is an error.
-// Cost: one TransactWriteItems (the family's Delete on condition of its
+// A token this keyring did not make costs no call. Otherwise: one TransactWriteItems (the family's Delete on condition of its
 // secret, the account entry's removal).
 func (s *Users) RevokeAPIToken(ctx context.Context, refreshToken string, c Client) error {
-	t, ok := parseRefresh(refreshToken)
+	t, ok := s.parseRefresh(refreshToken)
 	if !ok {
 		return nil
 	}
@@ -408,10 +425,14 @@ func IsBearer(ctx context.Context) bool {
 }
 
 // clientName is the name a family is listed under: the User-Agent,
-// shortened on a character boundary, without control characters.
+// shortened on a character boundary, without control characters (C0, DEL,
+// C1) and without the invisible and bidi formatting characters that the
+// identifier checks refuse (invisible): the name is shown to the owner on
+// the sessions page, where a right-to-left override could make one client
+// pass for another.
 func clientName(ua string) string {
 	ua = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) || invisible(r) {
 			return -1
 		}
 		return r

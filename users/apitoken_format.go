@@ -1,6 +1,7 @@
 package users
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -22,7 +23,7 @@ import (
 // token is (so a token pasted in the wrong place, or leaked into a log, is
 // recognisable and refused at once) and base64url of a binary record.
 //
-//	refresh  "dgr_" version(1) fid(16) fs(16) secret(32) uvarint(gen, cv, se, at) uid
+//	refresh  "dgr_" version(1) kid(8) fid(16) fs(16) secret(32) uvarint(gen, cv, se, at) uid mac(32)
 //	access   "dga_" version(1) kid(8) exp(8) at(8) fid(16) uvarint(cv, se) uid mac(32)
 //
 // fid names the family (public: it is in access tokens and on the sessions
@@ -36,7 +37,15 @@ import (
 //
 // The access token's MAC is HMAC-SHA256 under the key of purposeAPIAccess
 // named by kid (the DerivedKey.ID), so tokens made before a secret rotation
-// still verify while the previous secret is in the keyring.
+// still verify while the previous secret is in the keyring. The refresh
+// token's MAC is the same under purposeAPIRefreshMAC, with its own domain
+// string: a refresh or revoke token that this keyring did not make — a
+// chosen user ID (which every access token shows) with a random family ID —
+// is refused in memory, before the write that would otherwise be spent on
+// the victim's account item. The MAC proves origin only; the family's
+// secret and the stored hash still decide whether the token is current.
+// Neither token is encrypted: uid, cv, se, the login time and (access) the
+// expiry are readable by whoever holds the token.
 const (
 	refreshPrefix = "dgr_"
 	accessPrefix  = "dga_"
@@ -95,9 +104,11 @@ func (f *family) next() *family {
 
 func (f *family) fidString() string { return f.id }
 
-func (f *family) refreshToken() string {
-	b := make([]byte, 0, 1+famIDLen+famSecretLen+refreshLen+4*binary.MaxVarintLen64+len(f.uid))
+func (s *Users) refreshToken(f *family) string {
+	key := s.refreshKeys[0]
+	b := make([]byte, 0, 1+kidLen+famIDLen+famSecretLen+refreshLen+4*binary.MaxVarintLen64+len(f.uid)+macLen)
 	b = append(b, tokenVersion)
+	b = append(b, key.ID...)
 	b = append(b, f.fid[:]...)
 	b = append(b, f.fs[:]...)
 	b = append(b, f.secret[:]...)
@@ -106,18 +117,25 @@ func (f *family) refreshToken() string {
 	b = binary.AppendUvarint(b, uint64(f.se))
 	b = binary.AppendUvarint(b, uint64(f.at))
 	b = append(b, f.uid...)
+	sum := tokenSum(key, refreshDomain, b)
+	b = append(b, sum[:]...)
 	return refreshPrefix + apiEncoding.EncodeToString(b)
 }
 
-// parseRefresh decodes a refresh token's layout; whether it is valid only
-// the family's write can say.
-func parseRefresh(tok string) (*family, bool) {
+// parseRefresh checks a refresh token's MAC, in memory, and decodes it;
+// whether it is the family's current token only the family's write can
+// say.
+func (s *Users) parseRefresh(tok string) (*family, bool) {
 	raw, ok := decodeAPIToken(tok, refreshPrefix)
-	if !ok || len(raw) < 1+famIDLen+famSecretLen+refreshLen+4 || raw[0] != tokenVersion {
+	if !ok || len(raw) < 1+kidLen+famIDLen+famSecretLen+refreshLen+4+1+macLen || raw[0] != tokenVersion {
+		return nil, false
+	}
+	payload, mac := raw[:len(raw)-macLen], raw[len(raw)-macLen:]
+	if !macValid(s.refreshKeys, refreshDomain, payload, mac) {
 		return nil, false
 	}
 	f := &family{}
-	p := raw[1:]
+	p := payload[1+kidLen:]
 	p = p[copy(f.fid[:], p):]
 	p = p[copy(f.fs[:], p):]
 	p = p[copy(f.secret[:], p):]
@@ -194,44 +212,51 @@ type accessClaims struct {
 	at     time.Time
 }
 
+// accessExpiry is when an access token of f made at now expires: after
+// AccessLifetime, or at the family's absolute end if that comes first.
+func (s *Users) accessExpiry(f *family, now time.Time) time.Time {
+	return minTime(now.Add(s.apiTokens.AccessLifetime), time.Unix(f.at, 0).Add(s.apiTokens.AbsoluteLifetime))
+}
+
 func (s *Users) accessToken(f *family, now time.Time) string {
-	key := s.keys.Key(purposeAPIAccess)
+	key := s.accessKeys[0]
 	b := make([]byte, 0, 1+kidLen+16+famIDLen+2*binary.MaxVarintLen64+len(f.uid)+macLen)
 	b = append(b, tokenVersion)
 	b = append(b, key.ID...)
-	b = binary.BigEndian.AppendUint64(b, uint64(now.Add(s.apiTokens.AccessLifetime).Unix()))
+	// An access token never outlives its family's absolute end: one
+	// minted by a refresh just before it ends with it.
+	exp := s.accessExpiry(f, now)
+	b = binary.BigEndian.AppendUint64(b, uint64(exp.Unix()))
 	b = binary.BigEndian.AppendUint64(b, uint64(f.at))
 	b = append(b, f.fid[:]...)
 	b = binary.AppendUvarint(b, uint64(f.cv))
 	b = binary.AppendUvarint(b, uint64(f.se))
 	b = append(b, f.uid...)
-	b = append(b, accessMAC(key, b)...)
+	sum := tokenSum(key, accessDomain, b)
+	b = append(b, sum[:]...)
 	return accessPrefix + apiEncoding.EncodeToString(b)
 }
 
-func accessMAC(key dynaguard.DerivedKey, payload []byte) []byte {
-	sum := accessSum(key, payload)
-	return sum[:]
-}
+// tokenMACs pools keyed HMAC states per token key, as authMACs does for
+// session auth hashes: a bearer request checks one MAC, and a fresh
+// hmac.New there was most of its allocations.
+var tokenMACs sync.Map // string(key.Secret) → *sync.Pool of *authState
 
-// accessMACs pools keyed HMAC states per access-token key, as authMACs
-// does for session auth hashes: a bearer request checks one MAC, and a
-// fresh hmac.New there was most of its allocations.
-var accessMACs sync.Map // string(key.Secret) → *sync.Pool of *authState
-
-// accessSum is HMAC-SHA256(key, "dynaguard api access v1" 0x00 payload).
-func accessSum(key dynaguard.DerivedKey, payload []byte) [sha256.Size]byte {
-	p, ok := accessMACs.Load(string(key.Secret))
+// tokenSum is HMAC-SHA256(key, domain payload). The keys of access and
+// refresh tokens are of different purposes, and each kind has its own
+// domain string besides.
+func tokenSum(key dynaguard.DerivedKey, domain, payload []byte) [sha256.Size]byte {
+	p, ok := tokenMACs.Load(string(key.Secret))
 	if !ok {
 		secret := key.Secret
-		p, _ = accessMACs.LoadOrStore(string(secret), &sync.Pool{New: func() any {
+		p, _ = tokenMACs.LoadOrStore(string(secret), &sync.Pool{New: func() any {
 			return &authState{mac: hmac.New(sha256.New, secret)}
 		}})
 	}
 	pool := p.(*sync.Pool)
 	st := pool.Get().(*authState)
 	st.mac.Reset()
-	st.mac.Write(accessDomain)
+	st.mac.Write(domain)
 	st.mac.Write(payload)
 	st.mac.Sum(st.sum[:0])
 	sum := st.sum
@@ -239,7 +264,25 @@ func accessSum(key dynaguard.DerivedKey, payload []byte) [sha256.Size]byte {
 	return sum
 }
 
-var accessDomain = []byte("dynaguard api access v1\x00")
+var (
+	accessDomain  = []byte("dynaguard api access v1\x00")
+	refreshDomain = []byte("dynaguard api refresh token v1\x00")
+)
+
+// macValid checks payload's MAC under the key its kid (payload[1:1+kidLen])
+// names among keys — the current one and the previous ones, so that tokens
+// made before a secret rotation keep working while the previous secret is
+// in the keyring.
+func macValid(keys []dynaguard.DerivedKey, domain, payload, mac []byte) bool {
+	kid := payload[1 : 1+kidLen]
+	for _, k := range keys {
+		if k.ID == string(kid) {
+			sum := tokenSum(k, domain, payload)
+			return subtle.ConstantTimeCompare(sum[:], mac) == 1
+		}
+	}
+	return false
+}
 
 // verifyAccess checks an access token's MAC and expiry, in memory; reason
 // is the catalogue word when it is refused. A token's expiry further out
@@ -251,16 +294,7 @@ func (s *Users) verifyAccess(tok string, now time.Time) (accessClaims, string) {
 		return accessClaims{}, "malformed"
 	}
 	payload, mac := raw[:len(raw)-macLen], raw[len(raw)-macLen:]
-	kid := payload[1 : 1+kidLen]
-	valid := false
-	for _, k := range s.accessKeys {
-		if k.ID == string(kid) {
-			sum := accessSum(k, payload)
-			valid = subtle.ConstantTimeCompare(sum[:], mac) == 1
-			break
-		}
-	}
-	if !valid {
+	if !macValid(s.accessKeys, accessDomain, payload, mac) {
 		return accessClaims{}, "malformed"
 	}
 	p := payload[1+kidLen:]
@@ -339,22 +373,22 @@ func (u *User) entries() []apiEntry {
 		}
 	}
 	slices.SortFunc(out, func(a, b apiEntry) int {
-		if a.created != b.created {
-			return int(a.created - b.created)
+		if c := cmp.Compare(a.created, b.created); c != 0 {
+			return c
 		}
 		return strings.Compare(a.id, b.id)
 	})
 	return out
 }
 
-// lists reports whether the account lists family fid under its current
-// credential version and session epoch (the bearer check: no allocation
-// beyond the entry's parse).
-func (u *User) lists(fid string) bool {
+// lists reports whether the account lists family fid as live at now:
+// under its current credential version and session epoch, before its
+// absolute end (the bearer check: no allocation beyond the entry's parse).
+func (u *User) lists(fid string, now time.Time) bool {
 	av, ok := u.apic[fid]
 	if !ok {
 		return false
 	}
 	e, ok := parseEntry(fid, av)
-	return ok && e.cv == u.credVersion && e.se == u.epoch
+	return ok && e.liveAt(u, now)
 }

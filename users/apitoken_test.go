@@ -333,13 +333,13 @@ func TestAPITokenRefused(t *testing.T) {
 	}
 	// A forged refresh token with the family's public ID but not its
 	// secret revokes nothing and refreshes nothing.
-	f, _ := parseRefresh(p.RefreshToken)
+	f, _ := e.users.parseRefresh(p.RefreshToken)
 	f.fs[0] ^= 1
 	f.gen = 7
-	if _, err := e.users.RefreshAPITokens(ctx, f.refreshToken(), Client{}); !errors.Is(err, ErrInvalidAPIToken) || errors.Is(err, ErrRefreshReused) {
+	if _, err := e.users.RefreshAPITokens(ctx, e.users.refreshToken(f), Client{}); !errors.Is(err, ErrInvalidAPIToken) || errors.Is(err, ErrRefreshReused) {
 		t.Fatalf("forged refresh: %v", err)
 	}
-	if err := e.users.RevokeAPIToken(ctx, f.refreshToken(), Client{}); err != nil {
+	if err := e.users.RevokeAPIToken(ctx, e.users.refreshToken(f), Client{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.users.RevokeAPIToken(ctx, "dgr_nonsense", Client{}); err != nil {
@@ -498,7 +498,7 @@ func TestAPITokenTableDump(t *testing.T) {
 		needles = append(needles, tok, tok[4:])
 	}
 	for _, r := range []string{p.RefreshToken, q.RefreshToken} {
-		f, _ := parseRefresh(r)
+		f, _ := e.users.parseRefresh(r)
 		for _, b := range [][]byte{f.fs[:], f.secret[:]} {
 			needles = append(needles, base64.StdEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b), hex.EncodeToString(b), string(b))
 			for _, k := range []dynaguard.DerivedKey{{Secret: []byte{}}, {Secret: make([]byte, 32)}} {
@@ -530,7 +530,7 @@ func BenchmarkBearerVerify(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		c, why := s.verifyAccess(tok, now)
-		if why != "" || !u.lists(c.fid) || c.cv != u.credVersion {
+		if why != "" || !u.lists(c.fid, now) || c.cv != u.credVersion {
 			b.Fatal(why)
 		}
 	}
@@ -551,9 +551,9 @@ func TestAPITokenGraceOnlyForTheRotatedToken(t *testing.T) {
 	if _, err := e.users.RefreshAPITokens(ctx, p1.RefreshToken, Client{}); !errors.Is(err, ErrRefreshRotated) {
 		t.Fatalf("the token just rotated, within the window: %v", err)
 	}
-	made, _ := parseRefresh(p1.RefreshToken)
+	made, _ := e.users.parseRefresh(p1.RefreshToken)
 	made.secret[0] ^= 1
-	if _, err := e.users.RefreshAPITokens(ctx, made.refreshToken(), Client{}); !errors.Is(err, ErrRefreshReused) {
+	if _, err := e.users.RefreshAPITokens(ctx, e.users.refreshToken(made), Client{}); !errors.Is(err, ErrRefreshReused) {
 		t.Fatalf("a made-up token of the rotated generation: %v", err)
 	}
 	if _, err := e.users.RefreshAPITokens(ctx, p2.RefreshToken, Client{}); !errors.Is(err, ErrInvalidAPIToken) {
@@ -659,5 +659,34 @@ func TestAPITokenKeyRotation(t *testing.T) {
 	}
 	if got := newAPIServer(e, dropped).status(p.AccessToken); got != 401 {
 		t.Fatalf("an access token of a dropped secret: %d", got)
+	}
+}
+
+// Rolling a new secret across instances: the instances that already know
+// it as a previous secret accept what the first to promote it makes.
+func TestAPITokenKeyRollout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.create("rollout@example.com", "rollout")
+	with := func(keys *dynaguard.Keyring) *Users {
+		cfg := e.cfg
+		cfg.Keys = keys
+		u, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	staged, promoted := with(keyring(t, secretA, secretB)), with(keyring(t, secretB, secretA))
+	p := e.tokenLogin(promoted, "rollout@example.com")
+	if got := newAPIServer(e, staged).status(p.AccessToken); got != 200 {
+		t.Fatalf("access token of the promoted secret on a staged instance: %d", got)
+	}
+	q, err := staged.RefreshAPITokens(ctx, p.RefreshToken, Client{})
+	if err != nil {
+		t.Fatalf("refresh token of the promoted secret on a staged instance: %v", err)
+	}
+	if _, err := promoted.RefreshAPITokens(ctx, q.RefreshToken, Client{}); err != nil {
+		t.Fatalf("and back: %v", err)
 	}
 }

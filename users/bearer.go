@@ -69,7 +69,7 @@ func (s *Users) loadBearer(w http.ResponseWriter, r *http.Request, tok string) (
 	switch {
 	case u == nil || u.Disabled || u.credVersion != c.cv || u.epoch != c.se:
 		why = "credentials_changed"
-	case !u.lists(c.fid):
+	case !u.lists(c.fid, now):
 		why = "revoked"
 	}
 	if why != "" {

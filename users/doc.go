@@ -135,7 +135,21 @@
 // LoadUser and RequireUser take "Authorization: Bearer" in place of the
 // session (a request with both is refused), and APIClients and
 // RevokeAPIClient list and sign out an account's clients for its sessions
-// page.
+// page. Routes exempt from middleware.Stack (the token endpoints) get the
+// Authorization header untouched: a stale access token sent along cannot
+// stop a refresh. Three things to know:
+//
+//   - API logins have no device cookie, so the unknown-client limits always
+//     apply: guessing at an account from anywhere slows its owner's new API
+//     logins, while clients already logged in keep refreshing (a refresh
+//     checks no password and counts nothing).
+//   - A single-page app on another origin needs CORS from the application,
+//     and the stack's cross-origin check applies to its unsafe requests:
+//     trust its origin in the http.CrossOriginProtection given to the stack.
+//   - Tokens are MACed, not encrypted: they show the user ID, credential
+//     version, session epoch and login time (and the access token's
+//     expiry) to whoever holds them. None of it is secret; none can be
+//     changed.
 //
 // The client address is the application's to resolve (the connection's
 // address unless it trusts a proxy — see the middleware package); users
@@ -167,7 +181,12 @@
 // plus one TransactWriteItems (the family and its entry on the account). A
 // refresh: one TransactWriteItems (a ConditionCheck on the account, the
 // family's conditional Update), no read; a reuse adds one more (the
-// family's revocation). A client's logout: one TransactWriteItems. Every DynamoDB call of the package is in the dynamo*.go files.
+// family's revocation). A client's logout: one TransactWriteItems. A
+// refresh or revoke token this keyring did not make costs no call. A
+// refresh writes the account item in its transaction, so its capacity grows
+// with that item: 2 × ⌈account KB⌉ + 2 WCU — 4 for an account under 1 KB,
+// 8 at about 3 KB (each API client listed adds about 113 bytes). Every
+// DynamoDB call of the package is in the dynamo*.go files.
 //
 // Every error is typed (see the Err* variables and the *Error types), and
 // WriteError turns each into an RFC 9457 problem (docs/PROBLEMS.md).

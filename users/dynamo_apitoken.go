@@ -99,6 +99,11 @@ func (st *store) createFamily(ctx context.Context, checked, listed *User, f *fam
 		if drop > len(order) {
 			drop = len(order)
 		}
+		// The list must be the one read: its size, and every entry this
+		// write removes still in it. Two logins that read the same full
+		// list would otherwise both pass the size check — the second
+		// removing an entry the first already removed, and adding its
+		// own: one client over the limit.
 		update = "SET #apic.#f = :e REMOVE "
 		for i, id := range order[:drop] {
 			n := "#x" + strconv.Itoa(i)
@@ -107,6 +112,7 @@ func (st *store) createFamily(ctx context.Context, checked, listed *User, f *fam
 				update += ", "
 			}
 			update += "#apic." + n
+			cond += " AND attribute_exists(#apic." + n + ")"
 			if i >= len(dead) {
 				evicted = append(evicted, id)
 			}

@@ -104,7 +104,8 @@ func AuthTime(ctx context.Context) time.Time {
 // IssueAPITokens is authenticated by the token instead (see loadBearer in
 // bearer.go): the same one GetItem, no session read or written, 401 with
 // WWW-Authenticate for a refused token, 400 when the session cookie comes
-// with it.
+// with it. On a route exempt from middleware.Stack (the token endpoints)
+// the header is left to the handler: no bearer check, no call.
 func (s *Users) LoadUser(sm *scs.SessionManager) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -123,7 +124,7 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 	if _, done := loadedFrom(ctx); done {
 		return r, true
 	}
-	if tok, ok := bearerToken(r); ok {
+	if tok, ok := bearerToken(r); ok && !authctx.BearerSkipped(ctx) {
 		if s.hasSessionCookie(r, sm) {
 			s.bearerEvent(ctx, "ambiguous", "", authctx.ClientIP(ctx))
 			writeAmbiguous(w, r)

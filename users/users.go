@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -168,8 +169,9 @@ type Users struct {
 	device DeviceCookieConfig
 	signup SignupConfig
 
-	apiTokens  APITokenConfig
-	accessKeys []dynaguard.DerivedKey // purposeAPIAccess, current first: read on every bearer request
+	apiTokens   APITokenConfig
+	accessKeys  []dynaguard.DerivedKey // purposeAPIAccess, current first: read on every bearer request
+	refreshKeys []dynaguard.DerivedKey // purposeAPIRefreshMAC, current first
 }
 
 // New returns a Users for cfg. It makes no DynamoDB call; it hashes one
@@ -214,8 +216,15 @@ func New(cfg Config) (*Users, error) {
 		device: cfg.DeviceCookie.withDefaults(),
 		signup: cfg.Signup.withDefaults(),
 
-		apiTokens:  cfg.APITokens.withDefaults(),
-		accessKeys: cfg.Keys.Keys(purposeAPIAccess),
+		apiTokens:   cfg.APITokens.withDefaults(),
+		accessKeys:  cfg.Keys.Keys(purposeAPIAccess),
+		refreshKeys: cfg.Keys.Keys(purposeAPIRefreshMAC),
+	}
+	// Tokens carry the key ID in a fixed-size field.
+	for _, k := range slices.Concat(u.accessKeys, u.refreshKeys) {
+		if len(k.ID) != kidLen {
+			return nil, errors.New("users: a keyring key ID is not 8 bytes")
+		}
 	}
 	u.lifetime = cfg.AbsoluteLifetime
 	if u.lifetime <= 0 {

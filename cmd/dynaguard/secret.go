@@ -13,7 +13,9 @@ const rotateHowTo = `How to rotate DYNAGUARD_SECRET (comma-separated hex secrets
 
   1. dynaguard secret -rotate "$DYNAGUARD_SECRET" prints NEW,CURRENT. Deploy it to every
      instance. New sessions, nonces, tokens and sealed data use NEW; what CURRENT made
-     is still accepted (sessions are moved to NEW keys as they are used).
+     is still accepted (sessions are moved to NEW keys as they are used). With many
+     instances, deploy CURRENT,NEW everywhere first (NEW accepted, not yet used), so that
+     no instance refuses what the others make with NEW during the rolling deploy.
   2. Keep CURRENT listed at least as long as what it made may still be presented: the
      longest session lifetime, reset and verification links, nonce and idempotency TTLs.
      With users.Config.Pepper, password hashes and sealed TOTP secrets made with it are

@@ -28,8 +28,10 @@ import (
 // a repeated refresh is reuse (the family is revoked), a repeated revoke
 // does nothing more.
 
-// tokenPaths are the routes exempt from the stack's checks.
-var tokenPaths = []string{"/api/token", "/api/token/"}
+// tokenPaths are the routes exempt from the stack's checks: these three
+// exactly, not a subtree, so that a route added under /api/token/ later is
+// guarded like any other.
+var tokenPaths = []string{"/api/token", "/api/token/refresh", "/api/token/revoke"}
 
 // maxTokenBody bounds a token request's body.
 const maxTokenBody = 8 << 10
@@ -57,9 +59,16 @@ func decodeTokenRequest(w http.ResponseWriter, r *http.Request, allowed ...strin
 		return tokenRequest{}, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTokenBody))
-	if err != nil {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
 		badRequest(w, r, http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large",
 			"The body is larger than "+strconv.Itoa(maxTokenBody)+" bytes.")
+		return tokenRequest{}, false
+	case err != nil:
+		// The client stopped sending, or sent a broken chunked body.
+		badRequest(w, r, http.StatusBadRequest, "body-unreadable", "Request body unreadable",
+			"The request body could not be read. Send it again.")
 		return tokenRequest{}, false
 	}
 	var req tokenRequest
@@ -90,6 +99,19 @@ func decodeTokenRequest(w http.ResponseWriter, r *http.Request, allowed ...strin
 		return tokenRequest{}, false
 	}
 	return req, true
+}
+
+// decodeRefreshRequest reads the body of refresh and revoke: exactly
+// {"refresh_token"}. Without it the request is malformed (400, RFC 6749
+// §5.2 invalid_request), not a token that was refused; any well-formed
+// body with an unknown token still gets revoke's 204.
+func decodeRefreshRequest(w http.ResponseWriter, r *http.Request) (tokenRequest, bool) {
+	req, ok := decodeTokenRequest(w, r, "refresh_token")
+	if ok && req.RefreshToken == nil {
+		badRequest(w, r, http.StatusBadRequest, "token-request-invalid", "The request is not valid", `"refresh_token" is required.`)
+		return tokenRequest{}, false
+	}
+	return req, ok
 }
 
 func str(p *string) string {
@@ -125,7 +147,7 @@ func (a *App) apiToken(w http.ResponseWriter, r *http.Request) {
 
 // apiTokenRefresh is POST /api/token/refresh: {"refresh_token"} → a new pair.
 func (a *App) apiTokenRefresh(w http.ResponseWriter, r *http.Request) {
-	req, ok := decodeTokenRequest(w, r, "refresh_token")
+	req, ok := decodeRefreshRequest(w, r)
 	if !ok {
 		return
 	}
@@ -140,7 +162,7 @@ func (a *App) apiTokenRefresh(w http.ResponseWriter, r *http.Request) {
 // apiTokenRevoke is POST /api/token/revoke: {"refresh_token"} → 204, for
 // any token (RFC 7009 §2.2: no answer about tokens it did not issue).
 func (a *App) apiTokenRevoke(w http.ResponseWriter, r *http.Request) {
-	req, ok := decodeTokenRequest(w, r, "refresh_token")
+	req, ok := decodeRefreshRequest(w, r)
 	if !ok {
 		return
 	}

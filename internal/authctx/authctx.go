@@ -93,3 +93,20 @@ func (l layer) SessionID() string {
 	}
 	return ""
 }
+
+type skipBearerKey struct{}
+
+// SkipBearer marks a request whose "Authorization: Bearer" header is not
+// for users.LoadUser: a route exempt from the middleware stack (the token
+// endpoints, a webhook) gets the header untouched and checks what it needs
+// itself. Without the mark a stale or garbled access token sent to the
+// refresh endpoint would be refused before the refresh could replace it.
+func SkipBearer(ctx context.Context) context.Context {
+	return context.WithValue(ctx, skipBearerKey{}, true)
+}
+
+// BearerSkipped reports whether SkipBearer marked ctx.
+func BearerSkipped(ctx context.Context) bool {
+	v, _ := ctx.Value(skipBearerKey{}).(bool)
+	return v
+}

@@ -98,7 +98,7 @@ func (e *Emitter) Emit(ctx context.Context, ev dynaguard.Event) {
 		return
 	}
 	e.counter.Add(ctx, 1, e.opts[ev.Name]...)
-	level := ev.Name.Level()
+	level := levelOf(ev)
 	logOn := e.log.Enabled(ctx, level)
 	if !logOn && e.hook == nil {
 		return
@@ -134,6 +134,18 @@ func (e *Emitter) Emit(ctx context.Context, ev dynaguard.Event) {
 	if e.hook != nil {
 		e.hook(ctx, ev)
 	}
+}
+
+// levelOf is the level ev is logged at: its event's, except for a refusal
+// that anyone can cause at will, in any number, without holding anything —
+// a garbled bearer token on every anonymous request. Those are logged at
+// Debug, as request.shed is, so that a flood of them adds no log I/O; they
+// are still counted and handed to the hook, where an alert belongs.
+func levelOf(ev dynaguard.Event) slog.Level {
+	if ev.Name == dynaguard.EventBearerRefused && ev.Reason == "malformed" {
+		return slog.LevelDebug
+	}
+	return ev.Name.Level()
 }
 
 // since is the time elapsed since t, in seconds.

@@ -21,7 +21,9 @@ func init() {
 	minimums["GET /api/items (Authorization: Bearer)"] = minimum{1, "1 GetItem (account)", 1, 0,
 		"The access token is checked in memory (MAC, expiry); the one strongly consistent read of the account — which every authenticated request makes — says whether the account is enabled, its credential version and epoch are the token's, and the token's family is still listed. No session to read or write: one read fewer than a cookie's GET /account."}
 	minimums["POST /api/token/refresh (rotation)"] = minimum{1, "1 TransactWriteItems (ConditionCheck account + Update family)", 0, 4,
-		"Single use needs one atomic move of the family from the presented token's hash to the new one; making it also depend on the account (credential version, epoch, not disabled, family listed) takes a ConditionCheck in the same transaction rather than a read first (which would reopen the race). 2 WCU per item in a transaction, for an account under 1 KB; no read."}
+		"Single use needs one atomic move of the family from the presented token's hash to the new one; making it also depend on the account (credential version, epoch, not disabled, family listed) takes a ConditionCheck in the same transaction rather than a read first (which would reopen the race). No read. A transaction bills 2 WCU per KB of each item, the ConditionCheck's account item included: 2 × ⌈account KB⌉ + 2 WCU — the 4 here for an account under 1 KB; each API client listed on the account adds about 113 bytes (its entry), so an account with ten clients and a TOTP enrolment (about 3 KB) costs 8 WCU per refresh. The access token attached to the call, if any, is not checked (the route is exempt): no account read for it."}
+	minimums["POST /api/token/refresh (forged token: another keyring)"] = minimum{0, "none: the refresh token's MAC is checked in memory", 0, 0,
+		"A refresh token names its key and carries an HMAC under the package's own purpose: one this keyring did not make — a victim's user ID, which every access token shows, with a random family ID — is refused before any call, so forging them costs the victim's account item nothing."}
 	minimums["POST /api/token/refresh (a rotated token again: reuse)"] = minimum{3, "1 failed TransactWriteItems + 1 TransactWriteItems (revocation) + 1 GetItem (owner's address)", 1, 8,
 		"The refused rotation returns the family as it was (ReturnValuesOnConditionCheckFailure), which says it is reuse; the revocation deletes the family and removes its entry from the account together (so its access tokens die at once); the owner's notice needs the address, which neither transaction returns. AWS bills the canceled transaction's writes too. A rare path: one per detected theft."}
 }
@@ -36,7 +38,7 @@ func measureAPITokenFlows(m *meter, add func(flowResult, error) error) error {
 		return err
 	}
 	st, err := middleware.New(middleware.Config{Sessions: in.sm, Users: in.users, Nonces: in.nonces, Idempotency: in.idem,
-		Exempt: []string{"/api/token", "/api/token/"}, Logger: quiet})
+		Exempt: []string{"/api/token", "/api/token/refresh", "/api/token/revoke"}, Logger: quiet})
 	if err != nil {
 		return err
 	}
@@ -98,7 +100,28 @@ func measureAPITokenFlows(m *meter, add func(flowResult, error) error) error {
 	})); err != nil {
 		return err
 	}
-	return add(m.measure("refresh replay (refused, family revoked)", "POST /api/token/refresh (a rotated token again: reuse)", http.StatusUnauthorized, func() *httptest.ResponseRecorder {
+	if err := add(m.measure("refresh replay (refused, family revoked)", "POST /api/token/refresh (a rotated token again: reuse)", http.StatusUnauthorized, func() *httptest.ResponseRecorder {
 		return client.do("POST", "/api/token/refresh", `{"refresh_token":"`+first+`"}`, js)
+	})); err != nil {
+		return err
+	}
+	forged := forgedRefreshToken(got.RefreshToken)
+	return add(m.measure("forged refresh token (refused in memory)", "POST /api/token/refresh (forged token: another keyring)", http.StatusUnauthorized, func() *httptest.ResponseRecorder {
+		return client.do("POST", "/api/token/refresh", `{"refresh_token":"`+forged+`"}`, js)
 	}))
+}
+
+// forgedRefreshToken is tok with another family ID — the form of a token
+// made without the keyring: the user ID and layout are right, the MAC is
+// not. (A character inside the family ID's bytes is changed; tok is a live
+// token of the benchmark's own client.)
+func forgedRefreshToken(tok string) string {
+	b := []byte(tok)
+	i := len("dgr_") + 16 // base64 of version, key ID and the start of the family ID
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
 }
