@@ -95,6 +95,11 @@ const (
 	EventStorageFailure
 	EventCrossOriginRefused
 	EventRequestShed
+	EventPasskeyRegistered
+	EventPasskeyRemoved
+	EventPasskeyRefused
+	EventPasskeyCloned
+	EventPasskeyChallengeReplayed
 	numEvents
 )
 
@@ -146,6 +151,11 @@ var catalogue = [numEvents]eventInfo{
 	EventStorageFailure:            {"storage.failure", fail, slog.LevelError},
 	EventCrossOriginRefused:        {"request.cross_origin_refused", fail, slog.LevelWarn},
 	EventRequestShed:               {"request.shed", fail, slog.LevelDebug}, // counted: a log line each would add I/O to an overloaded instance
+	EventPasskeyRegistered:         {"passkey.registered", ok, slog.LevelInfo},
+	EventPasskeyRemoved:            {"passkey.removed", ok, slog.LevelInfo},
+	EventPasskeyRefused:            {"passkey.refused", fail, slog.LevelWarn},
+	EventPasskeyCloned:             {"passkey.cloned", fail, slog.LevelError},
+	EventPasskeyChallengeReplayed:  {"passkey.challenge_replayed", fail, slog.LevelWarn},
 }
 
 // EventNames returns every name of the catalogue, in order.

@@ -47,6 +47,7 @@ const (
 	PrefixThrottle    = "thr#"   // users: a throttling counter
 	PrefixToken       = "tok#"   // users: a one-time token (reset, verification)
 	PrefixRecovery    = "rcv#"   // users: a TOTP recovery code
+	PrefixPasskey     = "pkey#"  // users: a passkey credential, or a used passkey challenge
 )
 
 // MaxItemSize is DynamoDB's item size limit in bytes (attribute names and

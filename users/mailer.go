@@ -77,6 +77,14 @@ const (
 	// password. A code form submitted twice (a double click) triggers it
 	// too, so word the notice "if this was not you".
 	MessageCodeReplayed MessageKind = "totp-code-replayed"
+	// MessagePasskeyAdded and MessagePasskeyRemoved: a passkey was
+	// registered on, or removed from, the account (PasskeyName names it).
+	MessagePasskeyAdded   MessageKind = "passkey-added"
+	MessagePasskeyRemoved MessageKind = "passkey-removed"
+	// MessagePasskeyCloned: a passkey sent a signature counter that did
+	// not advance — its key was probably copied. It is refused from now on;
+	// the owner should remove it and check the account.
+	MessagePasskeyCloned MessageKind = "passkey-cloned"
 	// MessageSignupExisting: someone tried to sign up with the account's
 	// email address (Register in quiet mode, SignupConfig.Quiet). The sign-up
 	// was answered as if it had worked; this tells the owner, who can log
@@ -108,6 +116,9 @@ type Message struct {
 	// NewEmail is the address an email change moves to
 	// (MessageEmailChangeRequested, MessageEmailChanged).
 	NewEmail string
+	// PasskeyName is the label of the passkey a notice is about
+	// (MessagePasskeyAdded, MessagePasskeyRemoved, MessagePasskeyCloned).
+	PasskeyName string
 	// Reclaimed (MessagePasswordChanged, after a reset) says that the reset
 	// was the first proof that the account's holder holds its address:
 	// every second factor and any pending email change set up before it

@@ -24,6 +24,13 @@ type Proof struct {
 	// Code is a six-digit TOTP code or a recovery code. It is required
 	// when the account has TOTP enabled, and ignored otherwise.
 	Code string
+	// Passkey is a WebAuthn assertion (the JSON of the browser's
+	// PublicKeyCredential, as PublicKeyCredential.toJSON() gives it) made
+	// for a challenge of BeginPasskeyProof, in this session, by one of the
+	// account's passkeys. A user-verified passkey is two factors: when
+	// Passkey is set it is the whole proof, and Password and Code are
+	// ignored.
+	Passkey []byte
 }
 
 // ErrProofRequired matches every refusal of a sensitive operation for want

@@ -91,6 +91,9 @@ type Config struct {
 	Tokens TokenConfig
 	// TOTP configures the TOTP second factor.
 	TOTP TOTPConfig
+	// Passkeys configures passkeys (WebAuthn): off unless its RPID and
+	// Origins are set.
+	Passkeys PasskeyConfig
 	// ReauthAge, when set, is an extra check on every operation that takes
 	// a Proof (password and email changes, TOTP on and off, new recovery
 	// codes): the session must also have checked a credential within
@@ -154,6 +157,7 @@ type Users struct {
 	mailer    Mailer
 	tokens    TokenConfig
 	totp      TOTPConfig
+	passkeys  PasskeyConfig
 	reauthAge time.Duration
 	lifetime  time.Duration
 
@@ -181,6 +185,9 @@ func New(cfg Config) (*Users, error) {
 	if err := cfg.DeviceCookie.withDefaults().validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.Passkeys.validate(); err != nil {
+		return nil, err
+	}
 	ev := obs.New(cfg.Events, "users", cfg.Clock, cfg.Logger)
 	u := &Users{
 		ev:       ev,
@@ -200,6 +207,7 @@ func New(cfg Config) (*Users, error) {
 		mailer:    cfg.Mailer,
 		tokens:    cfg.Tokens.withDefaults(),
 		totp:      cfg.TOTP.withDefaults(),
+		passkeys:  cfg.Passkeys.withDefaults(),
 		reauthAge: cfg.ReauthAge,
 
 		device: cfg.DeviceCookie.withDefaults(),
