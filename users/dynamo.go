@@ -212,6 +212,7 @@ func decodeUser(it item) (*User, error) {
 	}
 	u.RecoveryCodes = len(u.recovery)
 	decodePending(it, u)
+	decodePasskeys(it, u)
 	return u, nil
 }
 
@@ -645,18 +646,21 @@ func (st *store) deleteUser(ctx context.Context, u *User) error {
 			ExpressionAttributeValues: item{":uid": ddb.S(u.ID)},
 		}}
 	}
+	cond, names, vals := passkeysUnchanged(u)
+	names["#ver"], vals[":ver"] = attrVersion, ddb.N(u.version)
 	items := []types.TransactWriteItem{
 		{Delete: &types.Delete{
 			TableName:                 st.name(),
 			Key:                       ddb.Key(userPK(u.ID)),
-			ConditionExpression:       aws.String("#ver = :ver"),
-			ExpressionAttributeNames:  map[string]string{"#ver": attrVersion},
-			ExpressionAttributeValues: item{":ver": ddb.N(u.version)},
+			ConditionExpression:       aws.String("#ver = :ver AND " + cond),
+			ExpressionAttributeNames:  names,
+			ExpressionAttributeValues: vals,
 		}},
 		markerDel(kindEmail, u.emailKey),
 		markerDel(kindUsername, u.usernameKey),
 		st.releaseSkeleton(u.ID, u.usernameKey),
 	}
+	items = append(items, st.passkeyDeletes(u)...)
 	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
@@ -902,7 +906,7 @@ func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, peppe
 		cond += " AND attribute_not_exists(#ev)"
 		names["#se"] = attrEpoch
 		for i, attr := range []string{attrMFA, attrTOTP, attrTOTPStep, attrRecovery, attrTOTPPending, attrPendingExp,
-			attrPendingEmail, attrPendingKey, attrPendingExpires, attrPendingID} {
+			attrPendingEmail, attrPendingKey, attrPendingExpires, attrPendingID, attrPasskeys} {
 			n := "#r" + strconv.Itoa(i)
 			names[n] = attr
 			remove = append(remove, n)

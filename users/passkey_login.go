@@ -2,8 +2,14 @@ package users
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 
 	"github.com/alexedwards/scs/v2"
+	"github.com/go-webauthn/webauthn/protocol"
+
+	"github.com/dynaguard/dynaguard"
 )
 
 // BeginPasskeyLogin starts a passkey sign-in with no login name (a
@@ -18,7 +24,23 @@ import (
 // this call sets (a sign-in has no session to bind to yet). The request
 // must pass through LoadUser (ErrNoBrowserBinding otherwise).
 func (s *Users) BeginPasskeyLogin(ctx context.Context, sm *scs.SessionManager) ([]byte, error) {
-	return nil, ErrPasskeysDisabled
+	ch, err := s.issue(ctx, ceremonyLogin, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	return s.requestOptions(ch)
+}
+
+// requestOptions are the options of navigator.credentials.get() for
+// challenge ch.
+func (s *Users) requestOptions(ch string) ([]byte, error) {
+	raw, _ := b64u.DecodeString(ch)
+	return json.Marshal(protocol.CredentialAssertion{Response: protocol.PublicKeyCredentialRequestOptions{
+		Challenge:        raw,
+		Timeout:          int(s.passkeys.Timeout.Milliseconds()),
+		RelyingPartyID:   s.passkeys.RPID,
+		UserVerification: protocol.VerificationRequired,
+	}})
 }
 
 // FinishPasskeyLogin checks a passkey sign-in (response: the JSON of the
@@ -42,12 +64,76 @@ func (s *Users) BeginPasskeyLogin(ctx context.Context, sm *scs.SessionManager) (
 // attempt gets a *ThrottledError before any check.
 //
 // Cost, the minimum: one BatchGetItem (the credential and the address
-// counters), one GetItem (the account, whose key the credential names),
-// one TransactWriteItems (the challenge's single-use marker and the
-// credential's counter, conditioned on it advancing: one response is
-// accepted at most once, across instances).
-func (s *Users) FinishPasskeyLogin(ctx context.Context, sm *scs.SessionManager, response []byte, c Client) (*User, error) {
-	return nil, ErrPasskeysDisabled
+// counters), one GetItem (the account, whose key only the credential
+// names), one TransactWriteItems (the challenge's single-use marker and
+// the credential's counter, conditioned on it advancing: one response is
+// accepted at most once, across instances). A refusal after the reads
+// adds the failure counts (sent at once, as for a wrong password).
+func (s *Users) FinishPasskeyLogin(ctx context.Context, sm *scs.SessionManager, response []byte, c Client) (_ *User, err error) {
+	var uid string
+	defer func() {
+		if err != nil {
+			s.passkeyEvent(ctx, uid, c.IP, err)
+			s.refusal(ctx, dynaguard.EventLoginFailed, uid, c.IP, &err)
+		}
+	}()
+	a, err := s.openAssertion(ctx, response, ceremonyLogin, "")
+	if err != nil {
+		return nil, loginRefused(err)
+	}
+	now := s.now()
+	pc, keys := s.passkeyClient(ctx, c.IP, now)
+	items, err := s.st.batchGet(ctx, append(keys, a.pks...)...)
+	if err != nil {
+		return nil, err
+	}
+	cred, found := a.credentialIn(items)
+	if !found {
+		if w := s.passkeyWait(pc, items, nil, "", now); w > 0 {
+			return nil, s.throttled(w)
+		}
+		if err := s.countPasskeyFailure(ctx, pc, nil, "", now); err != nil {
+			return nil, err
+		}
+		return nil, loginRefused(refuse("unknown_credential"))
+	}
+	uid = cred.uid
+	acct, err := s.st.get(ctx, userPK(uid))
+	if err != nil {
+		return nil, err
+	}
+	if w := s.passkeyWait(pc, items, acct, uid, now); w > 0 {
+		return nil, s.throttled(w)
+	}
+	var u *User
+	if acct != nil {
+		if u, err = decodeUser(acct); err != nil {
+			return nil, errors.Join(ErrUnavailable, err)
+		}
+	}
+	if err := s.verifyAssertion(a, cred, u); err != nil {
+		if cerr := s.countPasskeyFailure(ctx, pc, acct, uid, now); cerr != nil {
+			return nil, cerr
+		}
+		return nil, loginRefused(err)
+	}
+	if err := s.acceptAssertion(ctx, a, cred, u, c.IP, now); err != nil {
+		return nil, loginRefused(err)
+	}
+	if err := s.loginWith(ctx, sm, u, c, "passkey"); err != nil {
+		return nil, err
+	}
+	s.deviceTrusted(ctx, pc.dr, pc.dev, u.ID, c.IP)
+	s.issueDevice(pc.dr, pc.dev, u.ID)
+	return u, nil
+}
+
+// loginRefused makes a refused passkey also match ErrInvalidCredentials.
+func loginRefused(err error) error {
+	if errors.Is(err, ErrInvalidPasskey) {
+		return fmt.Errorf("%w: %w", ErrInvalidCredentials, err)
+	}
+	return err
 }
 
 // BeginPasskeySecondFactor starts a passkey as the second step of the
@@ -56,17 +142,57 @@ func (s *Users) FinishPasskeyLogin(ctx context.Context, sm *scs.SessionManager, 
 // browser, this session and the pending account. ErrNoPendingLogin without
 // a live pending login. No DynamoDB call.
 func (s *Users) BeginPasskeySecondFactor(ctx context.Context, sm *scs.SessionManager) ([]byte, error) {
-	return nil, ErrPasskeysDisabled
+	if !s.passkeys.enabled() {
+		return nil, ErrPasskeysDisabled
+	}
+	p, _, ok := s.pending(ctx, sm)
+	if !ok {
+		return nil, ErrNoPendingLogin
+	}
+	ch, err := s.issue(ctx, ceremonySecondFactor, p.userID, nil)
+	if err != nil {
+		return nil, err
+	}
+	return s.requestOptions(ch)
 }
 
 // CompleteLoginWithPasskey finishes the session's pending login with a
 // passkey of the pending account, as CompleteLogin does with a code: on
 // success the session is logged in exactly as by Login. Refusals and
 // throttling are FinishPasskeyLogin's; a passkey of another account is
-// refused. Cost: one BatchGetItem (credential, account, address
-// counters), one TransactWriteItems (challenge marker, counter).
-func (s *Users) CompleteLoginWithPasskey(ctx context.Context, sm *scs.SessionManager, response []byte, c Client) (*User, error) {
-	return nil, ErrPasskeysDisabled
+// refused, and so is the pending login when the account changed since the
+// password step (ErrNoPendingLogin, as for a code). An accepted passkey
+// does not reset the count of failed codes (only an accepted code does).
+// Cost: one BatchGetItem (credential, account, address counters), one
+// TransactWriteItems (challenge marker, counter).
+func (s *Users) CompleteLoginWithPasskey(ctx context.Context, sm *scs.SessionManager, response []byte, c Client) (_ *User, err error) {
+	p, _, ok := s.pending(ctx, sm)
+	if !ok {
+		s.clearPending(ctx, sm)
+		return nil, ErrNoPendingLogin
+	}
+	defer s.factorEvent(ctx, p.userID, c.IP, &err)
+	a, err := s.openAssertion(ctx, response, ceremonySecondFactor, p.userID)
+	if err != nil {
+		s.passkeyEvent(ctx, p.userID, c.IP, err)
+		return nil, err
+	}
+	u, err := s.checkAssertion(ctx, a, p.userID, c.IP, func(u *User) error {
+		if u == nil || u.Disabled || !s.authHashValid(u, p.hash) {
+			return ErrNoPendingLogin
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNoPendingLogin) {
+		s.clearPending(ctx, sm)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.loginWith(ctx, sm, u, c, "passkey"); err != nil {
+		return nil, err
+	}
+	return u, nil
 }
 
 // BeginPasskeyProof starts a passkey assertion to be used as a step-up
@@ -74,5 +200,35 @@ func (s *Users) CompleteLoginWithPasskey(ctx context.Context, sm *scs.SessionMan
 // takes a Proof. Options as BeginPasskeyLogin's; the challenge is bound to
 // this browser, this session and u. No DynamoDB call.
 func (s *Users) BeginPasskeyProof(ctx context.Context, sm *scs.SessionManager, u *User) ([]byte, error) {
-	return nil, ErrPasskeysDisabled
+	if !s.passkeys.enabled() {
+		return nil, ErrPasskeysDisabled
+	}
+	if u == nil {
+		return nil, ErrNotFound
+	}
+	if s.sessionID(ctx) == "" {
+		return nil, ErrNoBrowserBinding
+	}
+	ch, err := s.issue(ctx, ceremonyStepUp, u.ID, nil)
+	if err != nil {
+		return nil, err
+	}
+	return s.requestOptions(ch)
+}
+
+// passkeyProof checks Proof.Passkey for u: the assertion of a step-up
+// challenge of this session by one of u's passkeys. One BatchGetItem, one
+// TransactWriteItems.
+func (s *Users) passkeyProof(ctx context.Context, u *User, response []byte, c Client) (*User, error) {
+	a, err := s.openAssertion(ctx, response, ceremonyStepUp, u.ID)
+	if err != nil {
+		s.passkeyEvent(ctx, u.ID, c.IP, err)
+		return nil, err
+	}
+	return s.checkAssertion(ctx, a, u.ID, c.IP, func(u *User) error {
+		if u == nil || u.Disabled {
+			return refuse("unknown_credential")
+		}
+		return nil
+	})
 }

@@ -2,14 +2,39 @@ package users
 
 import (
 	"context"
+	"slices"
+	"time"
 
 	"github.com/alexedwards/scs/v2"
+
+	"github.com/dynaguard/dynaguard"
 )
 
 // Passkeys lists u's passkeys, oldest first. Cost: one BatchGetItem of the
-// credentials the account item lists (none when it lists none).
+// credentials the account item lists (no call when it lists none).
 func (s *Users) Passkeys(ctx context.Context, u *User) ([]Passkey, error) {
-	return nil, ErrPasskeysDisabled
+	if u == nil {
+		return nil, ErrNotFound
+	}
+	if len(u.passkeys) == 0 {
+		return nil, nil
+	}
+	pks := make([]string, len(u.passkeys))
+	for i, id := range u.passkeys {
+		pks[i] = passkeyPK(id)
+	}
+	items, err := s.st.batchGet(ctx, pks...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Passkey, 0, len(pks))
+	for _, pk := range pks {
+		if c, ok := decodeCredential(items[pk]); ok && c.uid == u.ID {
+			out = append(out, c.passkey())
+		}
+	}
+	slices.SortFunc(out, func(a, b Passkey) int { return a.Created.Compare(b.Created) })
+	return out, nil
 }
 
 // RenamePasskey sets the label of u's passkey id (at most 64 bytes).
@@ -20,7 +45,16 @@ func (s *Users) Passkeys(ctx context.Context, u *User) ([]Passkey, error) {
 // users to type it for trivia. The write is conditioned on the credential
 // being u's. Cost: one conditional UpdateItem.
 func (s *Users) RenamePasskey(ctx context.Context, u *User, id, name string) error {
-	return ErrPasskeysDisabled
+	if u == nil {
+		return ErrNotFound
+	}
+	if err := checkPasskeyName(name); err != nil {
+		return err
+	}
+	if !validPasskeyID(id) || !slices.Contains(u.passkeys, id) {
+		return ErrPasskeyNotFound
+	}
+	return s.st.renamePasskey(ctx, u.ID, passkeyPK(id), name)
 }
 
 // RemovePasskey removes u's passkey id. It needs a Proof (a copied session
@@ -30,5 +64,31 @@ func (s *Users) RenamePasskey(ctx context.Context, u *User, id, name string) err
 // it off the account's list. The Mailer gets a MessagePasskeyRemoved.
 // Cost: the Proof's plus that transaction (2 items).
 func (s *Users) RemovePasskey(ctx context.Context, sm *scs.SessionManager, u *User, p Proof, id string, c Client) error {
-	return ErrPasskeysDisabled
+	if u == nil {
+		return ErrNotFound
+	}
+	if !validPasskeyID(id) || !slices.Contains(u.passkeys, id) {
+		return ErrPasskeyNotFound
+	}
+	fresh, err := s.stepUp(ctx, u, p, c)
+	if err != nil {
+		return err
+	}
+	if err := s.st.removePasskey(ctx, u.ID, passkeyPK(id)); err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "users: passkey removed", "user", u.ID, "passkey", id)
+	s.event(ctx, dynaguard.EventPasskeyRemoved, "", u.ID, c.IP)
+	s.notify(ctx, Message{Kind: MessagePasskeyRemoved, To: fresh.Email, UserID: u.ID, IP: c.IP})
+	if err := s.steppedUp(ctx, sm, fresh, c); err != nil {
+		return err
+	}
+	return nil
+}
+
+func unixTime(sec int64) time.Time {
+	if sec == 0 {
+		return time.Time{}
+	}
+	return time.Unix(sec, 0)
 }

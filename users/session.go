@@ -174,6 +174,12 @@ func (s *Users) Login(ctx context.Context, sm *scs.SessionManager, u *User, c Cl
 
 // login is Login without the second-factor check.
 func (s *Users) login(ctx context.Context, sm *scs.SessionManager, u *User, c Client) error {
+	return s.loginWith(ctx, sm, u, c, "")
+}
+
+// loginWith is login, with how the user signed in ("passkey"; "" for a
+// password) as the reason of login.succeeded.
+func (s *Users) loginWith(ctx context.Context, sm *scs.SessionManager, u *User, c Client, how string) error {
 	if u == nil || u.Disabled {
 		return ErrInvalidCredentials
 	}
@@ -184,7 +190,7 @@ func (s *Users) login(ctx context.Context, sm *scs.SessionManager, u *User, c Cl
 		return err
 	}
 	s.log.InfoContext(ctx, "users: logged in", "user", u.ID)
-	s.event(ctx, dynaguard.EventLoginSucceeded, "", u.ID, c.IP)
+	s.event(ctx, dynaguard.EventLoginSucceeded, how, u.ID, c.IP)
 	s.event(ctx, dynaguard.EventSessionCreated, "login", u.ID, c.IP)
 	return nil
 }

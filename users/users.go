@@ -274,6 +274,8 @@ type User struct {
 	TOTPEnabled bool
 	// RecoveryCodes is the number of unused recovery codes.
 	RecoveryCodes int
+	// Passkeys is the number of registered passkeys (see Users.Passkeys).
+	Passkeys int
 
 	emailKey     string // normalised email (the uniqueness marker's key)
 	usernameKey  string // normalised username
@@ -290,6 +292,9 @@ type User struct {
 	totpPending []byte   // sealed secret of an unconfirmed enrolment (nil: none)
 	pendingExp  int64    // Unix seconds when the unconfirmed enrolment lapses
 	recovery    []string // hashes of the unused recovery codes
+
+	handle   []byte   // WebAuthn user handle: 32 random bytes, set at the first passkey registration
+	passkeys []string // IDs (credential hashes) of the registered passkeys
 
 	pendingKey string // normalised PendingEmail
 	pendingID  string // names the pending change for its cancel link

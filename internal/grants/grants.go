@@ -103,7 +103,7 @@ var Components = []Component{
 	},
 	{
 		Name: "users", Package: module + "/users",
-		Doc: "accounts, uniqueness markers, throttling counters, one-time tokens",
+		Doc: "accounts, uniqueness markers, throttling counters, one-time tokens, passkeys",
 		Uses: []Use{
 			t("GetItem", dynaguard.PrefixUser),
 			t("GetItem", dynaguard.PrefixUnique),
@@ -125,6 +125,12 @@ var Components = []Component{
 			t("TransactWriteItems/Delete", dynaguard.PrefixUnique),
 			t("TransactWriteItems/Delete", dynaguard.PrefixToken),
 			t("TransactWriteItems/ConditionCheck", dynaguard.PrefixUnique),
+			t("BatchGetItem", dynaguard.PrefixPasskey),
+			t("UpdateItem", dynaguard.PrefixPasskey),
+			t("TransactWriteItems/Put", dynaguard.PrefixPasskey),
+			t("TransactWriteItems/Update", dynaguard.PrefixPasskey),
+			t("TransactWriteItems/Delete", dynaguard.PrefixPasskey),
+			t("TransactWriteItems/ConditionCheck", dynaguard.PrefixPasskey),
 		},
 	},
 	{

@@ -37,7 +37,8 @@ func TestAction(t *testing.T) {
 // and the only index is gsi1.
 func TestDeclarationIsWellFormed(t *testing.T) {
 	prefixes := []string{dynaguard.PrefixSession, dynaguard.PrefixNonce, dynaguard.PrefixIdempotency, dynaguard.PrefixUser,
-		dynaguard.PrefixUnique, dynaguard.PrefixThrottle, dynaguard.PrefixToken, dynaguard.PrefixRecovery}
+		dynaguard.PrefixUnique, dynaguard.PrefixThrottle, dynaguard.PrefixToken, dynaguard.PrefixRecovery,
+		dynaguard.PrefixPasskey}
 	seen := map[string]bool{}
 	for _, c := range Components {
 		if seen[c.Name] || seen[c.Package] {

@@ -101,6 +101,10 @@ type Options struct {
 	// UserHandle (Get), when set, replaces the credential's user handle in
 	// the response.
 	UserHandle []byte
+	// Credential (Create), when set, is registered again instead of a new
+	// one (its ID and key, the options' user handle): an attempt to claim a
+	// credential that is already registered.
+	Credential *Credential
 }
 
 // Counter returns a pointer to n, for Options.Counter.
@@ -145,12 +149,18 @@ func (a *Authenticator) Create(options []byte, o Options) ([]byte, *Credential, 
 	if rpID == "" {
 		rpID = a.RPID
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
+	var c *Credential
+	if o.Credential != nil {
+		c = &Credential{ID: o.Credential.ID, UserHandle: handle, RPID: rpID, Key: o.Credential.Key, CounterLess: o.CounterLess}
+	} else {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		c = &Credential{ID: make([]byte, 32), UserHandle: handle, RPID: rpID, Key: key, CounterLess: o.CounterLess}
+		_, _ = rand.Read(c.ID)
 	}
-	c := &Credential{ID: make([]byte, 32), UserHandle: handle, RPID: rpID, Key: key, CounterLess: o.CounterLess}
-	_, _ = rand.Read(c.ID)
+	key := c.Key
 
 	cdj := a.clientData("webauthn.create", challenge, o)
 	authData := a.authData(o, rpID, flagAT, 0)

@@ -1,0 +1,405 @@
+package users
+
+// DynamoDB access for passkeys.
+//
+//	pkey#<h(credential ID)>   the credential, and its uniqueness marker (claimed with attribute_not_exists
+//	                          when it is registered); no ttl
+//	    uid                   the account
+//	    pub                   the COSE public key
+//	    aag                   the authenticator's AAGUID (16 bytes)
+//	    tr                    string set: transports the browser reported (absent: none)
+//	    sc                    the signature counter of the last accepted assertion (0: counter-less)
+//	    be, bs                backup eligible / backed up, as of the last use
+//	    name                  the owner's label
+//	    created, lu           registration / last accepted assertion, Unix seconds
+//	    cl, clat              cloned mark and when it was set: refused from then on
+//	pkey#ch#<h(nonce)>        a used challenge (ttl: the challenge's expiry + 5 min)
+//	user#<id>
+//	    uh                    the account's WebAuthn user handle: 32 random bytes
+//	    pks                   string set: the h(credential ID) of the account's passkeys (at most MaxPerAccount)
+//
+// h is HMAC-SHA256 under the keyring's "passkey-credential" purpose, in
+// base64url: a table dump shows no credential ID, and no one without the
+// secret can tell which credential an item is. Lookups try every key of
+// the purpose (all in the one BatchGetItem a lookup makes anyway), so
+// rotating the secret keeps passkeys working; registration claims the
+// current key's hash and checks that no older key's hash exists.
+//
+// The account's list is authoritative: a credential item whose hash the
+// account no longer lists (a reset that reclaimed the account removes the
+// list) is refused, and account deletion deletes the listed items.
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddb"
+)
+
+const (
+	attrHandle    = "uh"
+	attrPasskeys  = "pks"
+	attrPub       = "pub"
+	attrAAGUID    = "aag"
+	attrTransport = "tr"
+	attrCounter   = "sc"
+	attrBE        = "be"
+	attrBS        = "bs"
+	attrName      = "name"
+	attrLastUsed  = "lu"
+	attrCloned    = "cl"
+	attrClonedAt  = "clat"
+)
+
+// credential is a stored passkey credential.
+type credential struct {
+	pk         string
+	uid        string
+	pub        []byte
+	aaguid     []byte
+	transports []string
+	counter    uint32
+	be, bs     bool
+	name       string
+	created    int64
+	lastUsed   int64
+	cloned     bool
+}
+
+func credentialHash(key dynaguard.DerivedKey, credID []byte) string {
+	m := hmac.New(sha256.New, key.Secret)
+	m.Write([]byte("dynaguard passkey credential v1\x00"))
+	m.Write(credID)
+	return b64u.EncodeToString(m.Sum(nil))
+}
+
+// credentialPKs returns the keys a credential ID may be stored under,
+// the current key's first.
+func (s *Users) credentialPKs(credID []byte) []string {
+	keys := s.keys.Keys(purposePasskeyID)
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = dynaguard.PrefixPasskey + credentialHash(k, credID)
+	}
+	return out
+}
+
+// passkeyID is a credential item's key without its prefix: the ID
+// Passkey.ID shows, and what the account's list holds.
+func passkeyID(pk string) string { return pk[len(dynaguard.PrefixPasskey):] }
+
+func passkeyPK(id string) string { return dynaguard.PrefixPasskey + id }
+
+// validPasskeyID reports whether id has the form of a credential hash.
+func validPasskeyID(id string) bool {
+	if len(id) != b64u.EncodedLen(sha256.Size) {
+		return false
+	}
+	_, err := b64u.DecodeString(id)
+	return err == nil
+}
+
+func decodeCredential(it item) (credential, bool) {
+	var c credential
+	var ok1, ok2 bool
+	c.pk, _ = ddb.Str(it, dynaguard.AttrPK)
+	c.uid, ok1 = ddb.Str(it, attrUID)
+	c.pub, ok2 = ddb.Bytes(it, attrPub)
+	if !ok1 || !ok2 || c.uid == "" || len(c.pub) == 0 {
+		return credential{}, false
+	}
+	c.aaguid, _ = ddb.Bytes(it, attrAAGUID)
+	if ss, ok := it[attrTransport].(*types.AttributeValueMemberSS); ok {
+		c.transports = ss.Value
+	}
+	n, _ := ddb.Int(it, attrCounter)
+	if n < 0 || n > int64(^uint32(0)) {
+		return credential{}, false
+	}
+	c.counter = uint32(n)
+	c.be, _ = ddb.BoolAttr(it, attrBE)
+	c.bs, _ = ddb.BoolAttr(it, attrBS)
+	c.name, _ = ddb.Str(it, attrName)
+	c.created, _ = ddb.Int(it, attrCreated)
+	c.lastUsed, _ = ddb.Int(it, attrLastUsed)
+	c.cloned, _ = ddb.BoolAttr(it, attrCloned)
+	return c, true
+}
+
+// decodePasskeys reads the account's passkey attributes into u.
+func decodePasskeys(it item, u *User) {
+	u.handle, _ = ddb.Bytes(it, attrHandle)
+	if ss, ok := it[attrPasskeys].(*types.AttributeValueMemberSS); ok {
+		u.passkeys = ss.Value
+	}
+	u.Passkeys = len(u.passkeys)
+}
+
+// listsPasskey reports whether u's list holds the credential stored at pk.
+func (u *User) listsPasskey(pk string) bool {
+	return slices.Contains(u.passkeys, passkeyID(pk))
+}
+
+// passkeyOutcome is how the one write of an accepted assertion ended.
+type passkeyOutcome int
+
+const (
+	passkeyUsed      passkeyOutcome = iota + 1
+	passkeyReplayed                 // the challenge was used already
+	passkeyGone                     // the credential was removed (or is another account's)
+	passkeyCloned                   // already marked cloned
+	passkeyRegressed                // its counter did not advance: a clone
+)
+
+// usePasskey accepts an assertion in one TransactWriteItems: the
+// challenge's marker (attribute_not_exists) and the credential's counter,
+// last use and backup state, on condition that the credential is still
+// uid's, not marked cloned, and that the counter advances (new > stored;
+// 0 stays allowed only while both are 0, for authenticators without a
+// counter). Of any number of submissions of one response, or of two
+// responses with one counter, on any number of instances, one wins.
+func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.Time, pk, uid string, counter uint32, be, bs bool, now time.Time) (passkeyOutcome, error) {
+	counterCond := "#sc < :sc"
+	if counter == 0 {
+		counterCond = "#sc = :sc"
+	}
+	items := []types.TransactWriteItem{
+		{Put: &types.Put{
+			TableName:                st.name(),
+			Item:                     item{dynaguard.AttrPK: ddb.S(marker), dynaguard.AttrTTL: ddb.TTLValue(markerTTL)},
+			ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+			ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
+		}},
+		{Update: &types.Update{
+			TableName:           st.name(),
+			Key:                 ddb.Key(pk),
+			UpdateExpression:    aws.String("SET #sc = :sc, #lu = :now, #be = :be, #bs = :bs"),
+			ConditionExpression: aws.String("#uid = :uid AND attribute_not_exists(#cl) AND " + counterCond),
+			ExpressionAttributeNames: map[string]string{"#sc": attrCounter, "#lu": attrLastUsed, "#be": attrBE, "#bs": attrBS,
+				"#uid": attrUID, "#cl": attrCloned},
+			ExpressionAttributeValues: item{":sc": ddb.N(int64(counter)), ":now": ddb.N(now.Unix()), ":be": ddb.Bool(be),
+				":bs": ddb.Bool(bs), ":uid": ddb.S(uid)},
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}},
+	}
+	err := st.transact(ctx, items)
+	if err == nil {
+		return passkeyUsed, nil
+	}
+	var tc *dynaguard.TransactionCanceledError
+	if !errors.As(err, &tc) || !tc.OnlyConditionsFailed() {
+		return 0, unavailable("TransactWriteItems", err)
+	}
+	switch old := tc.Reasons[1].Item; {
+	case tc.ConditionFailed(0):
+		// The marker decides first: a replayed response carries the counter
+		// it was accepted with, which must not brand the credential a clone.
+		return passkeyReplayed, nil
+	case old == nil:
+		return passkeyGone, nil
+	default:
+		c, ok := decodeCredential(old)
+		switch {
+		case !ok || c.uid != uid:
+			return passkeyGone, nil
+		case c.cloned:
+			return passkeyCloned, nil
+		}
+		return passkeyRegressed, nil
+	}
+}
+
+// markCloned marks a credential cloned, once: ok is true for the write that
+// set the mark (which notifies the owner), false when it was set already
+// or the credential is gone.
+func (st *store) markCloned(ctx context.Context, pk, uid string, now time.Time) (bool, error) {
+	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 st.name(),
+		Key:                       ddb.Key(pk),
+		UpdateExpression:          aws.String("SET #cl = :t, #clat = :now"),
+		ConditionExpression:       aws.String("#uid = :uid AND attribute_not_exists(#cl)"),
+		ExpressionAttributeNames:  map[string]string{"#cl": attrCloned, "#clat": attrClonedAt, "#uid": attrUID},
+		ExpressionAttributeValues: item{":t": ddb.Bool(true), ":now": ddb.N(now.Unix()), ":uid": ddb.S(uid)},
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case dynaguard.IsConditionFailed(err):
+		return false, nil
+	}
+	return false, unavailable("UpdateItem", err)
+}
+
+// registerPasskey adds c to account u in one TransactWriteItems: the
+// challenge's marker, the credential's item (attribute_not_exists: no
+// credential belongs to two accounts, nor twice to one), the account's
+// list and user handle — on condition that the account is still at the
+// credential version and session epoch the proof was checked against, not
+// disabled, under max passkeys, and without another user handle — and, for
+// each older key of the purpose, a check that the credential is not stored
+// under that key's hash either.
+func (st *store) registerPasskey(ctx context.Context, marker string, markerTTL time.Time, u *User, c credential, handle []byte, older []string, max int) error {
+	cred := item{
+		dynaguard.AttrPK: ddb.S(c.pk),
+		attrUID:          ddb.S(u.ID),
+		attrPub:          ddb.B(c.pub),
+		attrAAGUID:       ddb.B(c.aaguid),
+		attrCounter:      ddb.N(int64(c.counter)),
+		attrBE:           ddb.Bool(c.be),
+		attrBS:           ddb.Bool(c.bs),
+		attrCreated:      ddb.N(c.created),
+	}
+	if len(c.transports) > 0 {
+		cred[attrTransport] = &types.AttributeValueMemberSS{Value: c.transports}
+	}
+	if c.name != "" {
+		cred[attrName] = ddb.S(c.name)
+	}
+	notExists := aws.String("attribute_not_exists(#pk)")
+	pkName := map[string]string{"#pk": dynaguard.AttrPK}
+	items := []types.TransactWriteItem{
+		{Put: &types.Put{TableName: st.name(), ConditionExpression: notExists, ExpressionAttributeNames: pkName,
+			Item: item{dynaguard.AttrPK: ddb.S(marker), dynaguard.AttrTTL: ddb.TTLValue(markerTTL)}}},
+		{Put: &types.Put{TableName: st.name(), Item: cred, ConditionExpression: notExists, ExpressionAttributeNames: pkName}},
+		{Update: &types.Update{
+			TableName:        st.name(),
+			Key:              ddb.Key(userPK(u.ID)),
+			UpdateExpression: aws.String("SET #uh = :uh ADD #pks :id"),
+			ConditionExpression: aws.String("attribute_exists(#pk) AND #cv = :cv AND #se = :se AND attribute_not_exists(#dis)" +
+				" AND (attribute_not_exists(#uh) OR #uh = :uh) AND (attribute_not_exists(#pks) OR size(#pks) < :max)"),
+			ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK, "#uh": attrHandle, "#pks": attrPasskeys,
+				"#cv": attrCred, "#se": attrEpoch, "#dis": attrDisabled},
+			ExpressionAttributeValues: item{":uh": ddb.B(handle), ":id": &types.AttributeValueMemberSS{Value: []string{passkeyID(c.pk)}},
+				":cv": ddb.N(u.credVersion), ":se": ddb.N(u.epoch), ":max": ddb.N(int64(max))},
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}},
+	}
+	for _, pk := range older {
+		items = append(items, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
+			TableName: st.name(), Key: ddb.Key(pk), ConditionExpression: notExists, ExpressionAttributeNames: pkName}})
+	}
+	err := st.transact(ctx, items)
+	if err == nil {
+		return nil
+	}
+	var tc *dynaguard.TransactionCanceledError
+	if !errors.As(err, &tc) || !tc.OnlyConditionsFailed() {
+		return unavailable("TransactWriteItems", err)
+	}
+	switch {
+	case tc.ConditionFailed(0):
+		return errChallengeUsed
+	case tc.ConditionFailed(2):
+		if old := tc.Reasons[2].Item; old != nil {
+			if ss, ok := old[attrPasskeys].(*types.AttributeValueMemberSS); ok && len(ss.Value) >= max {
+				return ErrTooManyPasskeys
+			}
+		}
+		return ErrConflict
+	}
+	return &passkeyRefused{reason: "taken", cause: ErrPasskeyTaken}
+}
+
+// errChallengeUsed: the challenge's marker exists (a replayed response).
+var errChallengeUsed = errors.New("users: passkey challenge already used")
+
+// removePasskey deletes u's credential pk and takes it off the account's
+// list, in one TransactWriteItems.
+func (st *store) removePasskey(ctx context.Context, uid, pk string) error {
+	items := []types.TransactWriteItem{
+		{Delete: &types.Delete{
+			TableName:                 st.name(),
+			Key:                       ddb.Key(pk),
+			ConditionExpression:       aws.String("#uid = :uid"),
+			ExpressionAttributeNames:  map[string]string{"#uid": attrUID},
+			ExpressionAttributeValues: item{":uid": ddb.S(uid)},
+		}},
+		{Update: &types.Update{
+			TableName:                 st.name(),
+			Key:                       ddb.Key(userPK(uid)),
+			UpdateExpression:          aws.String("DELETE #pks :id"),
+			ConditionExpression:       aws.String("contains(#pks, :idv)"),
+			ExpressionAttributeNames:  map[string]string{"#pks": attrPasskeys},
+			ExpressionAttributeValues: item{":id": &types.AttributeValueMemberSS{Value: []string{passkeyID(pk)}}, ":idv": ddb.S(passkeyID(pk))},
+		}},
+	}
+	err := st.transact(ctx, items)
+	var tc *dynaguard.TransactionCanceledError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &tc) && tc.OnlyConditionsFailed():
+		return ErrPasskeyNotFound
+	}
+	return unavailable("TransactWriteItems", err)
+}
+
+// renamePasskey sets the label of u's credential pk.
+func (st *store) renamePasskey(ctx context.Context, uid, pk, name string) error {
+	in := &dynamodb.UpdateItemInput{
+		TableName:                 st.name(),
+		Key:                       ddb.Key(pk),
+		UpdateExpression:          aws.String("SET #name = :name"),
+		ConditionExpression:       aws.String("#uid = :uid"),
+		ExpressionAttributeNames:  map[string]string{"#name": attrName, "#uid": attrUID},
+		ExpressionAttributeValues: item{":name": ddb.S(name), ":uid": ddb.S(uid)},
+	}
+	if name == "" {
+		in.UpdateExpression = aws.String("REMOVE #name")
+		delete(in.ExpressionAttributeValues, ":name")
+	}
+	_, err := st.tbl.Client.UpdateItem(ctx, in)
+	switch {
+	case err == nil:
+		return nil
+	case dynaguard.IsConditionFailed(err):
+		return ErrPasskeyNotFound
+	}
+	return unavailable("UpdateItem", err)
+}
+
+// passkeyDeletes are the deletes of u's credential items that account
+// deletion adds to its transaction: each on condition that it is u's, or
+// already gone.
+func (st *store) passkeyDeletes(u *User) []types.TransactWriteItem {
+	out := make([]types.TransactWriteItem, 0, len(u.passkeys))
+	for _, id := range u.passkeys {
+		out = append(out, types.TransactWriteItem{Delete: &types.Delete{
+			TableName:                 st.name(),
+			Key:                       ddb.Key(passkeyPK(id)),
+			ConditionExpression:       aws.String("attribute_not_exists(#pk) OR #uid = :uid"),
+			ExpressionAttributeNames:  map[string]string{"#pk": dynaguard.AttrPK, "#uid": attrUID},
+			ExpressionAttributeValues: item{":uid": ddb.S(u.ID)},
+		}})
+	}
+	return out
+}
+
+// passkeysUnchanged is a condition that the account still lists exactly
+// the passkeys u lists (its list changes without a new item version), so
+// that account deletion deletes every credential item of the account.
+func passkeysUnchanged(u *User) (string, map[string]string, item) {
+	names := map[string]string{"#pks": attrPasskeys}
+	vals := item{}
+	if len(u.passkeys) == 0 {
+		return "attribute_not_exists(#pks)", names, vals
+	}
+	cond := "size(#pks) = :npks"
+	vals[":npks"] = ddb.N(int64(len(u.passkeys)))
+	for i, id := range u.passkeys {
+		v := ":pk" + strconv.Itoa(i)
+		cond += " AND contains(#pks, " + v + ")"
+		vals[v] = ddb.S(id)
+	}
+	return cond, names, vals
+}
