@@ -118,7 +118,9 @@ func (p *pk) begin(b *pkBrowser, f func(ctx context.Context, u *User) ([]byte, e
 // password as proof, and returns the authenticator's credential.
 func (p *pk) register(b *pkBrowser, name string, o webauthntest.Options) (*webauthntest.Credential, error) {
 	p.t.Helper()
-	opts := p.begin(b, func(ctx context.Context, u *User) ([]byte, error) { return p.users.BeginPasskeyRegistration(ctx, p.sm, u) })
+	opts := p.begin(b, func(ctx context.Context, u *User) ([]byte, error) {
+		return p.users.BeginPasskeyRegistration(ctx, p.sm, u)
+	})
 	resp, cred, err := p.auth.Create(opts, o)
 	if err != nil {
 		p.t.Fatal(err)
