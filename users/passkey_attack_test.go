@@ -195,7 +195,9 @@ func TestPasskeyRegistrationRules(t *testing.T) {
 	abe, b, cred := p.setUp()
 
 	// Without a valid proof nothing is stored.
-	opts := p.begin(b, func(ctx context.Context, u *User) ([]byte, error) { return p.users.BeginPasskeyRegistration(ctx, p.sm, u) })
+	opts := p.begin(b, func(ctx context.Context, u *User) ([]byte, error) {
+		return p.users.BeginPasskeyRegistration(ctx, p.sm, u)
+	})
 	resp, _, _ := p.auth.Create(opts, webauthntest.Options{})
 	b.run(p.users, p.sm, func(ctx context.Context) {
 		cur, _ := FromContext(ctx)
@@ -210,7 +212,9 @@ func TestPasskeyRegistrationRules(t *testing.T) {
 	// more...
 	b2 := newPKBrowser(t, "192.0.2.1")
 	b2.login(p.users, p.sm, "abe")
-	early := p.begin(b2, func(ctx context.Context, u *User) ([]byte, error) { return p.users.BeginPasskeyRegistration(ctx, p.sm, u) })
+	early := p.begin(b2, func(ctx context.Context, u *User) ([]byte, error) {
+		return p.users.BeginPasskeyRegistration(ctx, p.sm, u)
+	})
 	// The same response, with the proof, once; then again: replayed.
 	if err := p.finishRegistration(b, resp, "second"); err != nil {
 		t.Fatal(err)
