@@ -248,6 +248,7 @@ func TestPasskeyRegistrationRules(t *testing.T) {
 		"wrong RP ID":          {RPID: "evil.example"},
 		"no user verification": {NoUV: true},
 		"wrong challenge":      {Challenge: []byte("0123456789abcdef0123456789abcdef")},
+		"not discoverable":     {NotDiscoverable: true},
 	} {
 		if _, err := p.register(bb, "x", o); !errors.Is(err, ErrInvalidPasskey) {
 			t.Errorf("registration, %s: %v", name, err)
