@@ -726,7 +726,9 @@ func TestPasskeyRegistrationRace(t *testing.T) {
 	ba, bb := newPKBrowser(t, "192.0.2.1"), newPKBrowser(t, "192.0.2.2")
 	ba.login(p.users, p.sm, "abe")
 	bb.login(second, p.sm, "bea")
-	optsA := p.begin(ba, func(ctx context.Context, u *User) ([]byte, error) { return p.users.BeginPasskeyRegistration(ctx, p.sm, u) })
+	optsA := p.begin(ba, func(ctx context.Context, u *User) ([]byte, error) {
+		return p.users.BeginPasskeyRegistration(ctx, p.sm, u)
+	})
 	var optsB []byte
 	bb.run(second, p.sm, func(ctx context.Context) {
 		cur, _ := FromContext(ctx)
