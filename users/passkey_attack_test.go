@@ -764,3 +764,29 @@ func TestPasskeyRegistrationRace(t *testing.T) {
 		t.Fatalf("%d registrations of one credential", total)
 	}
 }
+
+// Another account's passkey is no proof for this one, even answering this
+// session's step-up challenge.
+func TestPasskeyProofOfAnotherAccount(t *testing.T) {
+	t.Parallel()
+	p := newPK(t)
+	abe, b, _ := p.setUp()
+	p.create("bea@example.com", "bea")
+	bb := newPKBrowser(t, "192.0.2.2")
+	bb.login(p.users, p.sm, "bea")
+	beaCred, err := p.register(bb, "bea", webauthntest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := p.begin(b, func(ctx context.Context, u *User) ([]byte, error) { return p.users.BeginPasskeyProof(ctx, p.sm, u) })
+	proof, _ := p.auth.Get(opts, beaCred, webauthntest.Options{})
+	b.run(p.users, p.sm, func(ctx context.Context) {
+		cur, _ := FromContext(ctx)
+		if err := p.users.RemovePasskey(ctx, p.sm, cur, Proof{Passkey: proof}, cur.passkeys[0], b.client()); !errors.Is(err, ErrProofRequired) || !errors.Is(err, ErrInvalidPasskey) {
+			t.Errorf("another account's passkey as proof: %v", err)
+		}
+	})
+	if mustGet(t, p.env, abe.ID).Passkeys != 1 {
+		t.Fatal("removed")
+	}
+}
