@@ -59,6 +59,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -889,7 +890,14 @@ func (st *store) consumeToken(ctx context.Context, pk, purpose string, now time.
 // enrolment) and a pending email change are removed and the session epoch
 // goes up, in the same write — on condition that the address is still
 // unverified.
-func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, pepper string, now time.Time, reclaim bool) (*User, error) {
+//
+// A reclaiming reset of an account with passkeys (held, as read, in drop)
+// also deletes their credential items, in one TransactWriteItems with the
+// account's write — on condition that the account still lists exactly
+// those — and reads the account back with one GetItem (a transaction
+// returns no item): nothing of a passkey an intruder may have added
+// outlives the reset, nor the account.
+func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, pepper string, now time.Time, reclaim bool, drop *User) (*User, error) {
 	expr := "SET #ph = :ph, #pwat = :now, #f = :zero, #cv = #cv + :one, #ver = #ver + :one, #ev = :t"
 	cond := "#cv = :cv AND #ver = :ver AND #email = :em"
 	vals := item{":ph": ddb.S(hash), ":now": ddb.N(now.Unix()), ":zero": ddb.N(0), ":one": ddb.N(1),
@@ -917,11 +925,49 @@ func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, peppe
 	if len(remove) > 0 {
 		expr += " REMOVE " + strings.Join(remove, ", ")
 	}
+	if reclaim && drop != nil && len(drop.passkeys) > 0 {
+		return st.resetDroppingPasskeys(ctx, rec.uid, expr, cond, names, vals, drop)
+	}
 	u, err := st.updateUser(ctx, rec.uid, expr, cond, names, vals)
 	if errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) {
 		return nil, ErrInvalidToken
 	}
 	return u, err
+}
+
+// resetDroppingPasskeys is resetPassword's write for an account with
+// passkeys: the account's update and the deletes of its credential items
+// in one TransactWriteItems, then one GetItem of the account.
+func (st *store) resetDroppingPasskeys(ctx context.Context, uid, expr, cond string, names map[string]string, vals item, drop *User) (*User, error) {
+	pcond, pnames, pvals := passkeysUnchanged(drop)
+	maps.Copy(names, pnames)
+	maps.Copy(vals, pvals)
+	names["#pk"] = dynaguard.AttrPK
+	items := []types.TransactWriteItem{{Update: &types.Update{
+		TableName:                 st.name(),
+		Key:                       ddb.Key(userPK(uid)),
+		UpdateExpression:          aws.String(expr),
+		ConditionExpression:       aws.String("attribute_exists(#pk) AND (" + cond + ") AND " + pcond),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
+	}}}
+	items = append(items, st.passkeyDeletes(drop)...)
+	err := st.transact(ctx, items)
+	var tc *dynaguard.TransactionCanceledError
+	switch {
+	case errors.As(err, &tc) && tc.OnlyConditionsFailed():
+		return nil, ErrInvalidToken
+	case err != nil:
+		return nil, unavailable("TransactWriteItems", err)
+	}
+	u, err := st.getUser(ctx, uid)
+	switch {
+	case err != nil:
+		return nil, err
+	case u == nil:
+		return nil, ErrInvalidToken
+	}
+	return u, nil
 }
 
 // markVerified marks the account's email address verified, on condition

@@ -154,20 +154,23 @@ func (u *User) listsPasskey(pk string) bool {
 type passkeyOutcome int
 
 const (
-	passkeyUsed      passkeyOutcome = iota + 1
-	passkeyReplayed                 // the challenge was used already
-	passkeyGone                     // the credential was removed (or is another account's)
-	passkeyCloned                   // already marked cloned
-	passkeyRegressed                // its counter did not advance: a clone
+	passkeyUsed        passkeyOutcome = iota + 1
+	passkeyReplayed                   // the challenge was used already
+	passkeyGone                       // the credential was removed (or is another account's)
+	passkeyCloned                     // already marked cloned
+	passkeyRegressed                  // its counter did not advance: a clone
+	passkeyBackupFlags                // its stored backup eligibility is not the presented one
 )
 
 // usePasskey accepts an assertion in one TransactWriteItems: the
 // challenge's marker (attribute_not_exists) and the credential's counter,
 // last use and backup state, on condition that the credential is still
-// uid's, not marked cloned, and that the counter advances (new > stored;
-// 0 stays allowed only while both are 0, for authenticators without a
-// counter). Of any number of submissions of one response, or of two
-// responses with one counter, on any number of instances, one wins.
+// uid's, not marked cloned, that its backup eligibility is the one stored
+// (BE never changes for a credential: WebAuthn L3 §6.1.3), and that the
+// counter advances (new > stored; 0 stays allowed only while both are 0,
+// for authenticators without a counter). Of any number of submissions of
+// one response, or of two responses with one counter, on any number of
+// instances, one wins.
 func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.Time, pk, uid string, counter uint32, be, bs bool, now time.Time) (passkeyOutcome, error) {
 	counterCond := "#sc < :sc"
 	if counter == 0 {
@@ -183,8 +186,8 @@ func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.T
 		{Update: &types.Update{
 			TableName:           st.name(),
 			Key:                 ddb.Key(pk),
-			UpdateExpression:    aws.String("SET #sc = :sc, #lu = :now, #be = :be, #bs = :bs"),
-			ConditionExpression: aws.String("#uid = :uid AND attribute_not_exists(#cl) AND " + counterCond),
+			UpdateExpression:    aws.String("SET #sc = :sc, #lu = :now, #bs = :bs"),
+			ConditionExpression: aws.String("#uid = :uid AND attribute_not_exists(#cl) AND #be = :be AND " + counterCond),
 			ExpressionAttributeNames: map[string]string{"#sc": attrCounter, "#lu": attrLastUsed, "#be": attrBE, "#bs": attrBS,
 				"#uid": attrUID, "#cl": attrCloned},
 			ExpressionAttributeValues: item{":sc": ddb.N(int64(counter)), ":now": ddb.N(now.Unix()), ":be": ddb.Bool(be),
@@ -197,7 +200,9 @@ func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.T
 		return passkeyUsed, nil
 	}
 	var tc *dynaguard.TransactionCanceledError
-	if !errors.As(err, &tc) || !tc.OnlyConditionsFailed() {
+	if !errors.As(err, &tc) || !tc.OnlyConditionsFailed() || len(tc.Reasons) < len(items) {
+		// A cancellation that does not name a reason per item cannot be
+		// read: fail closed, as a storage failure.
 		return 0, unavailable("TransactWriteItems", err)
 	}
 	switch old := tc.Reasons[1].Item; {
@@ -214,30 +219,48 @@ func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.T
 			return passkeyGone, nil
 		case c.cloned:
 			return passkeyCloned, nil
+		case c.be != be:
+			// Checked before the write too (verifyAssertion); here when the
+			// stored flag changed in between, which it never does.
+			return passkeyBackupFlags, nil
 		}
 		return passkeyRegressed, nil
 	}
 }
 
-// markCloned marks a credential cloned, once: ok is true for the write that
-// set the mark (which notifies the owner), false when it was set already
-// or the credential is gone.
+// markCloned marks a credential cloned, once, and ends every session of
+// its account in the same TransactWriteItems (the session epoch and item
+// version go up): a session a clone signed in with must not outlive the
+// mark. ok is true for the write that set the mark (which notifies the
+// owner), false when it was set already or the credential is gone.
 func (st *store) markCloned(ctx context.Context, pk, uid string, now time.Time) (bool, error) {
-	_, err := st.tbl.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 st.name(),
-		Key:                       ddb.Key(pk),
-		UpdateExpression:          aws.String("SET #cl = :t, #clat = :now"),
-		ConditionExpression:       aws.String("#uid = :uid AND attribute_not_exists(#cl)"),
-		ExpressionAttributeNames:  map[string]string{"#cl": attrCloned, "#clat": attrClonedAt, "#uid": attrUID},
-		ExpressionAttributeValues: item{":t": ddb.Bool(true), ":now": ddb.N(now.Unix()), ":uid": ddb.S(uid)},
-	})
+	items := []types.TransactWriteItem{
+		{Update: &types.Update{
+			TableName:                 st.name(),
+			Key:                       ddb.Key(pk),
+			UpdateExpression:          aws.String("SET #cl = :t, #clat = :now"),
+			ConditionExpression:       aws.String("#uid = :uid AND attribute_not_exists(#cl)"),
+			ExpressionAttributeNames:  map[string]string{"#cl": attrCloned, "#clat": attrClonedAt, "#uid": attrUID},
+			ExpressionAttributeValues: item{":t": ddb.Bool(true), ":now": ddb.N(now.Unix()), ":uid": ddb.S(uid)},
+		}},
+		{Update: &types.Update{
+			TableName:                 st.name(),
+			Key:                       ddb.Key(userPK(uid)),
+			UpdateExpression:          aws.String("SET #se = #se + :one, #ver = #ver + :one"),
+			ConditionExpression:       aws.String("attribute_exists(#pk)"),
+			ExpressionAttributeNames:  map[string]string{"#pk": dynaguard.AttrPK, "#se": attrEpoch, "#ver": attrVersion},
+			ExpressionAttributeValues: item{":one": ddb.N(1)},
+		}},
+	}
+	err := st.transact(ctx, items)
+	var tc *dynaguard.TransactionCanceledError
 	switch {
 	case err == nil:
 		return true, nil
-	case dynaguard.IsConditionFailed(err):
+	case errors.As(err, &tc) && tc.OnlyConditionsFailed():
 		return false, nil
 	}
-	return false, unavailable("UpdateItem", err)
+	return false, unavailable("TransactWriteItems", err)
 }
 
 // registerPasskey adds c to account u in one TransactWriteItems: the
@@ -293,7 +316,7 @@ func (st *store) registerPasskey(ctx context.Context, marker string, markerTTL t
 		return nil
 	}
 	var tc *dynaguard.TransactionCanceledError
-	if !errors.As(err, &tc) || !tc.OnlyConditionsFailed() {
+	if !errors.As(err, &tc) || !tc.OnlyConditionsFailed() || len(tc.Reasons) < len(items) {
 		return unavailable("TransactWriteItems", err)
 	}
 	switch {
@@ -314,34 +337,52 @@ func (st *store) registerPasskey(ctx context.Context, marker string, markerTTL t
 var errChallengeUsed = errors.New("users: passkey challenge already used")
 
 // removePasskey deletes u's credential pk and takes it off the account's
-// list, in one TransactWriteItems.
-func (st *store) removePasskey(ctx context.Context, uid, pk string) error {
+// list in one TransactWriteItems that also raises the session epoch and
+// the item version — on condition that the epoch is still u's — so that
+// every session the passkey signed in ends with it; it returns the
+// account as the write left it. ErrConflict: the epoch moved meanwhile.
+func (st *store) removePasskey(ctx context.Context, u *User, pk string) (*User, error) {
+	id := passkeyID(pk)
 	items := []types.TransactWriteItem{
 		{Delete: &types.Delete{
 			TableName:                 st.name(),
 			Key:                       ddb.Key(pk),
 			ConditionExpression:       aws.String("#uid = :uid"),
 			ExpressionAttributeNames:  map[string]string{"#uid": attrUID},
-			ExpressionAttributeValues: item{":uid": ddb.S(uid)},
+			ExpressionAttributeValues: item{":uid": ddb.S(u.ID)},
 		}},
 		{Update: &types.Update{
-			TableName:                 st.name(),
-			Key:                       ddb.Key(userPK(uid)),
-			UpdateExpression:          aws.String("DELETE #pks :id"),
-			ConditionExpression:       aws.String("contains(#pks, :idv)"),
-			ExpressionAttributeNames:  map[string]string{"#pks": attrPasskeys},
-			ExpressionAttributeValues: item{":id": &types.AttributeValueMemberSS{Value: []string{passkeyID(pk)}}, ":idv": ddb.S(passkeyID(pk))},
+			TableName:                st.name(),
+			Key:                      ddb.Key(userPK(u.ID)),
+			UpdateExpression:         aws.String("SET #se = #se + :one, #ver = #ver + :one DELETE #pks :id"),
+			ConditionExpression:      aws.String("contains(#pks, :idv) AND #se = :se"),
+			ExpressionAttributeNames: map[string]string{"#pks": attrPasskeys, "#se": attrEpoch, "#ver": attrVersion},
+			ExpressionAttributeValues: item{":id": &types.AttributeValueMemberSS{Value: []string{id}}, ":idv": ddb.S(id),
+				":se": ddb.N(u.epoch), ":one": ddb.N(1)},
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 		}},
 	}
 	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError
 	switch {
 	case err == nil:
-		return nil
-	case errors.As(err, &tc) && tc.OnlyConditionsFailed():
-		return ErrPasskeyNotFound
+		updated := *u
+		updated.epoch++
+		updated.version++
+		updated.passkeys = slices.DeleteFunc(slices.Clone(u.passkeys), func(s string) bool { return s == id })
+		updated.Passkeys = len(updated.passkeys)
+		return &updated, nil
+	case errors.As(err, &tc) && tc.OnlyConditionsFailed() && len(tc.Reasons) >= len(items):
+		if !tc.ConditionFailed(0) && tc.ConditionFailed(1) {
+			if old := tc.Reasons[1].Item; old != nil {
+				if ss, ok := old[attrPasskeys].(*types.AttributeValueMemberSS); ok && slices.Contains(ss.Value, id) {
+					return nil, ErrConflict // still listed: the epoch moved
+				}
+			}
+		}
+		return nil, ErrPasskeyNotFound
 	}
-	return unavailable("TransactWriteItems", err)
+	return nil, unavailable("TransactWriteItems", err)
 }
 
 // renamePasskey sets the label of u's credential pk.

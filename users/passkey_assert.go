@@ -20,7 +20,8 @@ package users
 //     counted like a failed password (see countPasskeyFailure);
 //  6. one TransactWriteItems uses the challenge and advances the counter
 //     (store.usePasskey). A counter that did not advance marks the
-//     credential cloned (one more conditional write) and tells its owner.
+//     credential cloned and ends every session of the account (one more
+//     TransactWriteItems) and tells its owner.
 
 import (
 	"bytes"
@@ -178,6 +179,8 @@ func (s *Users) verifyAssertion(a *assertion, c credential, u *User) error {
 		return refuse("rp_id")
 	case !r.AuthenticatorData.Flags.UserPresent(), !r.AuthenticatorData.Flags.UserVerified():
 		return refuse("user_verification")
+	case !backupFlagsValid(r.AuthenticatorData.Flags, c.be):
+		return refuse("backup_flags")
 	}
 	// The library re-checks all of the above and the signature: it is the
 	// authority, the checks before it only name the reason.
@@ -207,6 +210,8 @@ func (s *Users) acceptAssertion(ctx context.Context, a *assertion, c credential,
 		return refuse("unknown_credential")
 	case passkeyCloned:
 		return &passkeyRefused{reason: "cloned", cause: ErrPasskeyCloned}
+	case passkeyBackupFlags:
+		return refuse("backup_flags")
 	}
 	// The counter did not advance: a genuine authenticator never does that.
 	first, err := s.st.markCloned(ctx, c.pk, u.ID, now)
@@ -217,9 +222,20 @@ func (s *Users) acceptAssertion(ctx context.Context, a *assertion, c credential,
 		s.log.ErrorContext(ctx, "users: a passkey's signature counter went back; the credential is marked cloned and refused from now on",
 			"user", u.ID, "stored", c.counter, "presented", a.par.Response.AuthenticatorData.Counter)
 		s.event(ctx, dynaguard.EventPasskeyCloned, "", u.ID, ip)
+		// The mark raised the session epoch: every session fails its next
+		// check; the store drops them now.
+		s.revokeAll(ctx, u.ID, "")
 		s.notify(ctx, Message{Kind: MessagePasskeyCloned, To: u.Email, UserID: u.ID, IP: ip, PasskeyName: c.name})
 	}
 	return &passkeyRefused{reason: "cloned", cause: ErrPasskeyCloned}
+}
+
+// backupFlagsValid reports whether an assertion's backup flags may be
+// accepted for a credential registered with backup eligibility be: BE is
+// fixed for the life of a credential, and BS (backed up) is meaningless
+// without BE (WebAuthn L3 §6.1.3 steps 18-19).
+func backupFlagsValid(f protocol.AuthenticatorFlags, be bool) bool {
+	return f.HasBackupEligible() == be && (f.HasBackupEligible() || !f.HasBackupState())
 }
 
 // passkeyEvent emits passkey.refused for a refused assertion (not for a

@@ -418,7 +418,7 @@ func TestPasskeyStorageFaultsFailClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp := p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(4)})
-	p.faults.Fail("UpdateItem", ddbtest.InternalError)
+	p.faults.FailNth("TransactWriteItems", 2, ddbtest.InternalError) // the accepting write, then the mark's
 	_, err := p.finishSignIn(p.users, b, resp)
 	p.faults.Clear()
 	if !errors.Is(err, ErrUnavailable) {
@@ -497,8 +497,10 @@ func TestPasskeyCalls(t *testing.T) {
 		t.Errorf("sign-in: %s, want %s", got, want)
 	}
 	// Step-up proof (removing the second passkey with the first): two
-	// calls, then the removal's transaction and the renewed token's
-	// tombstone.
+	// calls, then the removal's transaction (which raises the session
+	// epoch), the renewed token's tombstone, and the session store's
+	// RevokeAll of the account's other sessions (a Query and a PutItem
+	// here), as for every change of factors.
 	opts = p.begin(b, func(ctx context.Context, u *User) ([]byte, error) { return p.users.BeginPasskeyProof(ctx, p.sm, u) })
 	proof, _ := p.auth.Get(opts, cred, webauthntest.Options{})
 	if got, want := measure(b, func(ctx context.Context, cur *User) error {
@@ -507,7 +509,7 @@ func TestPasskeyCalls(t *testing.T) {
 			other = cur.passkeys[1]
 		}
 		return p.users.RemovePasskey(ctx, p.sm, cur, Proof{Passkey: proof}, other, b.client())
-	}), "BatchGetItem,TransactWriteItems,TransactWriteItems,PutItem"; got != want {
+	}), "BatchGetItem,TransactWriteItems,TransactWriteItems,PutItem,Query,PutItem"; got != want {
 		t.Errorf("step-up + removal: %s, want %s", got, want)
 	}
 	// Second step: two calls, and the renewed token's tombstone.

@@ -60,9 +60,13 @@ func (s *Users) RenamePasskey(ctx context.Context, u *User, id, name string) err
 // RemovePasskey removes u's passkey id. It needs a Proof (a copied session
 // cookie must not be able to remove the owner's passkeys either); the
 // passkey being removed may itself be the proof. One TransactWriteItems
-// deletes the credential's item (on condition that it is u's) and takes
-// it off the account's list. The Mailer gets a MessagePasskeyRemoved.
-// Cost: the Proof's plus that transaction (2 items).
+// deletes the credential's item (on condition that it is u's), takes it
+// off the account's list and raises the session epoch: every other session
+// of u ends — one the passkey signed in may be a thief's — and the
+// request's session continues on a new token. The Mailer gets a
+// MessagePasskeyRemoved. Cost: the Proof's plus that transaction (2
+// items) and the session store's RevokeAll. ErrConflict: the account's
+// sessions changed meanwhile (try again).
 func (s *Users) RemovePasskey(ctx context.Context, sm *scs.SessionManager, u *User, p Proof, id string, c Client) error {
 	if u == nil {
 		return ErrNotFound
@@ -74,16 +78,16 @@ func (s *Users) RemovePasskey(ctx context.Context, sm *scs.SessionManager, u *Us
 	if err != nil {
 		return err
 	}
-	if err := s.st.removePasskey(ctx, u.ID, passkeyPK(id)); err != nil {
+	updated, err := s.st.removePasskey(ctx, fresh, passkeyPK(id))
+	if err != nil {
 		return err
 	}
 	s.log.InfoContext(ctx, "users: passkey removed", "user", u.ID, "passkey", id)
 	s.event(ctx, dynaguard.EventPasskeyRemoved, "", u.ID, c.IP)
-	s.notify(ctx, Message{Kind: MessagePasskeyRemoved, To: fresh.Email, UserID: u.ID, IP: c.IP})
-	if err := s.steppedUp(ctx, sm, fresh, c); err != nil {
-		return err
-	}
-	return nil
+	s.notify(ctx, Message{Kind: MessagePasskeyRemoved, To: updated.Email, UserID: u.ID, IP: c.IP})
+	// The write raised the session epoch: every session the passkey signed
+	// in (a thief's among them) ends; this one continues on a new token.
+	return s.factorsChanged(ctx, sm, updated, c, true)
 }
 
 func unixTime(sec int64) time.Time {

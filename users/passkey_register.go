@@ -229,7 +229,7 @@ func (s *Users) verifyRegistration(pcc *protocol.ParsedCredentialCreationData, c
 // checkPasskeyName refuses a label that is too long, not UTF-8, or holds
 // control characters.
 func checkPasskeyName(name string) error {
-	if len(name) > maxPasskeyName || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+	if len(name) > maxPasskeyName || !utf8.ValidString(name) || strings.IndexFunc(name, nameRuneRefused) >= 0 {
 		return &IdentifierError{Field: "passkey-name", Reason: fmt.Sprintf("a passkey's name is at most %d bytes of printable text", maxPasskeyName)}
 	}
 	return nil
@@ -253,3 +253,8 @@ func (c credential) passkey() Passkey {
 	}
 	return p
 }
+
+// nameRuneRefused: control characters, and format characters (Cf: U+202E
+// RIGHT-TO-LEFT OVERRIDE, zero-width joiners and the like), which can make
+// a label shown to its owner read as something else.
+func nameRuneRefused(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }

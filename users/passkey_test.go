@@ -205,7 +205,7 @@ func TestPasskeyRegisterListRenameSignIn(t *testing.T) {
 
 	// A new browser signs in with no login name.
 	other := newPKBrowser(t, "198.51.100.7")
-	u, err := p.finishSignIn(p.users, other, p.signInResponse(other, cred, webauthntest.Options{BackupEligible: true, BackedUp: true}))
+	u, err := p.finishSignIn(p.users, other, p.signInResponse(other, cred, webauthntest.Options{}))
 	if err != nil || u.ID != abe.ID {
 		t.Fatalf("passkey sign-in: %v, %v", u, err)
 	}
@@ -219,7 +219,7 @@ func TestPasskeyRegisterListRenameSignIn(t *testing.T) {
 			used = k
 		}
 	}
-	if used.LastUsed.IsZero() || !used.BackupEligible || !used.BackedUp {
+	if used.LastUsed.IsZero() || used.BackupEligible || used.BackedUp {
 		t.Errorf("after use: %+v", used)
 	}
 	// A label can be cleared.

@@ -334,7 +334,7 @@ func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (_
 		return nil, ErrInvalidToken // cannot happen: token items are never rewritten
 	}
 	reclaim := !u.EmailVerified
-	updated, err := s.st.resetPassword(ctx, rec, hash, pepper, now, reclaim)
+	updated, err := s.st.resetPassword(ctx, rec, hash, pepper, now, reclaim, u)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,228 @@
+package users
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynaguard/dynaguard"
+	"github.com/dynaguard/dynaguard/internal/ddbtest"
+	"github.com/dynaguard/dynaguard/internal/webauthntest"
+)
+
+// A thief who signed in with the owner's passkey loses the session when
+// the owner removes the passkey; the owner's own session continues.
+func TestPasskeyRemovalEndsItsSessions(t *testing.T) {
+	t.Parallel()
+	p := newPK(t)
+	abe, owner, cred := p.setUp()
+	thief := newPKBrowser(t, "203.0.113.66")
+	if _, err := p.finishSignIn(p.users, thief, p.signInResponse(thief, cred, webauthntest.Options{})); err != nil {
+		t.Fatal(err)
+	}
+	if thief.me(p.users, p.sm) != abe.ID {
+		t.Fatal("the thief is not signed in")
+	}
+	owner.run(p.users, p.sm, func(ctx context.Context) {
+		cur, _ := FromContext(ctx)
+		if err := p.users.RemovePasskey(ctx, p.sm, cur, pw, abe.passkeys[0], owner.client()); err != nil {
+			t.Fatalf("remove: %v", err)
+		}
+	})
+	if id := thief.me(p.users, p.sm); id != "" {
+		t.Fatal("the session the removed passkey signed in survived its removal")
+	}
+	if owner.me(p.users, p.sm) != abe.ID {
+		t.Fatal("the owner's session ended")
+	}
+	if got := mustGet(t, p.env, abe.ID); got.epoch != abe.epoch+1 || got.Passkeys != 0 {
+		t.Fatalf("after removal: epoch %d (was %d), %d passkeys", got.epoch, abe.epoch, got.Passkeys)
+	}
+}
+
+// The session a clone signed in with ends when the credential is marked
+// cloned.
+func TestPasskeyCloneMarkEndsSessions(t *testing.T) {
+	t.Parallel()
+	p := newPK(t)
+	abe, owner, cred := p.setUp()
+	clone := newPKBrowser(t, "203.0.113.66")
+	if _, err := p.finishSignIn(p.users, clone, p.signInResponse(clone, cred, webauthntest.Options{Counter: webauthntest.Counter(50)})); err != nil {
+		t.Fatal(err)
+	}
+	if clone.me(p.users, p.sm) != abe.ID {
+		t.Fatal("the clone is not signed in")
+	}
+	genuine := newPKBrowser(t, "192.0.2.1")
+	if _, err := p.finishSignIn(p.users, genuine, p.signInResponse(genuine, cred, webauthntest.Options{Counter: webauthntest.Counter(3)})); !errors.Is(err, ErrPasskeyCloned) {
+		t.Fatalf("regressed counter: %v", err)
+	}
+	if clone.me(p.users, p.sm) != "" {
+		t.Fatal("the clone's session survived the cloned mark")
+	}
+	if owner.me(p.users, p.sm) != "" {
+		t.Fatal("a session survived the cloned mark")
+	}
+}
+
+// BE is fixed for a credential's life and BS needs BE (WebAuthn L3
+// §6.1.3): an assertion that says otherwise is refused, counted as a
+// failure, and does not brand the credential cloned.
+func TestPasskeyBackupFlags(t *testing.T) {
+	t.Parallel()
+	var log eventLog
+	p := newPK(t, log.config)
+	p.create("abe@example.com", "abe")
+	b := newPKBrowser(t, "192.0.2.1")
+	b.login(p.users, p.sm, "abe")
+	single, err := p.register(b, "key", webauthntest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	synced, err := p.register(b, "synced", webauthntest.Options{Packed: true, BackupEligible: true, BackedUp: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		cred *webauthntest.Credential
+		o    webauthntest.Options
+	}{
+		"BE appears":     {single, webauthntest.Options{BackupEligible: true}},
+		"BS without BE":  {single, webauthntest.Options{BackedUp: true}},
+		"BE disappears":  {synced, webauthntest.Options{}},
+		"BS without BE'": {synced, webauthntest.Options{BackedUp: true}},
+	} {
+		if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, c.cred, c.o)); !errors.Is(err, ErrInvalidPasskey) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if n := log.count(dynaguard.EventPasskeyRefused, "backup_flags"); n != 4 {
+		t.Errorf("%d passkey.refused backup_flags events, want 4", n)
+	}
+	// Unchanged flags still sign in, BS may come and go: nothing is cloned.
+	for _, c := range []struct {
+		cred *webauthntest.Credential
+		o    webauthntest.Options
+	}{{single, webauthntest.Options{}}, {synced, webauthntest.Options{BackupEligible: true}}, {synced, webauthntest.Options{BackupEligible: true, BackedUp: true}}} {
+		if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, c.cred, c.o)); err != nil {
+			t.Fatalf("%+v: %v", c.o, err)
+		}
+	}
+	// The write's own condition: a BE that differs from the stored one is
+	// not taken for a regressed counter.
+	u := mustGet(t, p.env, mustGetLogin(t, p, "abe"))
+	pk := passkeyPK(u.passkeys[0])
+	outcomes := map[passkeyOutcome]int{}
+	for i, be := range []bool{true, false} {
+		out, err := p.users.st.usePasskey(ctx, dynaguard.PrefixPasskey+"ch#test"+strconv.Itoa(i),
+			p.clock.Now().Add(5*time.Minute), pk, u.ID, 1<<30, be, false, p.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		outcomes[out]++
+	}
+	if outcomes[passkeyUsed] != 1 || outcomes[passkeyBackupFlags] != 1 {
+		t.Fatalf("usePasskey outcomes %v", outcomes)
+	}
+	for _, pk := range []string{passkeyPK(u.passkeys[0]), passkeyPK(u.passkeys[1])} {
+		if it := getItem(t, p, pk); it[attrCloned] != nil {
+			t.Fatalf("%s marked cloned by a backup-flag mismatch", pk)
+		}
+	}
+}
+
+// A reclaiming reset deletes the credential items of the passkeys it
+// drops; nothing of them is left after the account is deleted either.
+func TestPasskeyReclaimDeletesCredentialItems(t *testing.T) {
+	t.Parallel()
+	p := newPK(t)
+	abe, _, _ := p.setUp()
+	if abe.EmailVerified {
+		t.Fatal("accounts start verified: no reclaiming reset to test")
+	}
+	if _, err := p.users.ResetPassword(ctx, p.resetToken("abe@example.com"), newPassword); err != nil {
+		t.Fatal(err)
+	}
+	if n := credentialItems(t, p); n != 0 {
+		t.Fatalf("%d credential items after the reclaiming reset", n)
+	}
+	if err := p.users.Delete(ctx, mustGet(t, p.env, abe.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if n := credentialItems(t, p); n != 0 {
+		t.Fatalf("%d credential items after deletion", n)
+	}
+}
+
+func credentialItems(t *testing.T, p *pk) int {
+	n := 0
+	for _, it := range ddbtest.Scan(t, p.base) {
+		if pk := it[dynaguard.AttrPK]; strings.HasPrefix(pk, dynaguard.PrefixPasskey) && !strings.HasPrefix(pk, dynaguard.PrefixPasskey+"ch#") {
+			n++
+		}
+	}
+	return n
+}
+
+func getItem(t *testing.T, p *pk, key string) item {
+	t.Helper()
+	out, err := p.base.Client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(p.base.Name), Key: map[string]types.AttributeValue{dynaguard.AttrPK: &types.AttributeValueMemberS{Value: key}}, ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Item
+}
+
+// shortReasons answers every TransactWriteItems with a cancellation that
+// names fewer reasons than the transaction has items.
+type shortReasons struct{ dynaguard.API }
+
+func (s shortReasons) TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	return nil, &types.TransactionCanceledException{Message: aws.String("injected"),
+		CancellationReasons: []types.CancellationReason{{Code: aws.String("ConditionalCheckFailed")}}}
+}
+
+// A cancellation with fewer reasons than items fails closed as a storage
+// failure: no panic, no sign-in, no registration.
+func TestPasskeyShortCancellationReasons(t *testing.T) {
+	p := newPK(t)
+	_, b, cred := p.setUp()
+	resp := p.signInResponse(b, cred, webauthntest.Options{})
+	inner := p.faults.API
+	p.faults.API = shortReasons{inner}
+	defer func() { p.faults.API = inner }()
+	if u, err := p.finishSignIn(p.users, b, resp); u != nil || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("sign-in: %v, %v", u, err)
+	}
+	p.faults.API = inner
+	opts := p.begin(b, func(ctx context.Context, u *User) ([]byte, error) {
+		return p.users.BeginPasskeyRegistration(ctx, p.sm, u)
+	})
+	reg, _, err := p.auth.Create(opts, webauthntest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.faults.API = shortReasons{inner}
+	if err := p.finishRegistration(b, reg, "second"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("registration: %v", err)
+	}
+}
+
+// Format characters (U+202E and the like) are refused in passkey names.
+func TestPasskeyNameFormatCharacters(t *testing.T) {
+	for _, name := range []string{"laptop\u202egnp.exe", "a\u200db", "\ufeffkey"} {
+		if err := checkPasskeyName(name); !errors.Is(err, ErrInvalidIdentifier) {
+			t.Errorf("%q: %v", name, err)
+		}
+	}
+	if err := checkPasskeyName("Clé de Zoë 🔑"); err != nil {
+		t.Errorf("a plain name refused: %v", err)
+	}
+}
