@@ -171,11 +171,23 @@ const (
 // for authenticators without a counter). Of any number of submissions of
 // one response, or of two responses with one counter, on any number of
 // instances, one wins.
-func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.Time, pk, uid string, counter uint32, be, bs bool, now time.Time) (passkeyOutcome, error) {
+//
+// move, when set, also moves the credential from the hash of an older key
+// of its purpose to the current key's (move.to), in the same transaction:
+// the old item is deleted on the conditions above instead of updated, the
+// new one is put (attribute_not_exists) with the advanced state, and the
+// account's list swaps the two IDs on condition that it still lists
+// exactly what move.u lists. A credential used after a rotation thus
+// leaves the old key's hash, with no extra call; ErrConflict if the
+// account's list changed meanwhile.
+func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.Time, pk, uid string, counter uint32, be, bs bool, now time.Time, move *passkeyMove) (passkeyOutcome, error) {
 	counterCond := "#sc < :sc"
 	if counter == 0 {
 		counterCond = "#sc = :sc"
 	}
+	cond := "#uid = :uid AND attribute_not_exists(#cl) AND #be = :be AND " + counterCond
+	names := map[string]string{"#sc": attrCounter, "#be": attrBE, "#uid": attrUID, "#cl": attrCloned}
+	vals := item{":sc": ddb.N(int64(counter)), ":be": ddb.Bool(be), ":uid": ddb.S(uid)}
 	items := []types.TransactWriteItem{
 		{Put: &types.Put{
 			TableName:                st.name(),
@@ -183,17 +195,54 @@ func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.T
 			ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 			ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
 		}},
-		{Update: &types.Update{
-			TableName:           st.name(),
-			Key:                 ddb.Key(pk),
-			UpdateExpression:    aws.String("SET #sc = :sc, #lu = :now, #bs = :bs"),
-			ConditionExpression: aws.String("#uid = :uid AND attribute_not_exists(#cl) AND #be = :be AND " + counterCond),
-			ExpressionAttributeNames: map[string]string{"#sc": attrCounter, "#lu": attrLastUsed, "#be": attrBE, "#bs": attrBS,
-				"#uid": attrUID, "#cl": attrCloned},
-			ExpressionAttributeValues: item{":sc": ddb.N(int64(counter)), ":now": ddb.N(now.Unix()), ":be": ddb.Bool(be),
-				":bs": ddb.Bool(bs), ":uid": ddb.S(uid)},
+	}
+	if move == nil {
+		names["#lu"], names["#bs"] = attrLastUsed, attrBS
+		vals[":now"], vals[":bs"] = ddb.N(now.Unix()), ddb.Bool(bs)
+		items = append(items, types.TransactWriteItem{Update: &types.Update{
+			TableName:                           st.name(),
+			Key:                                 ddb.Key(pk),
+			UpdateExpression:                    aws.String("SET #sc = :sc, #lu = :now, #bs = :bs"),
+			ConditionExpression:                 aws.String(cond),
+			ExpressionAttributeNames:            names,
+			ExpressionAttributeValues:           vals,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}},
+		}})
+	} else {
+		moved := move.cred
+		moved.pk, moved.counter, moved.bs, moved.lastUsed = move.to, counter, bs, now.Unix()
+		list := slices.Clone(move.u.passkeys)
+		for i, id := range list {
+			if id == passkeyID(pk) {
+				list[i] = passkeyID(move.to)
+			}
+		}
+		lcond, lnames, lvals := passkeysUnchanged(move.u)
+		lnames["#pk"] = dynaguard.AttrPK
+		lvals[":new"] = &types.AttributeValueMemberSS{Value: list}
+		items = append(items,
+			types.TransactWriteItem{Delete: &types.Delete{
+				TableName:                           st.name(),
+				Key:                                 ddb.Key(pk),
+				ConditionExpression:                 aws.String(cond),
+				ExpressionAttributeNames:            names,
+				ExpressionAttributeValues:           vals,
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}},
+			types.TransactWriteItem{Put: &types.Put{
+				TableName:                st.name(),
+				Item:                     credentialItem(moved, uid),
+				ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+				ExpressionAttributeNames: map[string]string{"#pk": dynaguard.AttrPK},
+			}},
+			types.TransactWriteItem{Update: &types.Update{
+				TableName:                 st.name(),
+				Key:                       ddb.Key(userPK(uid)),
+				UpdateExpression:          aws.String("SET #pks = :new"),
+				ConditionExpression:       aws.String("attribute_exists(#pk) AND " + lcond),
+				ExpressionAttributeNames:  lnames,
+				ExpressionAttributeValues: lvals,
+			}})
 	}
 	err := st.transact(ctx, items)
 	if err == nil {
@@ -210,6 +259,10 @@ func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.T
 		// The marker decides first: a replayed response carries the counter
 		// it was accepted with, which must not brand the credential a clone.
 		return passkeyReplayed, nil
+	case !tc.ConditionFailed(1):
+		// Only a move's put or list swap failed: the account's passkeys
+		// changed meanwhile (or another instance moved this one).
+		return 0, ErrConflict
 	case old == nil:
 		return passkeyGone, nil
 	default:
@@ -263,18 +316,12 @@ func (st *store) markCloned(ctx context.Context, pk, uid string, now time.Time) 
 	return false, unavailable("TransactWriteItems", err)
 }
 
-// registerPasskey adds c to account u in one TransactWriteItems: the
-// challenge's marker, the credential's item (attribute_not_exists: no
-// credential belongs to two accounts, nor twice to one), the account's
-// list and user handle — on condition that the account is still at the
-// credential version and session epoch the proof was checked against, not
-// disabled, under max passkeys, and without another user handle — and, for
-// each older key of the purpose, a check that the credential is not stored
-// under that key's hash either.
-func (st *store) registerPasskey(ctx context.Context, marker string, markerTTL time.Time, u *User, c credential, handle []byte, older []string, max int) error {
+// credentialItem is the stored form of credential c of account uid (a
+// cloned mark is never written this way).
+func credentialItem(c credential, uid string) item {
 	cred := item{
 		dynaguard.AttrPK: ddb.S(c.pk),
-		attrUID:          ddb.S(u.ID),
+		attrUID:          ddb.S(uid),
 		attrPub:          ddb.B(c.pub),
 		attrAAGUID:       ddb.B(c.aaguid),
 		attrCounter:      ddb.N(int64(c.counter)),
@@ -288,6 +335,30 @@ func (st *store) registerPasskey(ctx context.Context, marker string, markerTTL t
 	if c.name != "" {
 		cred[attrName] = ddb.S(c.name)
 	}
+	if c.lastUsed != 0 {
+		cred[attrLastUsed] = ddb.N(c.lastUsed)
+	}
+	return cred
+}
+
+// passkeyMove is a credential found under an older key's hash, to be
+// moved to the current key's (to) by the write that accepts it.
+type passkeyMove struct {
+	to   string
+	cred credential
+	u    *User
+}
+
+// registerPasskey adds c to account u in one TransactWriteItems: the
+// challenge's marker, the credential's item (attribute_not_exists: no
+// credential belongs to two accounts, nor twice to one), the account's
+// list and user handle — on condition that the account is still at the
+// credential version and session epoch the proof was checked against, not
+// disabled, under max passkeys, and without another user handle — and, for
+// each older key of the purpose, a check that the credential is not stored
+// under that key's hash either.
+func (st *store) registerPasskey(ctx context.Context, marker string, markerTTL time.Time, u *User, c credential, handle []byte, older []string, max int) error {
+	cred := credentialItem(c, u.ID)
 	notExists := aws.String("attribute_not_exists(#pk)")
 	pkName := map[string]string{"#pk": dynaguard.AttrPK}
 	items := []types.TransactWriteItem{

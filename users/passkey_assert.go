@@ -194,13 +194,28 @@ func (s *Users) verifyAssertion(a *assertion, c credential, u *User) error {
 // acceptAssertion is step 6: the one write, and what its outcome means.
 func (s *Users) acceptAssertion(ctx context.Context, a *assertion, c credential, u *User, ip netip.Addr, now time.Time) error {
 	flags := a.par.Response.AuthenticatorData.Flags
+	var move *passkeyMove
+	if cur := a.pks[0]; c.pk != cur {
+		// Stored under an older key's hash: moved by the same write.
+		move = &passkeyMove{to: cur, cred: c, u: u}
+	}
 	out, err := s.st.usePasskey(ctx, a.ch.markerPK(), a.ch.expires.Add(markerMargin), c.pk, u.ID,
-		a.par.Response.AuthenticatorData.Counter, flags.HasBackupEligible(), flags.HasBackupState(), now)
+		a.par.Response.AuthenticatorData.Counter, flags.HasBackupEligible(), flags.HasBackupState(), now, move)
 	if err != nil {
 		return err
 	}
 	switch out {
 	case passkeyUsed:
+		if move != nil {
+			old, cur := passkeyID(c.pk), passkeyID(move.to)
+			u.passkeys = slices.Clone(u.passkeys)
+			for i, id := range u.passkeys {
+				if id == old {
+					u.passkeys[i] = cur
+				}
+			}
+			s.log.InfoContext(ctx, "users: passkey moved to the current key's hash", "user", u.ID, "passkey", cur)
+		}
 		return nil
 	case passkeyReplayed:
 		s.log.WarnContext(ctx, "users: a passkey response whose challenge was already used was presented again", "user", u.ID)

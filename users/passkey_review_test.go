@@ -130,7 +130,7 @@ func TestPasskeyBackupFlags(t *testing.T) {
 	outcomes := map[passkeyOutcome]int{}
 	for i, be := range []bool{true, false} {
 		out, err := p.users.st.usePasskey(ctx, dynaguard.PrefixPasskey+"ch#test"+strconv.Itoa(i),
-			p.clock.Now().Add(5*time.Minute), pk, u.ID, 1<<30, be, false, p.clock.Now())
+			p.clock.Now().Add(5*time.Minute), pk, u.ID, 1<<30, be, false, p.clock.Now(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,5 +232,66 @@ func TestPasskeyNameFormatCharacters(t *testing.T) {
 	}
 	if err := checkPasskeyName("Clé de Zoë 🔑"); err != nil {
 		t.Errorf("a plain name refused: %v", err)
+	}
+}
+
+// After a rotation, the first accepted assertion moves the credential to
+// the current key's hash in its one write: the old secret can then go.
+func TestPasskeyMovedToCurrentKey(t *testing.T) {
+	t.Parallel()
+	p := newPK(t)
+	abe, _, cred := p.setUp()
+	oldPK := passkeyPK(abe.passkeys[0])
+	withKeys := func(current []byte, previous ...[]byte) *Users {
+		cfg := p.cfg
+		cfg.Keys = keyring(t, current, previous...)
+		cfg.Sessions = p.store
+		u, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	rotated := withKeys(secretB, secretA)
+	b := newPKBrowser(t, "198.51.100.7")
+	signIn := func(users *Users) error {
+		opts := p.begin(b, func(ctx context.Context, _ *User) ([]byte, error) { return users.BeginPasskeyLogin(ctx, p.sm) })
+		resp, _ := p.auth.Get(opts, cred, webauthntest.Options{})
+		_, err := p.finishSignIn(users, b, resp)
+		return err
+	}
+	p.rec.Reset()
+	if err := signIn(rotated); err != nil {
+		t.Fatalf("sign-in after rotation: %v", err)
+	}
+	// The move costs no call: the same three as any sign-in.
+	if r, g, w := p.rec.Count("BatchGetItem"), p.rec.Count("GetItem"), p.rec.Count("TransactWriteItems"); r != 1 || g != 1 || w != 1 {
+		t.Errorf("sign-in with a move: %d BatchGetItem, %d GetItem, %d TransactWriteItems", r, g, w)
+	}
+	newPK := rotated.credentialPKs(cred.ID)[0]
+	if newPK == oldPK {
+		t.Fatal("the rotated keyring hashes as the old one")
+	}
+	if getItem(t, p, oldPK) != nil {
+		t.Error("the old key's item is still there")
+	}
+	moved := getItem(t, p, newPK)
+	if c, ok := decodeCredential(moved); !ok || c.uid != abe.ID || c.name != "laptop" || c.counter == 0 || c.lastUsed == 0 {
+		t.Fatalf("moved item %+v", c)
+	}
+	got := mustGet(t, p.env, abe.ID)
+	if len(got.passkeys) != 1 || got.passkeys[0] != passkeyID(newPK) {
+		t.Fatalf("account lists %v", got.passkeys)
+	}
+	// The old secret retired: the passkey still signs in, lists and removes.
+	current := withKeys(secretB)
+	if err := signIn(current); err != nil {
+		t.Fatalf("sign-in with the old secret gone: %v", err)
+	}
+	if list, err := current.Passkeys(ctx, got); err != nil || len(list) != 1 || list[0].Name != "laptop" {
+		t.Fatalf("Passkeys = %+v, %v", list, err)
+	}
+	if n := credentialItems(t, p); n != 1 {
+		t.Fatalf("%d credential items", n)
 	}
 }
