@@ -160,6 +160,7 @@ const (
 	passkeyCloned                     // already marked cloned
 	passkeyRegressed                  // its counter did not advance: a clone
 	passkeyBackupFlags                // its stored backup eligibility is not the presented one
+	passkeyOverlapped                 // its counter is below one accepted after this challenge was issued
 )
 
 // usePasskey accepts an assertion in one TransactWriteItems: the
@@ -180,7 +181,12 @@ const (
 // exactly what move.u lists. A credential used after a rotation thus
 // leaves the old key's hash, with no extra call; ErrConflict if the
 // account's list changed meanwhile.
-func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.Time, pk, uid string, counter uint32, be, bs bool, now time.Time, move *passkeyMove) (passkeyOutcome, error) {
+//
+// issued is when the presented assertion's challenge was issued: a counter
+// below the stored one, when the stored one was accepted after that
+// challenge was issued (the two ceremonies overlapped), is passkeyOverlapped
+// rather than a clone — see acceptAssertion.
+func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.Time, pk, uid string, counter uint32, be, bs bool, now time.Time, move *passkeyMove, issued time.Time) (passkeyOutcome, error) {
 	counterCond := "#sc < :sc"
 	if counter == 0 {
 		counterCond = "#sc = :sc"
@@ -276,6 +282,8 @@ func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.T
 			// Checked before the write too (verifyAssertion); here when the
 			// stored flag changed in between, which it never does.
 			return passkeyBackupFlags, nil
+		case counter > 0 && counter < c.counter && issued.Unix() < c.lastUsed:
+			return passkeyOverlapped, nil
 		}
 		return passkeyRegressed, nil
 	}

@@ -200,7 +200,8 @@ func (s *Users) acceptAssertion(ctx context.Context, a *assertion, c credential,
 		move = &passkeyMove{to: cur, cred: c, u: u}
 	}
 	out, err := s.st.usePasskey(ctx, a.ch.markerPK(), a.ch.expires.Add(markerMargin), c.pk, u.ID,
-		a.par.Response.AuthenticatorData.Counter, flags.HasBackupEligible(), flags.HasBackupState(), now, move)
+		a.par.Response.AuthenticatorData.Counter, flags.HasBackupEligible(), flags.HasBackupState(), now, move,
+		a.ch.expires.Add(-s.passkeys.ChallengeTTL))
 	if err != nil {
 		return err
 	}
@@ -227,6 +228,22 @@ func (s *Users) acceptAssertion(ctx context.Context, a *assertion, c credential,
 		return &passkeyRefused{reason: "cloned", cause: ErrPasskeyCloned}
 	case passkeyBackupFlags:
 		return refuse("backup_flags")
+	case passkeyOverlapped:
+		// Out of order, not cloned: one authenticator signed two challenges
+		// (counters n and n+1) and n+1 was accepted first — it was accepted
+		// after this assertion's challenge was issued, so the ceremonies
+		// overlapped. Policy: refuse this one (its counter is stale: the
+		// credential's state only moves forward) without marking the
+		// credential. A clone gains nothing from it: its counter must
+		// still be above the stored one to be accepted, and the genuine
+		// key's next ceremony (a challenge issued after the clone's use,
+		// counter below it) marks the credential cloned as before. The
+		// exemption is bounded by the challenge lifetime and needs a
+		// counter strictly between 0 and the stored one: an equal counter
+		// or a 0 after counting is always a clone.
+		s.log.WarnContext(ctx, "users: a passkey assertion arrived after a later one of the same credential; refused, not marked cloned",
+			"user", u.ID, "stored", c.counter, "presented", a.par.Response.AuthenticatorData.Counter)
+		return refuse("out_of_order")
 	}
 	// The counter did not advance: a genuine authenticator never does that.
 	first, err := s.st.markCloned(ctx, c.pk, u.ID, now)

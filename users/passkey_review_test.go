@@ -130,7 +130,7 @@ func TestPasskeyBackupFlags(t *testing.T) {
 	outcomes := map[passkeyOutcome]int{}
 	for i, be := range []bool{true, false} {
 		out, err := p.users.st.usePasskey(ctx, dynaguard.PrefixPasskey+"ch#test"+strconv.Itoa(i),
-			p.clock.Now().Add(5*time.Minute), pk, u.ID, 1<<30, be, false, p.clock.Now(), nil)
+			p.clock.Now().Add(5*time.Minute), pk, u.ID, 1<<30, be, false, p.clock.Now(), nil, p.clock.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,5 +293,38 @@ func TestPasskeyMovedToCurrentKey(t *testing.T) {
 	}
 	if n := credentialItems(t, p); n != 1 {
 		t.Fatalf("%d credential items", n)
+	}
+}
+
+// Two ceremonies of one authenticator that overlap (counters 5 and 6,
+// committed as 6 then 5) refuse the late one without branding the
+// credential cloned; a lower counter under a challenge issued after the
+// last accepted use is a clone, as before.
+func TestPasskeyOutOfOrderNotCloned(t *testing.T) {
+	t.Parallel()
+	var log eventLog
+	p := newPK(t, log.config)
+	_, b, cred := p.setUp()
+	b2 := newPKBrowser(t, "198.51.100.7")
+	r5 := p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(5)})
+	r6 := p.signInResponse(b2, cred, webauthntest.Options{Counter: webauthntest.Counter(6)})
+	p.clock.Advance(2 * time.Second)
+	if _, err := p.finishSignIn(p.users, b2, r6); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p.finishSignIn(p.users, b, r5)
+	if !errors.Is(err, ErrInvalidPasskey) || errors.Is(err, ErrPasskeyCloned) {
+		t.Fatalf("the late assertion: %v", err)
+	}
+	if log.count(dynaguard.EventPasskeyRefused, "out_of_order") != 1 || p.mail.count(MessagePasskeyCloned) != 0 {
+		t.Fatal("no out_of_order refusal, or a cloned notice")
+	}
+	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(7)})); err != nil {
+		t.Fatalf("the next assertion: %v", err)
+	}
+	// A challenge issued after the last use, with a counter below it: a clone.
+	p.clock.Advance(2 * time.Second)
+	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(6)})); !errors.Is(err, ErrPasskeyCloned) {
+		t.Fatalf("a lower counter under a fresh challenge: %v", err)
 	}
 }
