@@ -182,6 +182,12 @@ func (s *Users) verifyAssertion(a *assertion, c credential, u *User) error {
 	case !backupFlagsValid(r.AuthenticatorData.Flags, c.be):
 		return refuse("backup_flags")
 	}
+	// No extension is requested for an assertion: any client extension
+	// output is unsolicited, and refused (WebAuthn L3 §7.2 step 4).
+	if err := a.par.ClientExtensionResults.Verify(protocol.SessionExtensions{}, protocol.AssertCeremony,
+		protocol.UnsolicitedOutputPolicyReject); err != nil {
+		return refuse("extensions")
+	}
 	// The library re-checks all of the above and the signature: it is the
 	// authority, the checks before it only name the reason.
 	if err := a.par.Verify(a.ch.raw, s.passkeys.RPID, "", s.passkeys.Origins, nil, nil,

@@ -98,6 +98,13 @@ func (s *Users) FinishPasskeyLogin(ctx context.Context, sm *scs.SessionManager, 
 		return nil, loginRefused(refuse("unknown_credential"))
 	}
 	uid = cred.uid
+	// The client's own counters (address, ranges, or the account's device
+	// cookie) are in hand already: a client they throttle is refused
+	// before the account is read. The account's unknown-client count
+	// needs the account, and is checked after its read.
+	if w := s.passkeyWait(pc, items, nil, uid, now); w > 0 {
+		return nil, s.throttled(w)
+	}
 	acct, err := s.st.get(ctx, userPK(uid))
 	if err != nil {
 		return nil, err
@@ -165,16 +172,16 @@ func (s *Users) BeginPasskeySecondFactor(ctx context.Context, sm *scs.SessionMan
 // does not reset the count of failed codes (only an accepted code does).
 // Cost: one BatchGetItem (credential, account, address counters), one
 // TransactWriteItems (challenge marker, counter).
-func (s *Users) CompleteLoginWithPasskey(ctx context.Context, sm *scs.SessionManager, response []byte, c Client) (_ *User, err error) {
+func (s *Users) CompleteLoginWithPasskey(ctx context.Context, sm *scs.SessionManager, response []byte, c Client) (*User, error) {
 	p, _, ok := s.pending(ctx, sm)
 	if !ok {
 		s.clearPending(ctx, sm)
 		return nil, ErrNoPendingLogin
 	}
-	defer s.factorEvent(ctx, p.userID, c.IP, &err)
 	a, err := s.openAssertion(ctx, response, ceremonySecondFactor, p.userID)
 	if err != nil {
 		s.passkeyEvent(ctx, p.userID, c.IP, err)
+		s.factorEvent(ctx, p.userID, c.IP, &err)
 		return nil, err
 	}
 	u, err := s.checkAssertion(ctx, a, p.userID, c.IP, func(u *User) error {
@@ -183,6 +190,10 @@ func (s *Users) CompleteLoginWithPasskey(ctx context.Context, sm *scs.SessionMan
 		}
 		return nil
 	})
+	// The second factor's event is about the assertion only, as
+	// CompleteLogin's is about the code: a failure of the login after it
+	// (the session's renewal) has its own event, not a second one here.
+	s.factorEvent(ctx, p.userID, c.IP, &err)
 	if errors.Is(err, ErrNoPendingLogin) {
 		s.clearPending(ctx, sm)
 	}

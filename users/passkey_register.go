@@ -92,7 +92,7 @@ func (s *Users) BeginPasskeyRegistration(ctx context.Context, sm *scs.SessionMan
 		Attestation: protocol.PreferNoAttestation,
 		// credProps: the browser says whether the credential is
 		// discoverable; one that is not cannot sign in without a name.
-		Extensions: protocol.AuthenticationExtensions{CredProps: true},
+		Extensions: registrationExtensions,
 	}})
 }
 
@@ -207,6 +207,12 @@ func (s *Users) verifyRegistration(pcc *protocol.ParsedCredentialCreationData, c
 	if cp := pcc.ClientExtensionResults.CredProps; cp != nil && cp.RK != nil && !*cp.RK {
 		return credential{}, refuse("not_discoverable")
 	}
+	// An extension output that was not requested is refused (WebAuthn L3
+	// §7.1 step 4, the library's default policy).
+	if err := pcc.ClientExtensionResults.Verify(registrationExtensions.Session(), protocol.CreateCeremony,
+		protocol.UnsolicitedOutputPolicyReject); err != nil {
+		return credential{}, refuse("extensions")
+	}
 	if _, err := pcc.Verify(ch.raw, s.passkeys.RPID, s.passkeys.Origins, nil, nil, protocol.TopOriginExplicitVerificationMode,
 		false, true, true, nil, credentialParams, protocol.AttestationPolicy{}, protocol.SignaturePolicy{}); err != nil {
 		return credential{}, refuse("attestation")
@@ -253,6 +259,10 @@ func (c credential) passkey() Passkey {
 	}
 	return p
 }
+
+// registrationExtensions are the extensions a registration requests:
+// credProps only (the browser says whether the credential is discoverable).
+var registrationExtensions = protocol.AuthenticationExtensions{CredProps: true}
 
 // nameRuneRefused: control characters, and format characters (Cf: U+202E
 // RIGHT-TO-LEFT OVERRIDE, zero-width joiners and the like), which can make

@@ -2,6 +2,7 @@ package users
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -326,5 +327,52 @@ func TestPasskeyOutOfOrderNotCloned(t *testing.T) {
 	p.clock.Advance(2 * time.Second)
 	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(6)})); !errors.Is(err, ErrPasskeyCloned) {
 		t.Fatalf("a lower counter under a fresh challenge: %v", err)
+	}
+}
+
+// withExtensions returns response with its clientExtensionResults set to
+// ext.
+func withExtensions(t *testing.T, response []byte, ext map[string]any) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(response, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["clientExtensionResults"] = ext
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Extension outputs that were not requested are refused, in an assertion
+// (none requested) and in a registration (credProps only).
+func TestPasskeyUnsolicitedExtensions(t *testing.T) {
+	t.Parallel()
+	var log eventLog
+	p := newPK(t, log.config)
+	_, b, cred := p.setUp()
+	resp := withExtensions(t, p.signInResponse(b, cred, webauthntest.Options{}), map[string]any{"appid": true})
+	if _, err := p.finishSignIn(p.users, b, resp); !errors.Is(err, ErrInvalidPasskey) {
+		t.Fatalf("assertion with an unsolicited output: %v", err)
+	}
+	opts := p.begin(b, func(ctx context.Context, u *User) ([]byte, error) {
+		return p.users.BeginPasskeyRegistration(ctx, p.sm, u)
+	})
+	reg, _, err := p.auth.Create(opts, webauthntest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg = withExtensions(t, reg, map[string]any{"credProps": map[string]any{"rk": true}, "hmacCreateSecret": true})
+	if err := p.finishRegistration(b, reg, "second"); !errors.Is(err, ErrInvalidPasskey) {
+		t.Fatalf("registration with an unsolicited output: %v", err)
+	}
+	if n := log.count(dynaguard.EventPasskeyRefused, "extensions"); n != 2 {
+		t.Errorf("%d passkey.refused extensions events, want 2", n)
+	}
+	// The requested one, and none, still pass.
+	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{})); err != nil {
+		t.Fatal(err)
 	}
 }
