@@ -659,9 +659,15 @@ func TestPasskeyFailuresThrottled(t *testing.T) {
 	if !throttled {
 		t.Fatal("repeated failures from one address were never throttled")
 	}
-	// Even a good assertion from that address waits.
-	if _, err := p.finishSignIn(p.users, attacker, p.signInResponse(attacker, cred, webauthntest.Options{})); !errors.Is(err, ErrThrottled) {
+	// Even a good assertion from that address waits — refused on the
+	// first read, before the account is read.
+	resp := p.signInResponse(attacker, cred, webauthntest.Options{})
+	p.rec.Reset()
+	if _, err := p.finishSignIn(p.users, attacker, resp); !errors.Is(err, ErrThrottled) {
 		t.Fatalf("good assertion from a throttled address: %v", err)
+	}
+	if n := p.rec.Count("GetItem"); n != 0 {
+		t.Errorf("a throttled sign-in read the account (%d GetItem)", n)
 	}
 }
 
