@@ -376,3 +376,32 @@ func TestPasskeyUnsolicitedExtensions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A password change or a (non-reclaiming) reset keeps the passkeys, and
+// its notice names them.
+func TestPasskeyNamedInPasswordNotice(t *testing.T) {
+	t.Parallel()
+	p := newPK(t)
+	abe, b, _ := p.setUp()
+	b.run(p.users, p.sm, func(ctx context.Context) {
+		cur, _ := FromContext(ctx)
+		if err := p.users.ChangePassword(ctx, p.sm, cur, pw, newPassword, b.client()); err != nil {
+			t.Fatalf("change: %v", err)
+		}
+	})
+	if m := p.mail.last(MessagePasswordChanged); len(m.Passkeys) != 1 || m.Passkeys[0] != "laptop" {
+		t.Fatalf("password-changed notice lists %q", m.Passkeys)
+	}
+	if _, err := p.users.VerifyEmail(ctx, p.verifyToken(mustGet(t, p.env, abe.ID))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.users.ResetPassword(ctx, p.resetToken("abe@example.com"), goodPassword); err != nil {
+		t.Fatal(err)
+	}
+	if m := p.mail.last(MessagePasswordChanged); m.Reclaimed || len(m.Passkeys) != 1 || m.Passkeys[0] != "laptop" {
+		t.Fatalf("reset notice: reclaimed %v, lists %q", m.Reclaimed, m.Passkeys)
+	}
+	if mustGet(t, p.env, abe.ID).Passkeys != 1 {
+		t.Fatal("a reset of a verified account removed the passkey")
+	}
+}

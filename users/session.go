@@ -240,7 +240,8 @@ func (s *Users) Logout(ctx context.Context, sm *scs.SessionManager) error {
 // gets ErrConflict.
 //
 // Cost: the step-up (see Proof), the new hash, one UpdateItem and the
-// session store's RevokeAll.
+// session store's RevokeAll; with a Mailer, one BatchGetItem more when
+// the account has passkeys (their names, for the notice).
 func (s *Users) ChangePassword(ctx context.Context, sm *scs.SessionManager, u *User, p Proof, next string, c Client) error {
 	fresh, err := s.stepUp(ctx, u, p, c)
 	if err != nil {
@@ -258,7 +259,8 @@ func (s *Users) ChangePassword(ctx context.Context, sm *scs.SessionManager, u *U
 		return err
 	}
 	s.log.InfoContext(ctx, "users: password changed", "user", u.ID)
-	s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID, IP: c.IP})
+	s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID, IP: c.IP,
+		Passkeys: s.passkeyNames(ctx, updated)})
 	return s.factorsChanged(ctx, sm, updated, c, true)
 }
 
