@@ -23,11 +23,18 @@ package users
 // secret can tell which credential an item is. Lookups try every key of
 // the purpose (all in the one BatchGetItem a lookup makes anyway), so
 // rotating the secret keeps passkeys working; registration claims the
-// current key's hash and checks that no older key's hash exists.
+// current key's hash and checks that no older key's hash exists. The
+// first accepted assertion of a credential found under an older key's
+// hash moves it to the current key's, in the write that accepts it
+// (usePasskey). A credential not used since then is still under the
+// older hash: a secret is dropped from the keyring only once its
+// passkeys have moved, or those passkeys stop signing in (their owners
+// sign in otherwise and register them again).
 //
 // The account's list is authoritative: a credential item whose hash the
-// account no longer lists (a reset that reclaimed the account removes the
-// list) is refused, and account deletion deletes the listed items.
+// account no longer lists is refused. A reset that reclaims the account
+// removes the list and deletes the listed items in one transaction, and
+// account deletion deletes the listed items in its own.
 
 import (
 	"context"

@@ -133,7 +133,10 @@ type Passkey struct {
 	// Name is the user's label for it ("" until named).
 	Name string
 	// AAGUID identifies the authenticator's model (all zero when the
-	// authenticator does not say), in the 8-4-4-4-12 hex form.
+	// authenticator does not say), in the 8-4-4-4-12 hex form. It is
+	// self-reported: registration asks for no attestation ("none"), so
+	// nothing vouches for it — show it as a hint ("looks like a YubiKey"),
+	// never base a decision on it.
 	AAGUID string
 	// Transports are what the browser reported it can reach the
 	// authenticator through ("internal", "hybrid", "usb", ...).
