@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -403,5 +404,59 @@ func TestPasskeyNamedInPasswordNotice(t *testing.T) {
 	}
 	if mustGet(t, p.env, abe.ID).Passkeys != 1 {
 		t.Fatal("a reset of a verified account removed the passkey")
+	}
+}
+
+// The removal's write is conditioned on the epoch the step-up read: a
+// concurrent change of the account's sessions is a conflict, not a removal
+// that leaves a session alive; an unlisted passkey is not found.
+func TestPasskeyRemoveConditions(t *testing.T) {
+	t.Parallel()
+	p := newPK(t)
+	abe, _, _ := p.setUp()
+	stale := mustGet(t, p.env, abe.ID)
+	if _, err := p.users.st.bumpEpoch(ctx, abe.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.users.st.removePasskey(ctx, stale, passkeyPK(stale.passkeys[0])); !errors.Is(err, ErrConflict) {
+		t.Fatalf("removal at a stale epoch: %v", err)
+	}
+	fresh := mustGet(t, p.env, abe.ID)
+	other := strings.Repeat("A", len(fresh.passkeys[0]))
+	if _, err := p.users.st.removePasskey(ctx, fresh, passkeyPK(other)); !errors.Is(err, ErrPasskeyNotFound) {
+		t.Fatalf("removal of an unknown passkey: %v", err)
+	}
+	updated, err := p.users.st.removePasskey(ctx, fresh, passkeyPK(fresh.passkeys[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := mustGet(t, p.env, abe.ID)
+	if updated.epoch != got.epoch || updated.version != got.version || updated.Passkeys != 0 || got.Passkeys != 0 {
+		t.Fatalf("returned epoch %d version %d, stored %d %d", updated.epoch, updated.version, got.epoch, got.version)
+	}
+}
+
+// A move whose account list changed since it was read is a conflict:
+// nothing is written, the credential stays where it was.
+func TestPasskeyMoveConflict(t *testing.T) {
+	t.Parallel()
+	p := newPK(t)
+	abe, _, _ := p.setUp()
+	oldPK := passkeyPK(abe.passkeys[0])
+	c, ok := decodeCredential(getItem(t, p, oldPK))
+	if !ok {
+		t.Fatal("no credential")
+	}
+	stale := *abe
+	stale.passkeys = append(slices.Clone(abe.passkeys), strings.Repeat("B", len(abe.passkeys[0])))
+	to := passkeyPK(strings.Repeat("C", len(abe.passkeys[0])))
+	now := p.clock.Now()
+	_, err := p.users.st.usePasskey(ctx, dynaguard.PrefixPasskey+"ch#move", now.Add(time.Hour), oldPK, abe.ID, c.counter+1,
+		c.be, c.bs, now, &passkeyMove{to: to, cred: c, u: &stale}, now)
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("move with a stale list: %v", err)
+	}
+	if getItem(t, p, oldPK) == nil || getItem(t, p, to) != nil {
+		t.Fatal("a failed move wrote")
 	}
 }
