@@ -100,6 +100,11 @@ const (
 	EventAPITokenReused
 	EventAPITokenRevoked
 	EventBearerRefused
+	EventPasskeyRegistered
+	EventPasskeyRemoved
+	EventPasskeyRefused
+	EventPasskeyCloned
+	EventPasskeyChallengeReplayed
 	numEvents
 )
 
@@ -156,6 +161,11 @@ var catalogue = [numEvents]eventInfo{
 	EventAPITokenReused:            {"api_token.reused", fail, slog.LevelWarn},
 	EventAPITokenRevoked:           {"api_token.revoked", ok, slog.LevelInfo},
 	EventBearerRefused:             {"api_token.bearer_refused", fail, slog.LevelInfo},
+	EventPasskeyRegistered:         {"passkey.registered", ok, slog.LevelInfo},
+	EventPasskeyRemoved:            {"passkey.removed", ok, slog.LevelInfo},
+	EventPasskeyRefused:            {"passkey.refused", fail, slog.LevelWarn},
+	EventPasskeyCloned:             {"passkey.cloned", fail, slog.LevelError},
+	EventPasskeyChallengeReplayed:  {"passkey.challenge_replayed", fail, slog.LevelWarn},
 }
 
 // EventNames returns every name of the catalogue, in order.

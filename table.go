@@ -48,6 +48,7 @@ const (
 	PrefixToken       = "tok#"   // users: a one-time token (reset, verification)
 	PrefixRecovery    = "rcv#"   // users: a TOTP recovery code
 	PrefixAPIFamily   = "apif#"  // users: an API client's refresh-token family
+	PrefixPasskey     = "pkey#"  // users: a passkey credential, or a used passkey challenge
 )
 
 // MaxItemSize is DynamoDB's item size limit in bytes (attribute names and

@@ -24,6 +24,7 @@ package users
 //	    totpn, totpnx               sealed secret of an unconfirmed enrolment / when it lapses
 //	    rc                          string set: hashes of the unused recovery codes
 //	    apic                        map: the account's API client families (dynamo_apitoken.go)
+//	    uh, pks                     passkeys: user handle, list of credential hashes (dynamo_passkey.go)
 //	uniq#email#<normalised>         uniqueness marker → uid; no ttl
 //	uniq#username#<normalised>      uniqueness marker → uid; no ttl
 //	uniq#uskel#<skeleton>           look-alike marker of a username → uid; no ttl (dynamo_identifiers.go)
@@ -37,6 +38,7 @@ package users
 //	thr#tok#<purpose>#acct#<h(id, source)>#<window>  n, ttl: links requested for one address/account by one client address
 //	thr#tok#<purpose>#acct#<h(id)>#<window>     n, ttl: links requested for one address/account in all
 //	apif#<fid>                      an API client's refresh-token family (dynamo_apitoken.go)
+//	pkey#<h(credential ID)>         a passkey; pkey#ch#<h(nonce)>: a used passkey challenge (dynamo_passkey.go)
 //	tok#<base64url(sha256(token))>  uid, purp, cv, ver, em, iat, ttl: a one-time token, bound to the
 //	                                account's credential and item versions and exact address (an
 //	                                email change's also emn, nem, nemn; its cancel link pid)
@@ -59,6 +61,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -217,6 +220,7 @@ func decodeUser(it item) (*User, error) {
 	if m, ok := it[attrAPIClients].(*types.AttributeValueMemberM); ok {
 		u.apic = m.Value
 	}
+	decodePasskeys(it, u)
 	return u, nil
 }
 
@@ -650,18 +654,21 @@ func (st *store) deleteUser(ctx context.Context, u *User) error {
 			ExpressionAttributeValues: item{":uid": ddb.S(u.ID)},
 		}}
 	}
+	cond, names, vals := passkeysUnchanged(u)
+	names["#ver"], vals[":ver"] = attrVersion, ddb.N(u.version)
 	items := []types.TransactWriteItem{
 		{Delete: &types.Delete{
 			TableName:                 st.name(),
 			Key:                       ddb.Key(userPK(u.ID)),
-			ConditionExpression:       aws.String("#ver = :ver"),
-			ExpressionAttributeNames:  map[string]string{"#ver": attrVersion},
-			ExpressionAttributeValues: item{":ver": ddb.N(u.version)},
+			ConditionExpression:       aws.String("#ver = :ver AND " + cond),
+			ExpressionAttributeNames:  names,
+			ExpressionAttributeValues: vals,
 		}},
 		markerDel(kindEmail, u.emailKey),
 		markerDel(kindUsername, u.usernameKey),
 		st.releaseSkeleton(u.ID, u.usernameKey),
 	}
+	items = append(items, st.passkeyDeletes(u)...)
 	err := st.transact(ctx, items)
 	var tc *dynaguard.TransactionCanceledError
 	if errors.As(err, &tc) && tc.OnlyConditionsFailed() {
@@ -888,7 +895,14 @@ func (st *store) consumeToken(ctx context.Context, pk, purpose string, now time.
 // enrolment) and a pending email change are removed and the session epoch
 // goes up, in the same write — on condition that the address is still
 // unverified.
-func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, pepper string, now time.Time, reclaim bool) (*User, error) {
+//
+// A reclaiming reset of an account with passkeys (held, as read, in drop)
+// also deletes their credential items, in one TransactWriteItems with the
+// account's write — on condition that the account still lists exactly
+// those — and reads the account back with one GetItem (a transaction
+// returns no item): nothing of a passkey an intruder may have added
+// outlives the reset, nor the account.
+func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, pepper string, now time.Time, reclaim bool, drop *User) (*User, error) {
 	expr := "SET #ph = :ph, #pwat = :now, #f = :zero, #cv = #cv + :one, #ver = #ver + :one, #ev = :t"
 	cond := "#cv = :cv AND #ver = :ver AND #email = :em"
 	vals := item{":ph": ddb.S(hash), ":now": ddb.N(now.Unix()), ":zero": ddb.N(0), ":one": ddb.N(1),
@@ -907,7 +921,7 @@ func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, peppe
 		cond += " AND attribute_not_exists(#ev)"
 		names["#se"] = attrEpoch
 		for i, attr := range []string{attrMFA, attrTOTP, attrTOTPStep, attrRecovery, attrTOTPPending, attrPendingExp,
-			attrPendingEmail, attrPendingKey, attrPendingExpires, attrPendingID} {
+			attrPendingEmail, attrPendingKey, attrPendingExpires, attrPendingID, attrPasskeys} {
 			n := "#r" + strconv.Itoa(i)
 			names[n] = attr
 			remove = append(remove, n)
@@ -916,11 +930,49 @@ func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, peppe
 	if len(remove) > 0 {
 		expr += " REMOVE " + strings.Join(remove, ", ")
 	}
+	if reclaim && drop != nil && len(drop.passkeys) > 0 {
+		return st.resetDroppingPasskeys(ctx, rec.uid, expr, cond, names, vals, drop)
+	}
 	u, err := st.updateUser(ctx, rec.uid, expr, cond, names, vals)
 	if errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) {
 		return nil, ErrInvalidToken
 	}
 	return u, err
+}
+
+// resetDroppingPasskeys is resetPassword's write for an account with
+// passkeys: the account's update and the deletes of its credential items
+// in one TransactWriteItems, then one GetItem of the account.
+func (st *store) resetDroppingPasskeys(ctx context.Context, uid, expr, cond string, names map[string]string, vals item, drop *User) (*User, error) {
+	pcond, pnames, pvals := passkeysUnchanged(drop)
+	maps.Copy(names, pnames)
+	maps.Copy(vals, pvals)
+	names["#pk"] = dynaguard.AttrPK
+	items := []types.TransactWriteItem{{Update: &types.Update{
+		TableName:                 st.name(),
+		Key:                       ddb.Key(userPK(uid)),
+		UpdateExpression:          aws.String(expr),
+		ConditionExpression:       aws.String("attribute_exists(#pk) AND (" + cond + ") AND " + pcond),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
+	}}}
+	items = append(items, st.passkeyDeletes(drop)...)
+	err := st.transact(ctx, items)
+	var tc *dynaguard.TransactionCanceledError
+	switch {
+	case errors.As(err, &tc) && tc.OnlyConditionsFailed():
+		return nil, ErrInvalidToken
+	case err != nil:
+		return nil, unavailable("TransactWriteItems", err)
+	}
+	u, err := st.getUser(ctx, uid)
+	switch {
+	case err != nil:
+		return nil, err
+	case u == nil:
+		return nil, ErrInvalidToken
+	}
+	return u, nil
 }
 
 // markVerified marks the account's email address verified, on condition

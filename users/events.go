@@ -68,6 +68,8 @@ func operation(refused dynaguard.EventName) string {
 // attempt, "" for the others.
 func refusalReason(err error) string {
 	switch {
+	case errors.Is(err, ErrInvalidPasskey):
+		return "invalid_passkey"
 	case errors.Is(err, ErrInvalidCredentials):
 		return "invalid_credentials"
 	case errors.Is(err, ErrInvalidCode):

@@ -44,7 +44,8 @@ const (
 	// link to the page that calls VerifyEmail.
 	MessageVerifyEmail MessageKind = "verify-email"
 	// MessagePasswordChanged: the password was reset or changed. Reclaimed
-	// says more, for a reset.
+	// says more, for a reset; Passkeys names the passkeys the account
+	// kept — a new password does not remove them.
 	MessagePasswordChanged MessageKind = "password-changed"
 	// MessageEmailChanged: a change of the account's email address was
 	// confirmed. To is the previous address, so its owner hears of it;
@@ -77,6 +78,15 @@ const (
 	// password. A code form submitted twice (a double click) triggers it
 	// too, so word the notice "if this was not you".
 	MessageCodeReplayed MessageKind = "totp-code-replayed"
+	// MessagePasskeyAdded and MessagePasskeyRemoved: a passkey was
+	// registered on, or removed from, the account (PasskeyName names it).
+	MessagePasskeyAdded   MessageKind = "passkey-added"
+	MessagePasskeyRemoved MessageKind = "passkey-removed"
+	// MessagePasskeyCloned: a passkey sent a signature counter that did
+	// not advance — its key was probably copied. It is refused from now on
+	// and every session of the account was ended (a copy may have signed
+	// in); the owner should remove it and check the account.
+	MessagePasskeyCloned MessageKind = "passkey-cloned"
 	// MessageSignupExisting: someone tried to sign up with the account's
 	// email address (Register in quiet mode, SignupConfig.Quiet). The sign-up
 	// was answered as if it had worked; this tells the owner, who can log
@@ -114,6 +124,15 @@ type Message struct {
 	// NewEmail is the address an email change moves to
 	// (MessageEmailChangeRequested, MessageEmailChanged).
 	NewEmail string
+	// PasskeyName is the label of the passkey a notice is about
+	// (MessagePasskeyAdded, MessagePasskeyRemoved, MessagePasskeyCloned).
+	PasskeyName string
+	// Passkeys (MessagePasswordChanged) are the labels of the account's
+	// passkeys, which still sign in after the change ("" for one without
+	// a label; all "" when they could not be read). List them, so that an
+	// owner who changes the password after an intrusion sees a passkey
+	// the intruder added, and can remove it.
+	Passkeys []string
 	// Reclaimed (MessagePasswordChanged, after a reset) says that the reset
 	// was the first proof that the account's holder holds its address:
 	// every second factor and any pending email change set up before it
@@ -138,6 +157,25 @@ func (m Message) GoString() string { return m.String() }
 // LogValue logs m without its token.
 func (m Message) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("kind", string(m.Kind)), slog.String("user", m.UserID))
+}
+
+// passkeyNames returns the labels of u's passkeys for a notice: one
+// BatchGetItem, only when u has any. A failed read is logged and gives as
+// many "" as u lists: the notice still says how many there are.
+func (s *Users) passkeyNames(ctx context.Context, u *User) []string {
+	if len(u.passkeys) == 0 || s.mailer == nil {
+		return nil
+	}
+	list, err := s.Passkeys(ctx, u)
+	if err != nil {
+		s.log.WarnContext(ctx, "users: passkey names not read for a notice", "user", u.ID, "err", err)
+		return make([]string, len(u.passkeys))
+	}
+	names := make([]string, len(list))
+	for i, k := range list {
+		names[i] = k.Name
+	}
+	return names
 }
 
 // notify sends a notice; a failure is logged, never returned (the change it

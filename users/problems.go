@@ -49,6 +49,20 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		p = problem.Problem{Reason: "proof-required", Status: http.StatusUnauthorized,
 			Title:  "Please confirm it is you",
 			Detail: "This change needs your current password, and a code from your authenticator app if you use one. Nothing was changed."}
+	case errors.Is(err, ErrPasskeyTaken):
+		p = problem.Problem{Reason: "passkey-taken", Status: http.StatusConflict,
+			Title: "Passkey already registered", Detail: "This passkey is already registered. Nothing was changed."}
+	case errors.Is(err, ErrInvalidPasskey):
+		p = problem.Problem{Reason: "passkey-refused", Status: http.StatusUnauthorized,
+			Title: "Passkey not accepted", Detail: "The passkey could not be checked, was removed, or this request was already used. Try again."}
+	case errors.Is(err, ErrTooManyPasskeys):
+		p = problem.Problem{Reason: "passkey-limit", Status: http.StatusConflict,
+			Title: "Too many passkeys", Detail: "This account has as many passkeys as it may have. Remove one first."}
+	case errors.Is(err, ErrPasskeyNotFound):
+		p = problem.Problem{Reason: "passkey-not-found", Status: http.StatusNotFound, Title: "No such passkey"}
+	case errors.Is(err, ErrPasskeysDisabled):
+		p = problem.Problem{Reason: "passkeys-disabled", Status: http.StatusNotFound,
+			Title: "Passkeys are not available", Detail: "This site does not offer passkeys."}
 	case errors.Is(err, ErrInvalidToken):
 		p = problem.Problem{Reason: "token-invalid", Status: http.StatusBadRequest,
 			Title:  "Link invalid or expired",

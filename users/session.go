@@ -174,6 +174,12 @@ func (s *Users) Login(ctx context.Context, sm *scs.SessionManager, u *User, c Cl
 
 // login is Login without the second-factor check.
 func (s *Users) login(ctx context.Context, sm *scs.SessionManager, u *User, c Client) error {
+	return s.loginWith(ctx, sm, u, c, "")
+}
+
+// loginWith is login, with how the user signed in ("passkey"; "" for a
+// password) as the reason of login.succeeded.
+func (s *Users) loginWith(ctx context.Context, sm *scs.SessionManager, u *User, c Client, how string) error {
 	if u == nil || u.Disabled {
 		return ErrInvalidCredentials
 	}
@@ -184,7 +190,7 @@ func (s *Users) login(ctx context.Context, sm *scs.SessionManager, u *User, c Cl
 		return err
 	}
 	s.log.InfoContext(ctx, "users: logged in", "user", u.ID)
-	s.event(ctx, dynaguard.EventLoginSucceeded, "", u.ID, c.IP)
+	s.event(ctx, dynaguard.EventLoginSucceeded, how, u.ID, c.IP)
 	s.event(ctx, dynaguard.EventSessionCreated, "login", u.ID, c.IP)
 	return nil
 }
@@ -234,7 +240,8 @@ func (s *Users) Logout(ctx context.Context, sm *scs.SessionManager) error {
 // gets ErrConflict.
 //
 // Cost: the step-up (see Proof), the new hash, one UpdateItem and the
-// session store's RevokeAll.
+// session store's RevokeAll; with a Mailer, one BatchGetItem more when
+// the account has passkeys (their names, for the notice).
 func (s *Users) ChangePassword(ctx context.Context, sm *scs.SessionManager, u *User, p Proof, next string, c Client) error {
 	fresh, err := s.stepUp(ctx, u, p, c)
 	if err != nil {
@@ -252,7 +259,8 @@ func (s *Users) ChangePassword(ctx context.Context, sm *scs.SessionManager, u *U
 		return err
 	}
 	s.log.InfoContext(ctx, "users: password changed", "user", u.ID)
-	s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID, IP: c.IP})
+	s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID, IP: c.IP,
+		Passkeys: s.passkeyNames(ctx, updated)})
 	return s.factorsChanged(ctx, sm, updated, c, true)
 }
 

@@ -12,18 +12,23 @@ import (
 
 // Proof is what a sensitive operation needs from the user in the same
 // request, whatever the session: the password, plus — when the account has
-// a second factor — a current TOTP code or an unused recovery code. A
-// session cookie alone, however recent its login, is never enough: whoever
-// copied the cookie holds the session, not the account.
-//
-// Proof is a struct so that other kinds of proof (a passkey assertion) can
-// be added as fields without changing the operations that take one.
+// a second factor — a current TOTP code or an unused recovery code; or a
+// user-verified passkey assertion alone. A session cookie alone, however
+// recent its login, is never enough: whoever copied the cookie holds the
+// session, not the account.
 type Proof struct {
 	// Password is the account's current password.
 	Password string
 	// Code is a six-digit TOTP code or a recovery code. It is required
 	// when the account has TOTP enabled, and ignored otherwise.
 	Code string
+	// Passkey is a WebAuthn assertion (the JSON of the browser's
+	// PublicKeyCredential, as PublicKeyCredential.toJSON() gives it) made
+	// for a challenge of BeginPasskeyProof, in this session, by one of the
+	// account's passkeys. A user-verified passkey is two factors: when
+	// Passkey is set it is the whole proof, and Password and Code are
+	// ignored.
+	Passkey []byte
 }
 
 // ErrProofRequired matches every refusal of a sensitive operation for want
@@ -49,6 +54,12 @@ func proofRefused(cause error) error {
 // the step or recovery code used by one conditional write). Whatever
 // throttling or equal-work rule those paths get, a step-up gets too.
 //
+// A passkey (p.Passkey) is checked instead, when set, through the same
+// path as a passkey at the second step of a login: the step-up challenge
+// of this session and browser, one of u's passkeys, the login throttle's
+// counters, the challenge used and the counter advanced by one
+// transaction (one BatchGetItem, one TransactWriteItems).
+//
 // It returns the account as read during the check. Cost: that of a login
 // (one BatchGetItem, one GetItem, one conditional UpdateItem, one
 // DeleteItem, plus one UpdateItem when a failure count is reset), plus for
@@ -64,6 +75,14 @@ func (s *Users) stepUp(ctx context.Context, u *User, p Proof, c Client) (_ *User
 		if cur, ok := FromContext(ctx); !ok || cur.ID != u.ID || !s.Recent(ctx, s.reauthAge) {
 			return nil, ErrReauthRequired
 		}
+	}
+	if len(p.Passkey) > 0 {
+		// A user-verified passkey is two factors: the whole proof.
+		fresh, err := s.passkeyProof(ctx, u, p.Passkey, c)
+		if errors.Is(err, ErrInvalidPasskey) || errors.Is(err, ErrInvalidCredentials) {
+			return nil, proofRefused(err)
+		}
+		return fresh, err
 	}
 	if p.Password == "" {
 		return nil, proofRefused(ErrInvalidCredentials)

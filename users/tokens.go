@@ -294,9 +294,16 @@ func (s *Users) RequestReset(ctx context.Context, email string, ip netip.Addr) (
 // first proof that the account's holder holds the address — and an
 // intruder may have registered it first (pre-registration hijack). Then
 // the same write also removes every second factor (TOTP secret, recovery
-// codes, an unconfirmed enrolment) and any pending email change, and raises
-// the session epoch; the Mailer's MessagePasswordChanged says so
-// (Reclaimed).
+// codes, an unconfirmed enrolment), its passkeys and any pending email
+// change, and raises the session epoch; the Mailer's MessagePasswordChanged
+// says so (Reclaimed). With passkeys, step 4 is one TransactWriteItems that
+// also deletes their credential items, followed by one GetItem of the
+// account.
+//
+// Otherwise a reset keeps the account's passkeys (like its second
+// factor): the MessagePasswordChanged names them (Passkeys; one
+// BatchGetItem, only when there are any), so that the owner sees one an
+// intruder may have added and can remove it.
 //
 // Then every session of the account is revoked in the session store, and
 // the Mailer gets a MessagePasswordChanged. A storage error never completes
@@ -334,7 +341,7 @@ func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (_
 		return nil, ErrInvalidToken // cannot happen: token items are never rewritten
 	}
 	reclaim := !u.EmailVerified
-	updated, err := s.st.resetPassword(ctx, rec, hash, pepper, now, reclaim)
+	updated, err := s.st.resetPassword(ctx, rec, hash, pepper, now, reclaim, u)
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +353,8 @@ func (s *Users) ResetPassword(ctx context.Context, token, newPassword string) (_
 		return updated, nil
 	}
 	s.log.InfoContext(ctx, "users: password reset", "user", updated.ID)
-	s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID})
+	s.notify(ctx, Message{Kind: MessagePasswordChanged, To: updated.Email, UserID: updated.ID,
+		Passkeys: s.passkeyNames(ctx, updated)})
 	return updated, nil
 }
 

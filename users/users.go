@@ -94,6 +94,9 @@ type Config struct {
 	Tokens TokenConfig
 	// TOTP configures the TOTP second factor.
 	TOTP TOTPConfig
+	// Passkeys configures passkeys (WebAuthn): off unless its RPID and
+	// Origins are set.
+	Passkeys PasskeyConfig
 	// ReauthAge, when set, is an extra check on every operation that takes
 	// a Proof (password and email changes, TOTP on and off, new recovery
 	// codes): the session must also have checked a credential within
@@ -161,6 +164,7 @@ type Users struct {
 	mailer    Mailer
 	tokens    TokenConfig
 	totp      TOTPConfig
+	passkeys  PasskeyConfig
 	reauthAge time.Duration
 	lifetime  time.Duration
 
@@ -192,6 +196,9 @@ func New(cfg Config) (*Users, error) {
 	if err := cfg.DeviceCookie.withDefaults().validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.Passkeys.validate(); err != nil {
+		return nil, err
+	}
 	ev := obs.New(cfg.Events, "users", cfg.Clock, cfg.Logger)
 	u := &Users{
 		ev:       ev,
@@ -211,6 +218,7 @@ func New(cfg Config) (*Users, error) {
 		mailer:    cfg.Mailer,
 		tokens:    cfg.Tokens.withDefaults(),
 		totp:      cfg.TOTP.withDefaults(),
+		passkeys:  cfg.Passkeys.withDefaults(),
 		reauthAge: cfg.ReauthAge,
 
 		device: cfg.DeviceCookie.withDefaults(),
@@ -287,6 +295,8 @@ type User struct {
 	TOTPEnabled bool
 	// RecoveryCodes is the number of unused recovery codes.
 	RecoveryCodes int
+	// Passkeys is the number of registered passkeys (see Users.Passkeys).
+	Passkeys int
 
 	emailKey     string // normalised email (the uniqueness marker's key)
 	usernameKey  string // normalised username
@@ -303,6 +313,9 @@ type User struct {
 	totpPending []byte   // sealed secret of an unconfirmed enrolment (nil: none)
 	pendingExp  int64    // Unix seconds when the unconfirmed enrolment lapses
 	recovery    []string // hashes of the unused recovery codes
+
+	handle   []byte   // WebAuthn user handle: 32 random bytes, set at the first passkey registration
+	passkeys []string // IDs (credential hashes) of the registered passkeys
 
 	pendingKey string // normalised PendingEmail
 	pendingID  string // names the pending change for its cancel link

@@ -103,7 +103,7 @@ var Components = []Component{
 	},
 	{
 		Name: "users", Package: module + "/users",
-		Doc: "accounts, uniqueness markers, throttling counters, one-time tokens, API client token families",
+		Doc: "accounts, uniqueness markers, throttling counters, one-time tokens, API client token families, passkeys",
 		Uses: []Use{
 			t("GetItem", dynaguard.PrefixUser),
 			t("GetItem", dynaguard.PrefixUnique),
@@ -129,6 +129,12 @@ var Components = []Component{
 			t("TransactWriteItems/Put", dynaguard.PrefixAPIFamily),
 			t("TransactWriteItems/Update", dynaguard.PrefixAPIFamily),
 			t("TransactWriteItems/Delete", dynaguard.PrefixAPIFamily),
+			t("BatchGetItem", dynaguard.PrefixPasskey),
+			t("UpdateItem", dynaguard.PrefixPasskey),
+			t("TransactWriteItems/Put", dynaguard.PrefixPasskey),
+			t("TransactWriteItems/Update", dynaguard.PrefixPasskey),
+			t("TransactWriteItems/Delete", dynaguard.PrefixPasskey),
+			t("TransactWriteItems/ConditionCheck", dynaguard.PrefixPasskey),
 		},
 	},
 	{

@@ -38,7 +38,7 @@ func TestAction(t *testing.T) {
 func TestDeclarationIsWellFormed(t *testing.T) {
 	prefixes := []string{dynaguard.PrefixSession, dynaguard.PrefixNonce, dynaguard.PrefixIdempotency, dynaguard.PrefixUser,
 		dynaguard.PrefixUnique, dynaguard.PrefixThrottle, dynaguard.PrefixToken, dynaguard.PrefixRecovery,
-		dynaguard.PrefixAPIFamily}
+		dynaguard.PrefixAPIFamily, dynaguard.PrefixPasskey}
 	seen := map[string]bool{}
 	for _, c := range Components {
 		if seen[c.Name] || seen[c.Package] {

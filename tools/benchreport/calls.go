@@ -409,6 +409,9 @@ func measureFlows(ctx context.Context, ts *tables) (*callsReport, error) {
 	if err := measureAPITokenFlows(m, add); err != nil {
 		return nil, err
 	}
+	if err := measurePasskeyFlows(m, add); err != nil {
+		return nil, err
+	}
 	return rep, nil
 }
 

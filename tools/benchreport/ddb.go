@@ -265,6 +265,8 @@ func component(pk string) string {
 		{dynaguard.PrefixToken, "token"},
 		{dynaguard.PrefixRecovery, "recovery"},
 		{dynaguard.PrefixAPIFamily, "API family"},
+		{dynaguard.PrefixPasskey + "ch#", "passkey challenge"},
+		{dynaguard.PrefixPasskey, "passkey"},
 		{"sessions#", "session list"},
 		{seedPrefix, "seed nonce"},
 		{"xfer#", "app"},
