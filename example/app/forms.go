@@ -22,6 +22,8 @@ type formPage struct {
 // secretFields are never written back into a re-rendered form.
 var secretFields = map[string]bool{
 	"password": true, "current": true, "new": true, "code": true, "nonce": true,
+	// WebAuthn responses: single use, and large.
+	"credential": true, "passkey": true,
 }
 
 // keptInput is the user's input minus secrets, for re-rendering a form.
