@@ -48,6 +48,9 @@ func passkeyConfig(cfg Config) users.PasskeyConfig {
 		return p
 	}
 	host := strings.ToLower(u.Hostname())
+	if host == "" {
+		return p // "http://:8080": no host to name
+	}
 	if ip := net.ParseIP(host); ip != nil {
 		if !cfg.Dev || !ip.IsLoopback() {
 			return p // off: no RP ID for an address
