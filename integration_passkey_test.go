@@ -339,6 +339,20 @@ func TestIntegrationPasskeySecondFactor(t *testing.T) {
 	if !u.loggedIn(c.b) {
 		t.Fatal("not logged in after the passkey second step")
 	}
+	// The passkey as the whole step-up proof of the TOTP page's forms (a
+	// user-verified passkey is two factors): new recovery codes.
+	if !strings.Contains(u.get(c.a, "/account/totp").body, "data-passkey-proof") {
+		t.Fatal("the TOTP page offers no passkey proof")
+	}
+	proof := u.assertion(c.a, "/account/passkeys/proof/options", auth, cred, webauthntest.Options{})
+	r = u.submit(c.a, c.b, "/account/totp", "/account/totp/recovery", url.Values{"passkey": {proof}})
+	expect(t, r, http.StatusOK, "new recovery codes with a passkey as proof")
+	if !strings.Contains(r.body, `class="recovery-code"`) {
+		t.Fatalf("no new recovery codes shown:\n%s", r.body)
+	}
+	// The same assertion again: refused.
+	r = u.submit(c.a, c.b, "/account/totp", "/account/totp/recovery", url.Values{"passkey": {proof}})
+	expect(t, r, http.StatusUnauthorized, "the proof's assertion replayed")
 
 	// An account without a passkey is not offered one on the second step.
 	plain := c.browser()
