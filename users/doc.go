@@ -90,6 +90,22 @@
 //     and counted like passwords; recovery codes (80 bits, hashed, single
 //     use by one conditional write) replace lost devices. Setting TOTP up
 //     or turning it off needs a Proof.
+//   - Phishing and replay of authenticators (CWE-294, CWE-1390).
+//     Passkeys (WebAuthn discoverable credentials, Config.Passkeys) sign in
+//     with no login name, replace the code at the second step, and are a
+//     whole step-up Proof — user verification is always required, so a
+//     passkey is two factors. A response is accepted only from the
+//     configured origins for the RP ID, and answers a challenge issued with
+//     no write: a MACed token bound to its purpose, expiry, a short-lived
+//     SameSite=Strict browser cookie and (but for sign-in) the session and
+//     account. It is used by one conditional write, in the one transaction
+//     that also advances the credential's signature counter: one response
+//     is accepted at most once across instances, and a counter that goes
+//     back marks the credential cloned (refused from then on; the owner is
+//     told). Credential IDs are stored only as keyed hashes, each the
+//     credential's uniqueness marker; the user handle is random. Adding or
+//     removing a passkey needs a Proof. Failed assertions count like failed
+//     passwords. protocol verification is go-webauthn/webauthn's.
 //   - Insufficient session expiration (CWE-613). Logout destroys the
 //     session on the server. Each session carries an HMAC of the account's
 //     credential version and session epoch; a password change, "log out
@@ -146,7 +162,12 @@
 // TransactWriteItems, its confirmation two GetItems and one
 // TransactWriteItems, a cancel one DeleteItem and one UpdateItem (the last
 // two plus the session store's RevokeAll). The absolute lifetime costs no
-// call. Every DynamoDB call of the package is in the dynamo*.go files.
+// call. Passkeys: every Begin* costs nothing; a sign-in one BatchGetItem,
+// one GetItem and one TransactWriteItems (the minimum: the credential names
+// the account, the account binds the session, one atomic write uses the
+// challenge and the counter); a second step or a passkey Proof one
+// BatchGetItem and one TransactWriteItems; a registration its Proof and
+// one TransactWriteItems. Every DynamoDB call of the package is in the dynamo*.go files.
 //
 // Every error is typed (see the Err* variables and the *Error types), and
 // WriteError turns each into an RFC 9457 problem (docs/PROBLEMS.md).

@@ -23,6 +23,7 @@ package users
 //	    tstep                       last accepted TOTP time step: only later steps are accepted
 //	    totpn, totpnx               sealed secret of an unconfirmed enrolment / when it lapses
 //	    rc                          string set: hashes of the unused recovery codes
+//	    uh, pks                     passkeys: user handle, list of credential hashes (dynamo_passkey.go)
 //	uniq#email#<normalised>         uniqueness marker → uid; no ttl
 //	uniq#username#<normalised>      uniqueness marker → uid; no ttl
 //	uniq#uskel#<skeleton>           look-alike marker of a username → uid; no ttl (dynamo_identifiers.go)
@@ -35,6 +36,7 @@ package users
 //	thr#tok#<purpose>#ip#<h(source)>#<window>   n, ttl: links of one purpose requested from one address
 //	thr#tok#<purpose>#acct#<h(id, source)>#<window>  n, ttl: links requested for one address/account by one client address
 //	thr#tok#<purpose>#acct#<h(id)>#<window>     n, ttl: links requested for one address/account in all
+//	pkey#<h(credential ID)>         a passkey; pkey#ch#<h(nonce)>: a used passkey challenge (dynamo_passkey.go)
 //	tok#<base64url(sha256(token))>  uid, purp, cv, ver, em, iat, ttl: a one-time token, bound to the
 //	                                account's credential and item versions and exact address (an
 //	                                email change's also emn, nem, nemn; its cancel link pid)

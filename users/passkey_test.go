@@ -34,12 +34,12 @@ var pkURL, _ = url.Parse("https://example.com/")
 // address. Each run is one request through scs and LoadUser, as an
 // application's handler would see it.
 type pkBrowser struct {
-	t   *testing.T
+	t   testing.TB
 	jar *cookiejar.Jar
 	ip  netip.Addr
 }
 
-func newPKBrowser(t *testing.T, addr string) *pkBrowser {
+func newPKBrowser(t testing.TB, addr string) *pkBrowser {
 	jar, _ := cookiejar.New(nil)
 	return &pkBrowser{t: t, jar: jar, ip: netip.MustParseAddr(addr)}
 }

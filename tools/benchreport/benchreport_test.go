@@ -143,7 +143,7 @@ func TestJoinAWSCapacity(t *testing.T) {
 func TestComponent(t *testing.T) {
 	for k, want := range map[string]string{
 		"sess#x": "session", "nonce#x": "nonce", "idem#x": "idempotency", "user#x": "account",
-		"uniq#email#x": "unique", "thr#ip#x": "throttle", "tok#x": "token", "rcv#x": "recovery",
+		"uniq#email#x": "unique", "thr#ip#x": "throttle", "tok#x": "token", "rcv#x": "recovery", "pkey#ch#x": "passkey challenge", "pkey#x": "passkey",
 		"sessions#u": "session list", "seed#u#n": "seed nonce", "zzz": "other",
 	} {
 		if got := component(k); got != want {

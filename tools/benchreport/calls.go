@@ -406,6 +406,9 @@ func measureFlows(ctx context.Context, ts *tables) (*callsReport, error) {
 	if err := measureEventFlows(m, add); err != nil {
 		return nil, err
 	}
+	if err := measurePasskeyFlows(m, add); err != nil {
+		return nil, err
+	}
 	return rep, nil
 }
 

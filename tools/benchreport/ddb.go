@@ -264,6 +264,8 @@ func component(pk string) string {
 		{dynaguard.PrefixThrottle, "throttle"},
 		{dynaguard.PrefixToken, "token"},
 		{dynaguard.PrefixRecovery, "recovery"},
+		{dynaguard.PrefixPasskey + "ch#", "passkey challenge"},
+		{dynaguard.PrefixPasskey, "passkey"},
 		{"sessions#", "session list"},
 		{seedPrefix, "seed nonce"},
 		{"xfer#", "app"},
