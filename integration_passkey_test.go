@@ -481,4 +481,24 @@ func TestIntegrationPasskeyCalls(t *testing.T) {
 	if got := ops(); got != want {
 		t.Errorf("POST /login/passkey: calls %s, want %s", got, want)
 	}
+
+	u.get(c.a, "/account") // the first page after the login (its session is settled)
+	for _, m := range []struct{ what, path, want string }{
+		// Session and account, then the account's passkeys in one batch.
+		{"GET /account with a passkey", "/account", "GetItem, GetItem, BatchGetItem"},
+		// Session and account; the challenge is written nowhere.
+		{"GET /account/passkeys/options", "/account/passkeys/options", "GetItem, GetItem"},
+		{"GET /account/passkeys/proof/options", "/account/passkeys/proof/options", "GetItem, GetItem"},
+	} {
+		c.rec.Reset()
+		if strings.HasSuffix(m.path, "/options") {
+			u.options(c.a, m.path)
+		} else {
+			expect(t, u.get(c.a, m.path), http.StatusOK, m.what)
+		}
+		t.Logf("%s: %s", m.what, ops())
+		if got := ops(); got != m.want {
+			t.Errorf("%s: calls %s, want %s", m.what, got, m.want)
+		}
+	}
 }
