@@ -231,8 +231,22 @@ func TestIntegrationPasskeySignIn(t *testing.T) {
 	if rows = u.passkeyRows(c.b); !strings.Contains(rows[0], "Phone") {
 		t.Fatalf("renamed passkey not shown: %q", rows)
 	}
-	expect(t, u.submit(c.a, c.a, "/account", "/account/passkeys/rename", url.Values{"id": {"nonsense"}, "name": {"x"}}),
-		http.StatusNotFound, "rename an unknown passkey")
+	// Bad input: a readable 4xx page, never a 500.
+	for _, bad := range []struct {
+		what   string
+		fields url.Values
+		status int
+	}{
+		{"rename an unknown passkey", url.Values{"id": {"nonsense"}, "name": {"x"}}, http.StatusNotFound},
+		{"rename without an ID", url.Values{"name": {"x"}}, http.StatusNotFound},
+		{"a name too long", url.Values{"id": {id}, "name": {strings.Repeat("n", 65)}}, http.StatusUnprocessableEntity},
+		{"a name with a control character", url.Values{"id": {id}, "name": {"a\x00b"}}, http.StatusUnprocessableEntity},
+		{"a name that is not UTF-8", url.Values{"id": {id}, "name": {"\xff"}}, http.StatusUnprocessableEntity},
+	} {
+		expect(t, u.submit(c.a, c.a, "/account", "/account/passkeys/rename", bad.fields), bad.status, bad.what)
+	}
+	expect(t, u.submit(c.a, c.a, "/account", "/account/passkeys/remove", url.Values{"id": {"nonsense"}, "password": {acct.password}}),
+		http.StatusNotFound, "remove an unknown passkey")
 	expect(t, u.submit(c.a, c.a, "/account", "/account/passkeys/remove", url.Values{"id": {id}}),
 		http.StatusUnauthorized, "remove without proof")
 	expectRedirect(t, u.submit(c.a, c.b, "/account", "/account/passkeys/remove", url.Values{"id": {id}, "password": {acct.password}}),

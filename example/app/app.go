@@ -232,7 +232,7 @@ func newApp(cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.passkeysOn = passkeyConfig(cfg).RPID != ""
+	a.passkeysOn = a.passkeysEnabled(passkeyConfig(cfg))
 	a.nonces, err = nonce.New(nonce.Config{
 		Table:          cfg.Table,
 		Keys:           cfg.Keys,

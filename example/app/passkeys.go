@@ -68,6 +68,18 @@ func passkeyConfig(cfg Config) users.PasskeyConfig {
 	return p
 }
 
+// passkeysEnabled reports whether p turns passkeys on, and logs where
+// they work: in development the app may listen on 127.0.0.1 while a
+// browser offers passkeys only at localhost.
+func (a *App) passkeysEnabled(p users.PasskeyConfig) bool {
+	if p.RPID == "" {
+		a.log.Info("app: passkeys are off (no Config.Passkeys, and no base URL with a host name)")
+		return false
+	}
+	a.log.Info("app: passkeys on", "rp_id", p.RPID, "open", strings.Join(p.Origins, " "))
+	return true
+}
+
 // passkeyRoutes registers the passkey routes (page registers the page a
 // form is rendered on again when its nonce is refused).
 func (a *App) passkeyRoutes(mux *http.ServeMux, page func(string, formPage)) {
