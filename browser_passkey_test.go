@@ -23,6 +23,12 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
+// withoutJSONHelpers removes the WebAuthn JSON helpers (parse…FromJSON,
+// toJSON) from a page, as in browsers that predate them.
+const withoutJSONHelpers = `delete PublicKeyCredential.parseCreationOptionsFromJSON;
+delete PublicKeyCredential.parseRequestOptionsFromJSON;
+delete PublicKeyCredential.prototype.toJSON;`
+
 // startChromium starts headless Chromium for t (options as TestBrowserFlows')
 // and returns the context of its first tab.
 func startChromium(t *testing.T, chromium string, limit time.Duration) context.Context {
@@ -157,7 +163,14 @@ func TestBrowserPasskeys(t *testing.T) {
 	tb.fill("#login", acct.email, "#password", acct.password)
 	tb.submit("main form button[type=submit]", "/account")
 
-	// Add a passkey from the account page: its name and the password.
+	// Add a passkey from the account page: its name and the password —
+	// as a browser without the WebAuthn JSON helpers would (Chromium has
+	// them; the script's own base64url encoding runs instead).
+	noHelpers := tb.onNewDocument(withoutJSONHelpers)
+	tb.open("/account")
+	if got := tb.eval(`typeof PublicKeyCredential.parseCreationOptionsFromJSON + " " + typeof PublicKeyCredential.prototype.toJSON`); got != "undefined undefined" {
+		t.Fatalf("the WebAuthn JSON helpers are still there: %s", got)
+	}
 	tb.waitShown("#passkey-add")
 	tb.fill("#passkey-name", "Headless Chromium", "#passkey-password", acct.password)
 	tb.submit("#passkey-add button[type=submit]", "/account")
@@ -172,6 +185,7 @@ func TestBrowserPasskeys(t *testing.T) {
 		t.Fatalf("the authenticator holds %d credentials, want one resident credential for localhost: %+v", len(creds), creds)
 	}
 	tb.shot("account-passkey-added")
+	tb.removeOnNewDocument(noHelpers)
 
 	// Log out, then sign in with the passkey: no login name, no password.
 	// The virtual authenticator answers the page's autofill request
@@ -214,8 +228,10 @@ func TestBrowserPasskeys(t *testing.T) {
 	tb.shot("passkey-sign-in-resubmitted")
 
 	// Autofill: log out, open the login page, and the passkey the user
-	// picks from the suggestions signs in.
+	// picks from the suggestions signs in (again without the JSON helpers,
+	// so that the script's own encoding of an assertion is checked too).
 	tb.removeOnNewDocument(noAutofill)
+	tb.onNewDocument(withoutJSONHelpers)
 	tb.open("/account")
 	tb.submit("header form button[type=submit]", "/")
 	tb.eval(`window.__dgOld = true, "ok"`)
