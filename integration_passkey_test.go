@@ -70,7 +70,13 @@ func (b *browser) options(srv *httptest.Server, path string) []byte {
 // and posts it from the account page with fields (the proof, a name).
 func (b *browser) addPasskey(srv *httptest.Server, auth *webauthntest.Authenticator, fields url.Values) (response, *webauthntest.Credential) {
 	b.t.Helper()
-	resp, cred, err := auth.Create(b.options(srv, "/account/passkeys/options"), webauthntest.Options{})
+	return b.addPasskeyWith(srv, auth, webauthntest.Options{}, fields)
+}
+
+// addPasskeyWith is addPasskey with the authenticator's options o (o.Credential: register that one again).
+func (b *browser) addPasskeyWith(srv *httptest.Server, auth *webauthntest.Authenticator, o webauthntest.Options, fields url.Values) (response, *webauthntest.Credential) {
+	b.t.Helper()
+	resp, cred, err := auth.Create(b.options(srv, "/account/passkeys/options"), o)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -146,7 +152,7 @@ func TestIntegrationPasskeyAddNeedsProof(t *testing.T) {
 	r = owner.submit(c.a, c.a, "/account", "/account/passkeys", url.Values{"password": {acct.password}, "credential": {`{"id":`}})
 	expect(t, r, http.StatusUnauthorized, "add with a malformed passkey answer")
 
-	r, _ = owner.addPasskey(c.a, c.authenticator(c.a), url.Values{"password": {acct.password}, "name": {"Laptop"}})
+	r, cred := owner.addPasskey(c.a, c.authenticator(c.a), url.Values{"password": {acct.password}, "name": {"Laptop"}})
 	expectRedirect(t, r, "/account#passkeys", "add a passkey with the password")
 	rows := owner.passkeyRows(c.b)
 	if len(rows) != 1 || !strings.Contains(rows[0], "Laptop") || strings.Contains(rows[0], "cloned") {
@@ -158,6 +164,25 @@ func TestIntegrationPasskeyAddNeedsProof(t *testing.T) {
 	// The step-up moved the owner's session to a new token: the copy is dead.
 	if thief.loggedIn(c.b) {
 		t.Fatal("the copied cookie still works after the owner's step-up")
+	}
+
+	// The same credential again — on this account, or claimed by another
+	// account (a credential hijack): 409, nothing changes.
+	r, _ = owner.addPasskeyWith(c.b, c.authenticator(c.b), webauthntest.Options{Credential: cred}, url.Values{"password": {acct.password}})
+	expect(t, r, http.StatusConflict, "the same credential registered again")
+	other := c.browser()
+	oacct := newAccount()
+	other.register(c.a, oacct)
+	r, _ = other.addPasskeyWith(c.a, c.authenticator(c.a), webauthntest.Options{Credential: cred}, url.Values{"password": {oacct.password}})
+	expect(t, r, http.StatusConflict, "another account claims the credential")
+	if !strings.Contains(r.body, "Passkey already registered") {
+		t.Fatalf("the refusal does not say why:\n%s", r.body)
+	}
+	if rows := owner.passkeyRows(c.a); len(rows) != 1 {
+		t.Fatalf("%d passkeys on the owner's account after the claims, want 1", len(rows))
+	}
+	if rows := other.passkeyRows(c.a); len(rows) != 0 {
+		t.Fatalf("the other account holds %d passkeys, want none", len(rows))
 	}
 }
 
@@ -400,6 +425,9 @@ func TestIntegrationPasskeyStepUp(t *testing.T) {
 	wrongPurpose := u.assertion(c.a, "/login/passkey/options", auth, cred, webauthntest.Options{})
 	r = u.submit(c.a, c.a, "/account/email", "/account/email", url.Values{"email": {"new-" + acct.email}, "passkey": {wrongPurpose}})
 	expect(t, r, http.StatusUnauthorized, "a sign-in assertion as step-up proof")
+	if !strings.Contains(r.body, "Passkey not accepted") {
+		t.Fatalf("the refused passkey proof is not explained as such:\n%s", r.body)
+	}
 	proof := u.assertion(c.a, "/account/passkeys/proof/options", auth, cred, webauthntest.Options{})
 	r = u.submit(c.a, c.b, "/account/email", "/account/email", url.Values{"email": {"new-" + acct.email}, "passkey": {proof}})
 	expectRedirect(t, r, "/account", "email change with a passkey as proof")

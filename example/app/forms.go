@@ -115,6 +115,9 @@ func usersAlert(w http.ResponseWriter, err error) (int, *alert) {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		return http.StatusTooManyRequests, &alert{Title: "Too many requests",
 			Detail: "Wait " + plural(secs, "second") + " before trying again."}
+	case errors.Is(err, users.ErrInvalidPasskey):
+		return http.StatusUnauthorized, &alert{Title: "Passkey not accepted",
+			Detail: "The passkey could not be checked, was removed, or this request was already used. Nothing was changed; try again."}
 	case errors.Is(err, users.ErrProofRequired) && errors.Is(err, users.ErrInvalidCode):
 		return http.StatusUnauthorized, &alert{Title: "Code needed",
 			Detail: "Enter the current code from your authenticator app, or a recovery code. Nothing was changed."}

@@ -309,20 +309,14 @@ func proofErrors(v *view, err error, passwordField string) {
 	}
 }
 
-// passkeyAlert is usersAlert with the passkey errors first: a refused
-// passkey says so (never which check failed: that is in the security
-// event and the log), rather than speaking of a wrong password.
+// passkeyAlert is usersAlert with the errors only passkey pages meet. (A
+// refused passkey — usersAlert's — never says which check failed: that is
+// in the security event and the log.)
 func passkeyAlert(w http.ResponseWriter, err error) (int, *alert) {
-	var te *users.ThrottledError
 	switch {
-	case errors.As(err, &te):
-		return usersAlert(w, err)
-	case errors.Is(err, users.ErrPasskeyTaken):
+	case errors.Is(err, users.ErrPasskeyTaken): // before usersAlert's ErrInvalidPasskey, which it matches too
 		return http.StatusConflict, &alert{Title: "Passkey already registered",
 			Detail: "This passkey is already registered. Nothing was changed."}
-	case errors.Is(err, users.ErrInvalidPasskey):
-		return http.StatusUnauthorized, &alert{Title: "Passkey not accepted",
-			Detail: "The passkey could not be checked, was removed, or this request was already used. Nothing was changed; try again."}
 	case errors.Is(err, users.ErrTooManyPasskeys):
 		return http.StatusConflict, &alert{Title: "Too many passkeys",
 			Detail: "This account has as many passkeys as it may have. Remove one first."}
