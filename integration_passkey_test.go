@@ -315,6 +315,9 @@ func TestIntegrationPasskeyClonedCounter(t *testing.T) {
 	if c.messages(acct.email, "passkey-cloned") != 1 {
 		t.Fatalf("the owner was not told of the clone: %+v", c.outbox.Messages())
 	}
+	if m := c.lastMessage(acct.email, "passkey-cloned"); !strings.Contains(m.Subject, "Security alert") || !strings.Contains(m.Body, `"Key"`) {
+		t.Fatalf("the clone's notice: %+v", m)
+	}
 	// Now refused for everyone, the genuine authenticator included.
 	r, _ = u.passkeyLogin(c.a, c.a, auth, cred, webauthntest.Options{Counter: webauthntest.Counter(9)})
 	expect(t, r, http.StatusUnauthorized, "the cloned passkey, counter advancing")

@@ -298,6 +298,14 @@ func (a *App) passkeyRemove(w http.ResponseWriter, r *http.Request) {
 	redirect(w, r, "/account#passkeys")
 }
 
+// named is ` "name"` for a passkey's label in a message, or nothing.
+func named(name string) string {
+	if name == "" {
+		return ""
+	}
+	return ` "` + name + `"`
+}
+
 // proofErrors marks the proof fields of a refused step-up.
 func proofErrors(v *view, err error, passwordField string) {
 	switch {
