@@ -4,7 +4,9 @@ package dynaguard_test
 // authenticator (the DevTools protocol's WebAuthn domain: CTAP2, internal
 // transport, resident keys, user verification that succeeds) adds a
 // passkey from the account page, logs out, signs in with "Sign in with a
-// passkey", and then presses Back and sends the sign-in again — refused.
+// passkey", and then presses Back and sends the sign-in again — refused;
+// then it changes the email address with a passkey as the proof, and signs
+// in through the login name's autofill.
 // It drives static/passkeys.js under the app's Content-Security-Policy, so
 // a script the policy blocks, or a WebAuthn JSON the browser rejects,
 // fails it. Like browser_test.go it runs whenever Chromium is installed.
@@ -226,6 +228,17 @@ func TestBrowserPasskeys(t *testing.T) {
 		t.Fatal("the refused resubmission shows no message")
 	}
 	tb.shot("passkey-sign-in-resubmitted")
+
+	// A passkey as the step-up proof: change the email address with
+	// "Confirm with a passkey instead" — no password typed.
+	tb.open("/account/email")
+	tb.fill("#email", "new-"+acct.email)
+	tb.waitShown("[data-passkey-proof]")
+	tb.submit("[data-passkey-proof]", "/account")
+	tb.expectStatus(200)
+	if got := tb.text("#pending-email"); !strings.Contains(got, "new-"+acct.email) {
+		t.Fatalf("the email change with a passkey as proof is not pending: %q", got)
+	}
 
 	// Autofill: log out, open the login page, and the passkey the user
 	// picks from the suggestions signs in (again without the JSON helpers,
