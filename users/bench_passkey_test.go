@@ -2,8 +2,14 @@ package users
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
+	"github.com/go-webauthn/webauthn/protocol"
+
+	"github.com/dynaguard/dynaguard/internal/authctx"
 	"github.com/dynaguard/dynaguard/internal/webauthntest"
 )
 
@@ -62,5 +68,49 @@ func BenchmarkPasskeySignInDynamoDB(b *testing.B) {
 				b.Fatal(err)
 			}
 		})
+	}
+}
+
+// BenchmarkPasskeyAssertionCPU is the CPU work of checking one assertion,
+// without storage: parsing the response, opening its challenge (MAC,
+// purpose, bindings, expiry), and verifying origin, RP ID, flags and the
+// ES256 signature — what a passkey sign-in adds to its three calls.
+func BenchmarkPasskeyAssertionCPU(b *testing.B) {
+	s := fuzzUsers(b)
+	req := httptest.NewRequest("POST", "https://example.com/", nil)
+	req.AddCookie(&http.Cookie{Name: s.passkeys.CookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"})
+	ctx := authctx.With(context.Background(), &loaded{req: req})
+	opts, _ := s.requestOptions(s.newChallenge(ceremonyLogin, binding{browser: "AAAAAAAAAAAAAAAAAAAAAA"}, nil))
+	handle := make([]byte, handleLen)
+	auth := webauthntest.New(testRPID, testOrigin)
+	reg, _ := json.Marshal(map[string]any{"publicKey": map[string]any{"challenge": "AAAA",
+		"rp": map[string]any{"id": testRPID}, "user": map[string]any{"id": b64u.EncodeToString(handle)}}})
+	created, _, err := auth.Create(reg, webauthntest.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pcc, err := protocol.ParseCredentialCreationResponseBytes(created)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := auth.Get(opts, nil, webauthntest.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := s.openAssertion(ctx, resp, ceremonyLogin, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := credential{pk: a.pks[0], uid: "u", pub: pcc.Response.AttestationObject.AuthData.AttData.CredentialPublicKey}
+	u := &User{ID: "u", handle: handle, passkeys: []string{passkeyID(a.pks[0])}}
+	b.ReportAllocs()
+	for b.Loop() {
+		a, err := s.openAssertion(ctx, resp, ceremonyLogin, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.verifyAssertion(a, c, u); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

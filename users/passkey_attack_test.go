@@ -248,6 +248,7 @@ func TestPasskeyRegistrationRules(t *testing.T) {
 		"wrong RP ID":          {RPID: "evil.example"},
 		"no user verification": {NoUV: true},
 		"wrong challenge":      {Challenge: []byte("0123456789abcdef0123456789abcdef")},
+		"not discoverable":     {NotDiscoverable: true},
 	} {
 		if _, err := p.register(bb, "x", o); !errors.Is(err, ErrInvalidPasskey) {
 			t.Errorf("registration, %s: %v", name, err)
@@ -711,5 +712,81 @@ func TestPasskeyChallengeCookie(t *testing.T) {
 	off := newEnv(t)
 	if _, err := off.users.BeginPasskeyLogin(ctx, nil); !errors.Is(err, ErrPasskeysDisabled) {
 		t.Errorf("passkeys off: %v", err)
+	}
+}
+
+// One credential presented for registration to two accounts at once, on
+// two instances: exactly one account gets it.
+func TestPasskeyRegistrationRace(t *testing.T) {
+	t.Parallel()
+	p := newPK(t)
+	second := p.instance()
+	p.create("abe@example.com", "abe")
+	p.create("bea@example.com", "bea")
+	ba, bb := newPKBrowser(t, "192.0.2.1"), newPKBrowser(t, "192.0.2.2")
+	ba.login(p.users, p.sm, "abe")
+	bb.login(second, p.sm, "bea")
+	optsA := p.begin(ba, func(ctx context.Context, u *User) ([]byte, error) {
+		return p.users.BeginPasskeyRegistration(ctx, p.sm, u)
+	})
+	var optsB []byte
+	bb.run(second, p.sm, func(ctx context.Context) {
+		cur, _ := FromContext(ctx)
+		var err error
+		if optsB, err = second.BeginPasskeyRegistration(ctx, p.sm, cur); err != nil {
+			t.Fatal(err)
+		}
+	})
+	respA, cred, _ := p.auth.Create(optsA, webauthntest.Options{})
+	respB, _, _ := p.auth.Create(optsB, webauthntest.Options{Credential: cred})
+	var errs [2]error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); errs[0] = p.finishRegistration(ba, respA, "a") }()
+	go func() {
+		defer wg.Done()
+		bb.run(second, p.sm, func(ctx context.Context) {
+			cur, _ := FromContext(ctx)
+			_, errs[1] = second.FinishPasskeyRegistration(ctx, p.sm, cur, pw, respB, "b", bb.client())
+		})
+	}()
+	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("outcomes %v / %v: want exactly one registration", errs[0], errs[1])
+	}
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, ErrPasskeyTaken) && !errors.Is(err, ErrUnavailable) {
+			t.Errorf("loser: %v", err)
+		}
+	}
+	total := mustGet(t, p.env, mustGetLogin(t, p, "abe")).Passkeys + mustGet(t, p.env, mustGetLogin(t, p, "bea")).Passkeys
+	if total != 1 {
+		t.Fatalf("%d registrations of one credential", total)
+	}
+}
+
+// Another account's passkey is no proof for this one, even answering this
+// session's step-up challenge.
+func TestPasskeyProofOfAnotherAccount(t *testing.T) {
+	t.Parallel()
+	p := newPK(t)
+	abe, b, _ := p.setUp()
+	p.create("bea@example.com", "bea")
+	bb := newPKBrowser(t, "192.0.2.2")
+	bb.login(p.users, p.sm, "bea")
+	beaCred, err := p.register(bb, "bea", webauthntest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := p.begin(b, func(ctx context.Context, u *User) ([]byte, error) { return p.users.BeginPasskeyProof(ctx, p.sm, u) })
+	proof, _ := p.auth.Get(opts, beaCred, webauthntest.Options{})
+	b.run(p.users, p.sm, func(ctx context.Context) {
+		cur, _ := FromContext(ctx)
+		if err := p.users.RemovePasskey(ctx, p.sm, cur, Proof{Passkey: proof}, cur.passkeys[0], b.client()); !errors.Is(err, ErrProofRequired) || !errors.Is(err, ErrInvalidPasskey) {
+			t.Errorf("another account's passkey as proof: %v", err)
+		}
+	})
+	if mustGet(t, p.env, abe.ID).Passkeys != 1 {
+		t.Fatal("removed")
 	}
 }

@@ -220,7 +220,7 @@ func (s *Users) issue(ctx context.Context, purpose ceremony, uid string, handle 
 	if purpose != ceremonyLogin {
 		b.session, b.user = s.sessionID(ctx), uid
 		if b.session == "" || uid == "" {
-			return "", ErrNoPendingLogin
+			return "", ErrNoBrowserBinding // a session purpose outside a loaded session
 		}
 	}
 	return s.newChallenge(purpose, b, handle), nil

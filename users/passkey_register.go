@@ -90,6 +90,9 @@ func (s *Users) BeginPasskeyRegistration(ctx context.Context, sm *scs.SessionMan
 			UserVerification:   protocol.VerificationRequired,
 		},
 		Attestation: protocol.PreferNoAttestation,
+		// credProps: the browser says whether the credential is
+		// discoverable; one that is not cannot sign in without a name.
+		Extensions: protocol.AuthenticationExtensions{CredProps: true},
 	}})
 }
 
@@ -197,6 +200,12 @@ func (s *Users) verifyRegistration(pcc *protocol.ParsedCredentialCreationData, c
 		return credential{}, refuse("user_verification")
 	case len(ad.AttData.CredentialID) == 0 || len(ad.AttData.CredentialID) > 1023:
 		return credential{}, refuse("malformed")
+	}
+	// A credential the browser reports as not discoverable (credProps.rk
+	// false) could not sign in without a login name; a browser that does
+	// not report it is trusted to have honoured residentKey "required".
+	if cp := pcc.ClientExtensionResults.CredProps; cp != nil && cp.RK != nil && !*cp.RK {
+		return credential{}, refuse("not_discoverable")
 	}
 	if _, err := pcc.Verify(ch.raw, s.passkeys.RPID, s.passkeys.Origins, nil, nil, protocol.TopOriginExplicitVerificationMode,
 		false, true, true, nil, credentialParams, protocol.AttestationPolicy{}, protocol.SignaturePolicy{}); err != nil {

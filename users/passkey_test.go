@@ -222,6 +222,16 @@ func TestPasskeyRegisterListRenameSignIn(t *testing.T) {
 	if used.LastUsed.IsZero() || !used.BackupEligible || !used.BackedUp {
 		t.Errorf("after use: %+v", used)
 	}
+	// A label can be cleared.
+	if err := p.users.RenamePasskey(ctx, abe2, used.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	list, _ = p.users.Passkeys(ctx, abe2)
+	for _, k := range list {
+		if k.ID == used.ID && k.Name != "" {
+			t.Errorf("cleared label reads %q", k.Name)
+		}
+	}
 }
 
 // Every way an assertion can be wrong is refused, and none signs in.

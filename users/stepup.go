@@ -12,12 +12,10 @@ import (
 
 // Proof is what a sensitive operation needs from the user in the same
 // request, whatever the session: the password, plus — when the account has
-// a second factor — a current TOTP code or an unused recovery code. A
-// session cookie alone, however recent its login, is never enough: whoever
-// copied the cookie holds the session, not the account.
-//
-// Proof is a struct so that other kinds of proof (a passkey assertion) can
-// be added as fields without changing the operations that take one.
+// a second factor — a current TOTP code or an unused recovery code; or a
+// user-verified passkey assertion alone. A session cookie alone, however
+// recent its login, is never enough: whoever copied the cookie holds the
+// session, not the account.
 type Proof struct {
 	// Password is the account's current password.
 	Password string
@@ -55,6 +53,12 @@ func proofRefused(cause error) error {
 // address) counter, the account's failure count raised before the check,
 // the step or recovery code used by one conditional write). Whatever
 // throttling or equal-work rule those paths get, a step-up gets too.
+//
+// A passkey (p.Passkey) is checked instead, when set, through the same
+// path as a passkey at the second step of a login: the step-up challenge
+// of this session and browser, one of u's passkeys, the login throttle's
+// counters, the challenge used and the counter advanced by one
+// transaction (one BatchGetItem, one TransactWriteItems).
 //
 // It returns the account as read during the check. Cost: that of a login
 // (one BatchGetItem, one GetItem, one conditional UpdateItem, one

@@ -101,6 +101,10 @@ type Options struct {
 	// UserHandle (Get), when set, replaces the credential's user handle in
 	// the response.
 	UserHandle []byte
+	// NotDiscoverable (Create) reports the credential as not client-side
+	// discoverable (credProps.rk = false), as a security key that cannot
+	// store resident keys would.
+	NotDiscoverable bool
 	// Credential (Create), when set, is registered again instead of a new
 	// one (its ID and key, the options' user handle): an attempt to claim a
 	// credential that is already registered.
@@ -191,7 +195,7 @@ func (a *Authenticator) Create(options []byte, o Options) ([]byte, *Credential, 
 		"rawId":                   b64.EncodeToString(c.ID),
 		"type":                    "public-key",
 		"authenticatorAttachment": "platform",
-		"clientExtensionResults":  map[string]any{},
+		"clientExtensionResults":  map[string]any{"credProps": map[string]any{"rk": !o.NotDiscoverable}},
 		"response": map[string]any{
 			"clientDataJSON":    b64.EncodeToString(cdj),
 			"attestationObject": b64.EncodeToString(attObj),
