@@ -5,8 +5,9 @@ package dynaguard_test
 // transport, resident keys, user verification that succeeds) adds a
 // passkey from the account page, logs out, signs in with "Sign in with a
 // passkey", and then presses Back and sends the sign-in again — refused;
-// then it changes the email address with a passkey as the proof, and signs
-// in through the login name's autofill.
+// then it changes the email address with a passkey as the proof, signs in
+// through the login name's autofill, and — with two-step verification on —
+// answers the code step with the passkey.
 // It drives static/passkeys.js under the app's Content-Security-Policy, so
 // a script the policy blocks, or a WebAuthn JSON the browser rejects,
 // fails it. Like browser_test.go it runs whenever Chromium is installed.
@@ -23,6 +24,8 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
+
+	"github.com/dynaguard/dynaguard/internal/totp"
 )
 
 // withoutJSONHelpers removes the WebAuthn JSON helpers (parse…FromJSON,
@@ -30,6 +33,10 @@ import (
 const withoutJSONHelpers = `delete PublicKeyCredential.parseCreationOptionsFromJSON;
 delete PublicKeyCredential.parseRequestOptionsFromJSON;
 delete PublicKeyCredential.prototype.toJSON;`
+
+// noConditionalMediation tells a page that autofill (conditional
+// mediation) is not available.
+const noConditionalMediation = `PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);`
 
 // startChromium starts headless Chromium for t (options as TestBrowserFlows')
 // and returns the context of its first tab.
@@ -196,7 +203,7 @@ func TestBrowserPasskeys(t *testing.T) {
 	// instead, the page is told autofill is not available — until the
 	// autofill sign-in at the end.
 	tb.submit("header form button[type=submit]", "/")
-	noAutofill := tb.onNewDocument(`PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);`)
+	noAutofill := tb.onNewDocument(noConditionalMediation)
 	tb.open("/login")
 	if ac := tb.eval(`document.querySelector("#login").getAttribute("autocomplete")`); ac != "username webauthn" {
 		t.Fatalf("the login name's autocomplete is %q", ac)
@@ -256,6 +263,29 @@ func TestBrowserPasskeys(t *testing.T) {
 		t.Fatalf("not signed in through autofill: %q", got)
 	}
 	tb.shot("account-after-autofill-sign-in")
+
+	// The second step: turn two-step verification on, log in with the
+	// password (autofill off again, or the passkey would sign in at once),
+	// and answer the code step with "Use a passkey instead".
+	tb.open("/account/totp")
+	tb.fill("#setup-password", acct.password)
+	tb.submit(`form[action="/account/totp/setup"] button[type=submit]`, "/account/totp")
+	secret, p := parseOTPAuth(t, tb.text("#totp-uri"))
+	tb.fill("#code", totp.Code(secret, totp.Step(time.Now(), p), p), "#password", acct.password)
+	tb.submit(`form[action="/account/totp"] button[type=submit]`, "/account/totp")
+	tb.expectStatus(200)
+	tb.submit("header form button[type=submit]", "/")
+	tb.onNewDocument(noConditionalMediation)
+	tb.open("/login")
+	tb.fill("#login", acct.username, "#password", acct.password)
+	tb.submit("main form button[type=submit]", "/login/totp")
+	tb.waitShown("#passkey-second")
+	tb.shot("login-code-step-with-passkey")
+	tb.submit("#passkey-second button[type=submit]", "/account")
+	tb.expectStatus(200)
+	if got := tb.text("header .who"); !strings.Contains(got, acct.username) {
+		t.Fatalf("not signed in after the passkey second step: %q", got)
+	}
 
 	if errs := tb.consoleErrors(); len(errs) > 0 {
 		t.Errorf("the browser reported errors (a CSP violation is one):\n%s", strings.Join(errs, "\n"))
