@@ -148,7 +148,7 @@
         if (cred && !abort.signal.aborted) send(form, "credential", credentialJSON(cred));
       }).catch(function () { /* cancelled or unavailable: the button still works */ });
       conditional = { abort: abort, done: done };
-    });
+    }).catch(function () { /* no autofill: the button still works */ });
   }
 
   var busy = false;
