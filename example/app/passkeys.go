@@ -121,11 +121,11 @@ func writeOptions(w http.ResponseWriter, r *http.Request, opts []byte, err error
 	_, _ = w.Write(opts)
 }
 
-// passkeyProblem maps the errors users.WriteError does not know to theirs.
+// passkeyProblem maps the one error users.WriteError does not know,
+// ErrNoBrowserBinding — never expected, every route is behind
+// users.LoadUser — to a refusal that changed nothing (503).
 func passkeyProblem(err error) error {
-	switch {
-	case errors.Is(err, users.ErrNoBrowserBinding):
-		// Never expected: every route is behind users.LoadUser.
+	if errors.Is(err, users.ErrNoBrowserBinding) {
 		return errors.Join(users.ErrUnavailable, err)
 	}
 	return err
@@ -333,8 +333,6 @@ func passkeyAlert(w http.ResponseWriter, err error) (int, *alert) {
 			Detail: "That passkey is not on your account (any more). Nothing was changed."}
 	case errors.Is(err, users.ErrPasskeysDisabled):
 		return http.StatusNotFound, &alert{Title: "Passkeys are not available", Detail: "This site does not offer passkeys."}
-	case errors.Is(err, users.ErrNoBrowserBinding):
-		return usersAlert(w, errors.Join(users.ErrUnavailable, err))
 	}
-	return usersAlert(w, err)
+	return usersAlert(w, passkeyProblem(err))
 }
