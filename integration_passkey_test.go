@@ -441,8 +441,9 @@ func TestIntegrationPasskeyStepUp(t *testing.T) {
 
 // Options need what their ceremony needs: registration and step-up a
 // logged-in session (401 problem+json for fetch otherwise), the second
-// step a pending login.
-func TestIntegrationPasskeyOptionsRefused(t *testing.T) {
+// step a pending login. Sign-in options ask for user verification, for the
+// RP ID. Garbage in place of a WebAuthn answer is a 4xx page, never a 500.
+func TestIntegrationPasskeyOptionsAndBadInput(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{passkeys: true})
 	anon := c.browser()
