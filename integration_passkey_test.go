@@ -10,6 +10,7 @@ package dynaguard_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -546,5 +547,48 @@ func TestIntegrationPasskeyCalls(t *testing.T) {
 		if got := ops(); got != m.want {
 			t.Errorf("%s: calls %s, want %s", m.what, got, m.want)
 		}
+	}
+}
+
+// Refused passkey sign-ins are counted like failed passwords: past the
+// client address's free failures the next attempt — passkey or password —
+// is 429 with Retry-After, checked before any passkey or password work.
+func TestIntegrationPasskeyFailuresThrottled(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{passkeys: true, throttle: users.Throttle{
+		PerIP:  users.Limit{Free: 3, Delay: time.Minute, MaxDelay: time.Hour, Window: time.Hour},
+		Ranges: []users.RangeLimit{},
+	}})
+	owner := c.browser()
+	acct := newAccount()
+	owner.register(c.a, acct)
+	// A credential made for the account's options but never registered:
+	// the server does not know it.
+	auth := c.authenticator(c.a)
+	if _, _, err := auth.Create(owner.options(c.a, "/account/passkeys/options"), webauthntest.Options{}); err != nil {
+		t.Fatal(err)
+	}
+
+	attacker := c.browser()
+	var last response
+	for i := range 5 {
+		last, _ = attacker.passkeyLogin(c.a, c.b, auth, nil, webauthntest.Options{})
+		if last.StatusCode == http.StatusTooManyRequests {
+			if i < 3 {
+				t.Fatalf("throttled after %d failures, want after 3", i)
+			}
+			break
+		}
+		expect(t, last, http.StatusUnauthorized, fmt.Sprintf("unknown passkey, attempt %d", i+1))
+	}
+	expect(t, last, http.StatusTooManyRequests, "a passkey sign-in past the address's free failures")
+	if last.Header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	// The same address's password login waits too: one count.
+	hashed := c.hasher.verifies.Load()
+	expect(t, attacker.login(c.a, c.a, acct.email, acct.password), http.StatusTooManyRequests, "password login from the throttled address")
+	if c.hasher.verifies.Load() != hashed {
+		t.Fatal("the throttled login hashed a password")
 	}
 }
