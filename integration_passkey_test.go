@@ -9,6 +9,9 @@ package dynaguard_test
 // the second step of a password login, and a removed passkey is refused.
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -19,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynaguard/dynaguard/internal/ddbtest"
 	"github.com/dynaguard/dynaguard/internal/totp"
 	"github.com/dynaguard/dynaguard/internal/webauthntest"
 	"github.com/dynaguard/dynaguard/users"
@@ -591,4 +595,75 @@ func TestIntegrationPasskeyFailuresThrottled(t *testing.T) {
 	if c.hasher.verifies.Load() != hashed {
 		t.Fatal("the throttled login hashed a password")
 	}
+}
+
+// After the passkey flows through the app — add, sign in, the second
+// proof — a dump of the table holds no credential ID (in any encoding, nor
+// its unkeyed SHA-256), no challenge the app handed out, and no
+// browser-binding cookie; the security events name none of them.
+func TestIntegrationPasskeyTableDump(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{passkeys: true})
+	u := c.browser()
+	acct := newAccount()
+	u.register(c.a, acct)
+	auth := c.authenticator(c.a)
+	var secrets []string
+	challenge := func(opts []byte) []byte {
+		ch, err := webauthntest.Challenge(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, base64.RawURLEncoding.EncodeToString(ch), hex.EncodeToString(ch))
+		return opts
+	}
+
+	resp, cred, err := auth.Create(challenge(u.options(c.a, "/account/passkeys/options")), webauthntest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectRedirect(t, u.submit(c.a, c.a, "/account", "/account/passkeys", url.Values{"credential": {string(resp)}, "password": {acct.password}}),
+		"/account#passkeys", "add a passkey")
+	sum := sha256.Sum256(cred.ID)
+	for _, b := range [][]byte{cred.ID, sum[:]} {
+		secrets = append(secrets, hex.EncodeToString(b), base64.StdEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b))
+	}
+	u.logout(c.a)
+
+	resp, err = auth.Get(challenge(u.options(c.b, "/login/passkey/options")), cred, webauthntest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := u.get(c.b, "/login")
+	expectRedirect(t, u.post(c.a, "/login/passkey", url.Values{"credential": {string(resp)}, "nonce": {nonceFor(t, p.body, "/login/passkey")}}),
+		"/account", "passkey sign-in")
+	resp, err = auth.Get(challenge(u.options(c.a, "/account/passkeys/proof/options")), cred, webauthntest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectRedirect(t, u.submit(c.a, c.b, "/account/email", "/account/email", url.Values{"email": {"new-" + acct.email}, "passkey": {string(resp)}}),
+		"/account", "email change with a passkey")
+	bound := false
+	for _, ck := range u.jar.Cookies(u.origin()) {
+		if strings.Contains(ck.Name, "webauthn") {
+			secrets, bound = append(secrets, ck.Value), true
+		}
+	}
+	if !bound {
+		t.Fatal("no browser-binding cookie in the jar")
+	}
+
+	dump := ddbtest.Dump(t, c.tbl)
+	if !strings.Contains(dump, "pkey#") {
+		t.Fatalf("no passkey item in the dump:\n%s", dump)
+	}
+	for _, s := range secrets {
+		if len(s) < 16 {
+			t.Fatalf("value %q is too short to search for", s)
+		}
+		if strings.Contains(dump, s) {
+			t.Errorf("the table dump contains a passkey secret (%d characters, starts %q)", len(s), s[:6])
+		}
+	}
+	c.noSecretInEvents(t, secrets)
 }
