@@ -74,6 +74,9 @@ type clusterOpts struct {
 	throttle users.Throttle
 	signup   *users.SignupConfig
 	clientIP middleware.ClientIPConfig
+	// passkeys: both instances offer passkeys for both their origins
+	// (integration_passkey_test.go).
+	passkeys bool
 }
 
 func newCluster(t testing.TB, o clusterOpts) *cluster {
@@ -99,7 +102,13 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 	if o.signup != nil {
 		signup = *o.signup
 	}
-	start := func() *httptest.Server {
+	// The servers listen before the apps are built: passkeys need the
+	// origins they are served at.
+	srvA, srvB := httptest.NewUnstartedServer(nil), httptest.NewUnstartedServer(nil)
+	t.Cleanup(srvA.Close)
+	t.Cleanup(srvB.Close)
+	pk := passkeyConfig(o, srvA, srvB)
+	start := func(srv *httptest.Server) *httptest.Server {
 		h, err := app.New(app.Config{
 			Table:    appTable,
 			Keys:     keys,
@@ -112,20 +121,20 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 			Clock:    o.clock,
 			Logger:   testLogger(t),
 			Events:   c.events.config(),
+			Passkeys: pk,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var srv *httptest.Server
+		srv.Config.Handler = h
 		if o.dev {
-			srv = httptest.NewServer(h)
+			srv.Start()
 		} else {
-			srv = httptest.NewTLSServer(h)
+			srv.StartTLS()
 		}
-		t.Cleanup(srv.Close)
 		return srv
 	}
-	c.a, c.b = start(), start()
+	c.a, c.b = start(srvA), start(srvB)
 	return c
 }
 

@@ -27,6 +27,9 @@ func (a *App) account(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) accountPage(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title = "Your account"
+	if v.Data == nil {
+		v.Data = a.passkeysOf(r.Context(), v.User)
+	}
 	a.render(w, "account", v)
 }
 
@@ -63,7 +66,7 @@ func (a *App) passwordPage(w http.ResponseWriter, r *http.Request, v *view) {
 func (a *App) passwordPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u, _ := users.FromContext(ctx)
-	proof := users.Proof{Password: r.PostFormValue("current"), Code: r.PostFormValue("code")}
+	proof := users.Proof{Password: r.PostFormValue("current"), Code: r.PostFormValue("code"), Passkey: []byte(r.PostFormValue("passkey"))}
 	err := a.users.ChangePassword(ctx, a.sm, u, proof, r.PostFormValue("new"), middleware.Client(r))
 	if err != nil {
 		v := a.newView(r, "")
@@ -111,7 +114,7 @@ func (a *App) emailPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u, _ := users.FromContext(ctx)
 	email := r.PostFormValue("email")
-	proof := users.Proof{Password: r.PostFormValue("password"), Code: r.PostFormValue("code")}
+	proof := users.Proof{Password: r.PostFormValue("password"), Code: r.PostFormValue("code"), Passkey: []byte(r.PostFormValue("passkey"))}
 	if err := a.users.RequestEmailChange(ctx, a.sm, u, email, proof, middleware.Client(r)); err != nil {
 		v := a.newView(r, "")
 		v.Form = keptInput(r)
@@ -253,9 +256,10 @@ func qrDataURL(uri string) template.URL {
 }
 
 // proofOf is the step-up proof a form carries: the password, and a code
-// when the account has two-step verification.
+// when the account has two-step verification — or, from static/passkeys.js,
+// a passkey assertion in "passkey", which is then the whole proof.
 func proofOf(r *http.Request) users.Proof {
-	return users.Proof{Password: r.PostFormValue("password"), Code: r.PostFormValue("code")}
+	return users.Proof{Password: r.PostFormValue("password"), Code: r.PostFormValue("code"), Passkey: []byte(r.PostFormValue("passkey"))}
 }
 
 // totpSetup starts an enrolment (it needs the password): a new secret,

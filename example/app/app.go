@@ -89,6 +89,12 @@ type Config struct {
 	// defaults 3 s and 300.
 	Budget      time.Duration
 	MaxInFlight int
+	// Passkeys configures passkeys (users.PasskeyConfig). With no RPID it
+	// is derived from BaseURL: the RP ID is BaseURL's host and BaseURL the
+	// one origin; in Dev a loopback address becomes localhost (browsers
+	// offer passkeys to http://localhost, never to an IP address). Without
+	// either, passkeys are off and their buttons are not shown.
+	Passkeys users.PasskeyConfig
 	// IdempotencyLease is how long a claimed Idempotency-Key whose
 	// request stopped answering blocks retries (idempotency.Config.Lease);
 	// default idempotency.DefaultLease.
@@ -131,6 +137,9 @@ type App struct {
 	forms     map[string]formPage // POST path → the page that renders its form
 	clock     dynaguard.Clock
 	log       *slog.Logger
+
+	// passkeysOn: passkeys are configured (Config.Passkeys or BaseURL).
+	passkeysOn bool
 }
 
 // New returns the app's handler: the whole dynaguard stack around its routes.
@@ -218,10 +227,12 @@ func newApp(cfg Config) (*App, error) {
 		// ("sign out other sessions") never extend it.
 		AbsoluteLifetime: sessionLifetime,
 		Budget:           cfg.Budget,
+		Passkeys:         passkeyConfig(cfg),
 	})
 	if err != nil {
 		return nil, err
 	}
+	a.passkeysOn = a.passkeysEnabled(passkeyConfig(cfg))
 	a.nonces, err = nonce.New(nonce.Config{
 		Table:          cfg.Table,
 		Keys:           cfg.Keys,
@@ -387,6 +398,8 @@ func (a *App) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/token", a.apiToken)
 	mux.HandleFunc("POST /api/token/refresh", a.apiTokenRefresh)
 	mux.HandleFunc("POST /api/token/revoke", a.apiTokenRevoke)
+
+	a.passkeyRoutes(mux, page)
 
 	if a.dev && a.outbox != nil {
 		mux.HandleFunc("GET /dev/outbox", a.devOutbox)

@@ -132,6 +132,8 @@ func (a *App) loginPost(w http.ResponseWriter, r *http.Request) {
 	}
 	next := v.Next()
 	if pending {
+		// The second step offers the account's passkey, if it has one.
+		a.sm.Put(ctx, sessPendingPasskey, a.passkeysOn && u.Passkeys > 0)
 		to := "/login/totp"
 		if next != "" {
 			to += "?next=" + url.QueryEscape(next)
@@ -161,6 +163,7 @@ func (a *App) loginTOTPGet(w http.ResponseWriter, r *http.Request) {
 func (a *App) loginTOTPPage(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title = "Two-step verification"
 	v.Narrow = true
+	v.Data = secondStep{Passkey: a.passkeysOn && a.sm.GetBool(r.Context(), sessPendingPasskey)}
 	a.render(w, "login_totp", v)
 }
 
@@ -183,6 +186,9 @@ func (a *App) loginTOTPPost(w http.ResponseWriter, r *http.Request) {
 		a.loginTOTPPage(w, r, v)
 	}
 }
+
+// secondStep is what the second step of a login offers besides a code.
+type secondStep struct{ Passkey bool }
 
 func (a *App) loginCancel(w http.ResponseWriter, r *http.Request) {
 	a.users.CancelLogin(r.Context(), a.sm)

@@ -74,6 +74,17 @@ func (a *App) usersMailer() users.Mailer {
 			msg.Body = "A refresh token of one of your API clients (an app or script signed in with your password) " +
 				"was presented again after it had been used: someone else may hold a copy of it. That client is " +
 				"signed out. If you did not copy the token yourself, change your password."
+		case users.MessagePasskeyAdded:
+			msg.Subject = "A passkey was added to your account"
+			msg.Body = "A passkey" + named(m.PasskeyName) + " can now sign in to your account. If you did not add it, " +
+				"remove it on your account page and change your password."
+		case users.MessagePasskeyRemoved:
+			msg.Subject = "A passkey was removed from your account"
+			msg.Body = "If you did not remove it, change your password."
+		case users.MessagePasskeyCloned:
+			msg.Subject = "Security alert: a copy of your passkey was used"
+			msg.Body = "Your passkey" + named(m.PasskeyName) + " was used with a signature counter that went back, which " +
+				"happens when its key was copied. It no longer signs in: remove it on your account page and add a new one."
 		default:
 			msg.Subject = string(m.Kind)
 		}

@@ -22,6 +22,8 @@ type formPage struct {
 // secretFields are never written back into a re-rendered form.
 var secretFields = map[string]bool{
 	"password": true, "current": true, "new": true, "code": true, "nonce": true,
+	// WebAuthn responses: single use, and large.
+	"credential": true, "passkey": true,
 }
 
 // keptInput is the user's input minus secrets, for re-rendering a form.
@@ -113,6 +115,9 @@ func usersAlert(w http.ResponseWriter, err error) (int, *alert) {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		return http.StatusTooManyRequests, &alert{Title: "Too many requests",
 			Detail: "Wait " + plural(secs, "second") + " before trying again."}
+	case errors.Is(err, users.ErrInvalidPasskey):
+		return http.StatusUnauthorized, &alert{Title: "Passkey not accepted",
+			Detail: "The passkey could not be checked, was removed, or this request was already used. Nothing was changed; try again."}
 	case errors.Is(err, users.ErrProofRequired) && errors.Is(err, users.ErrInvalidCode):
 		return http.StatusUnauthorized, &alert{Title: "Code needed",
 			Detail: "Enter the current code from your authenticator app, or a recovery code. Nothing was changed."}

@@ -90,6 +90,9 @@ type view struct {
 	// PendingEmail is the address a requested email change waits to move
 	// to ("" for none, or once it lapsed).
 	PendingEmail string
+	// Passkeys: the site offers passkeys (their buttons are shown, and
+	// static/passkeys.js loaded).
+	Passkeys bool
 
 	status int
 	cache  string // Cache-Control; default no-store
@@ -137,6 +140,7 @@ func (v *view) Next() string {
 // newView starts a page for r: the logged-in user, a pending flash message.
 func (a *App) newView(r *http.Request, title string) *view {
 	v := &view{r: r, Title: title, Form: url.Values{}, Errors: map[string]string{}, Dev: a.dev, Nav: navFor(r.URL.Path), status: http.StatusOK}
+	v.Passkeys = a.passkeysOn
 	if u, ok := users.FromContext(r.Context()); ok {
 		v.User = u
 		if u.PendingEmail != "" && a.clock.Now().Before(u.PendingEmailExpires) {

@@ -72,6 +72,9 @@ type rawView struct {
 	// PendingEmail: none for the benchmark's users (the page shows it
 	// while an email change waits for its confirmation).
 	PendingEmail string
+	// Passkeys: off in the benchmark's app (no base URL), so the account
+	// page has no Passkeys section.
+	Passkeys bool
 }
 
 // Field is the form's hidden field, without a nonce in it.
