@@ -116,7 +116,7 @@ func (m *mailbox) last(kind MessageKind) Message {
 
 func newEnv(t *testing.T, mods ...func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, base: ddbtest.NewTable(t), clock: ddbtest.NewClock(time.Now().Truncate(time.Second)), keys: keyring(t, secretA)}
+	e := &env{t: t, base: ddbtest.NewTable(t), clock: ddbtest.NewClock(windowStart(time.Now())), keys: keyring(t, secretA)}
 	ft, faults := ddbtest.Inject(e.base)
 	e.tbl, e.rec = ddbtest.Record(ft)
 	e.faults = faults
@@ -346,4 +346,14 @@ func (b *browser) sessionToken() string {
 func loginOf(ctx context.Context, sm *scs.SessionManager) sessionLogin {
 	l, _ := getLogin(ctx, sm, sessionAuth)
 	return l
+}
+
+// windowStart is where every test's fake clock starts: a minute into the
+// current UTC day. Throttling counters live in windows aligned to the Unix
+// epoch (24 h by default, and divisors of it), so a test that advances its
+// clock by hours must not start just before a window ends: the counters
+// would start over halfway through, and the test would pass or fail by the
+// time of day it runs at.
+func windowStart(now time.Time) time.Time {
+	return now.UTC().Truncate(24 * time.Hour).Add(time.Minute)
 }
