@@ -538,6 +538,19 @@ func BenchmarkBearerVerify(b *testing.B) {
 	}
 }
 
+// withKeys returns another instance on e's table with e's configuration
+// but keys as its keyring.
+func (e *env) withKeys(keys *dynaguard.Keyring) *Users {
+	e.t.Helper()
+	cfg := e.cfg
+	cfg.Keys = keys
+	u, err := New(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return u
+}
+
 // Within the grace window only the exact token rotated last gets the grace
 // answer; an older one, or one made up with the family's secret and the
 // right generation, is reuse.
@@ -619,16 +632,7 @@ func TestAPITokenKeyRotation(t *testing.T) {
 	e := newEnv(t)
 	e.create("rotate@example.com", "rotate")
 	p := e.tokenLogin(e.users, "rotate@example.com")
-	with := func(keys *dynaguard.Keyring) *Users {
-		cfg := e.cfg
-		cfg.Keys = keys
-		u, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u
-	}
-	rotated := with(keyring(t, secretB, secretA))
+	rotated := e.withKeys(keyring(t, secretB, secretA))
 	if got := newAPIServer(e, rotated).status(p.AccessToken); got != 200 {
 		t.Fatalf("access token after the rotation: %d", got)
 	}
@@ -637,7 +641,7 @@ func TestAPITokenKeyRotation(t *testing.T) {
 		t.Fatalf("refresh after the rotation: %v", err)
 	}
 	// The new pair is made with the new secret alone.
-	dropped := with(keyring(t, secretB))
+	dropped := e.withKeys(keyring(t, secretB))
 	if got := newAPIServer(e, dropped).status(q.AccessToken); got != 200 {
 		t.Fatalf("new access token with the previous secret dropped: %d", got)
 	}
@@ -655,16 +659,7 @@ func TestAPITokenKeyRollout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.create("rollout@example.com", "rollout")
-	with := func(keys *dynaguard.Keyring) *Users {
-		cfg := e.cfg
-		cfg.Keys = keys
-		u, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u
-	}
-	staged, promoted := with(keyring(t, secretA, secretB)), with(keyring(t, secretB, secretA))
+	staged, promoted := e.withKeys(keyring(t, secretA, secretB)), e.withKeys(keyring(t, secretB, secretA))
 	p := e.tokenLogin(promoted, "rollout@example.com")
 	if got := newAPIServer(e, staged).status(p.AccessToken); got != 200 {
 		t.Fatalf("access token of the promoted secret on a staged instance: %d", got)
