@@ -38,35 +38,6 @@ delete PublicKeyCredential.prototype.toJSON;`
 // mediation) is not available.
 const noConditionalMediation = `PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);`
 
-// startChromium starts headless Chromium for t (options as TestBrowserFlows')
-// and returns the context of its first tab.
-func startChromium(t *testing.T, chromium string, limit time.Duration) context.Context {
-	t.Helper()
-	root, cancelRoot := context.WithTimeout(context.Background(), limit)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root,
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox, // the tests may run as root (CI containers)
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1200, 860),
-	)
-	ctx, cancelTab := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancelTab()
-		cancelAlloc()
-		cancelRoot()
-	})
-	return ctx
-}
-
 // virtualAuthenticator turns the tab's WebAuthn domain on and adds a
 // platform authenticator that holds passkeys and verifies its user.
 func (tb *tab) virtualAuthenticator() webauthn.AuthenticatorID {

@@ -243,20 +243,11 @@ func (tb *tab) consoleErrors() []string {
 	return append([]string(nil), tb.errors...)
 }
 
-func TestBrowserFlows(t *testing.T) {
-	chromium := requireChromium(t)
-	c := newCluster(t, clusterOpts{dev: true}) // as `make run` serves it: plain HTTP on 127.0.0.1
-	srv := c.a
-
-	dir, err := os.MkdirTemp("", "dynaguard-screenshots-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshots of every page: %s", dir)
-	sh := &shots{dir: dir}
-
-	root, cancelRoot := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancelRoot()
+// startChromium starts headless Chromium for t, for at most limit, and
+// returns the context of its first tab; the browser closes when t ends.
+func startChromium(t *testing.T, chromium string, limit time.Duration) context.Context {
+	t.Helper()
+	root, cancelRoot := context.WithTimeout(context.Background(), limit)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root,
 		chromedp.ExecPath(chromium),
 		chromedp.Headless,
@@ -272,9 +263,28 @@ func TestBrowserFlows(t *testing.T) {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1200, 860),
 	)
-	defer cancelAlloc()
 	ctx, cancelTab := chromedp.NewContext(allocCtx)
-	defer cancelTab()
+	t.Cleanup(func() {
+		cancelTab()
+		cancelAlloc()
+		cancelRoot()
+	})
+	return ctx
+}
+
+func TestBrowserFlows(t *testing.T) {
+	chromium := requireChromium(t)
+	c := newCluster(t, clusterOpts{dev: true}) // as `make run` serves it: plain HTTP on 127.0.0.1
+	srv := c.a
+
+	dir, err := os.MkdirTemp("", "dynaguard-screenshots-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots of every page: %s", dir)
+	sh := &shots{dir: dir}
+
+	ctx := startChromium(t, chromium, 3*time.Minute)
 	tb := newTab(t, ctx, srv.URL, sh)
 
 	acct := newAccount()

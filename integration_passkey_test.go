@@ -92,6 +92,24 @@ func (b *browser) addPasskeyWith(srv *httptest.Server, auth *webauthntest.Authen
 	return b.submit(srv, srv, "/account", "/account/passkeys", f), cred
 }
 
+// passkeyAccount registers a new account on c.a through a new browser and
+// adds a passkey to it on a software authenticator, with the password as
+// the proof and fields (a name) besides; the browser stays signed in.
+func (c *cluster) passkeyAccount(fields url.Values) (*browser, account, *webauthntest.Authenticator, *webauthntest.Credential) {
+	c.t.Helper()
+	u := c.browser()
+	acct := newAccount()
+	u.register(c.a, acct)
+	auth := c.authenticator(c.a)
+	f := url.Values{"password": {acct.password}}
+	for k, v := range fields {
+		f[k] = v
+	}
+	r, cred := u.addPasskey(c.a, auth, f)
+	expectRedirect(c.t, r, "/account#passkeys", "add a passkey")
+	return u, acct, auth, cred
+}
+
 // assertion answers the options at path (from srv) with cred.
 func (b *browser) assertion(srv *httptest.Server, path string, auth *webauthntest.Authenticator, cred *webauthntest.Credential, o webauthntest.Options) string {
 	b.t.Helper()
@@ -199,12 +217,7 @@ func TestIntegrationPasskeyAddNeedsProof(t *testing.T) {
 func TestIntegrationPasskeySignIn(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{passkeys: true})
-	u := c.browser()
-	acct := newAccount()
-	u.register(c.a, acct)
-	auth := c.authenticator(c.a)
-	r, cred := u.addPasskey(c.a, auth, url.Values{"password": {acct.password}})
-	expectRedirect(t, r, "/account#passkeys", "add a passkey")
+	u, acct, auth, cred := c.passkeyAccount(nil)
 	u.logout(c.a)
 
 	// The login page offers it: a button, and the browser's autofill.
@@ -302,14 +315,9 @@ func TestIntegrationPasskeySignIn(t *testing.T) {
 func TestIntegrationPasskeyClonedCounter(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{passkeys: true})
-	u := c.browser()
-	acct := newAccount()
-	u.register(c.a, acct)
-	auth := c.authenticator(c.a)
-	r, cred := u.addPasskey(c.a, auth, url.Values{"password": {acct.password}, "name": {"Key"}})
-	expectRedirect(t, r, "/account#passkeys", "add a passkey")
+	u, acct, auth, cred := c.passkeyAccount(url.Values{"name": {"Key"}})
 	u.logout(c.a)
-	r, _ = u.passkeyLogin(c.a, c.a, auth, cred, webauthntest.Options{Counter: webauthntest.Counter(7)})
+	r, _ := u.passkeyLogin(c.a, c.a, auth, cred, webauthntest.Options{Counter: webauthntest.Counter(7)})
 	expectRedirect(t, r, "/account", "sign in (counter 7)")
 	u.logout(c.a)
 
@@ -419,19 +427,14 @@ func TestIntegrationPasskeySecondFactor(t *testing.T) {
 func TestIntegrationPasskeyStepUp(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{passkeys: true})
-	u := c.browser()
-	acct := newAccount()
-	u.register(c.a, acct)
-	auth := c.authenticator(c.a)
-	r, cred := u.addPasskey(c.a, auth, url.Values{"password": {acct.password}})
-	expectRedirect(t, r, "/account#passkeys", "add a passkey")
+	u, acct, auth, cred := c.passkeyAccount(nil)
 
 	page := u.get(c.a, "/account/email")
 	if !strings.Contains(page.body, "data-passkey-proof") {
 		t.Fatal("the email page offers no passkey proof")
 	}
 	wrongPurpose := u.assertion(c.a, "/login/passkey/options", auth, cred, webauthntest.Options{})
-	r = u.submit(c.a, c.a, "/account/email", "/account/email", url.Values{"email": {"new-" + acct.email}, "passkey": {wrongPurpose}})
+	r := u.submit(c.a, c.a, "/account/email", "/account/email", url.Values{"email": {"new-" + acct.email}, "passkey": {wrongPurpose}})
 	expect(t, r, http.StatusUnauthorized, "a sign-in assertion as step-up proof")
 	if !strings.Contains(r.body, "Passkey not accepted") {
 		t.Fatalf("the refused passkey proof is not explained as such:\n%s", r.body)
@@ -492,12 +495,7 @@ func TestIntegrationPasskeyOptionsAndBadInput(t *testing.T) {
 func TestIntegrationPasskeyCalls(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{passkeys: true, record: true})
-	u := c.browser()
-	acct := newAccount()
-	u.register(c.a, acct)
-	auth := c.authenticator(c.a)
-	r, cred := u.addPasskey(c.a, auth, url.Values{"password": {acct.password}})
-	expectRedirect(t, r, "/account#passkeys", "add a passkey")
+	u, _, auth, cred := c.passkeyAccount(nil)
 	u.logout(c.a)
 	u.get(c.a, "/") // shows (and so clears) the logout message
 
@@ -520,7 +518,7 @@ func TestIntegrationPasskeyCalls(t *testing.T) {
 	}
 	p := u.get(c.a, "/login")
 	c.rec.Reset()
-	r = u.post(c.a, "/login/passkey", url.Values{"credential": {string(resp)}, "nonce": {nonceFor(t, p.body, "/login/passkey")}})
+	r := u.post(c.a, "/login/passkey", url.Values{"credential": {string(resp)}, "nonce": {nonceFor(t, p.body, "/login/passkey")}})
 	expectRedirect(t, r, "/account", "passkey sign-in")
 	t.Logf("POST /login/passkey: %d calls: %s", len(c.rec.Calls()), ops())
 	// The session's read and the form's nonce (GetItem, PutItem), the

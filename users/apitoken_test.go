@@ -71,6 +71,26 @@ func (e *env) tokenLogin(u *Users, login string) *APITokens {
 	return p
 }
 
+// refresh presents the refresh token tok to e.users and returns the new
+// pair; any error fails the test.
+func (e *env) refresh(tok string) *APITokens {
+	e.t.Helper()
+	p, err := e.users.RefreshAPITokens(ctx, tok, Client{})
+	if err != nil {
+		e.t.Fatalf("RefreshAPITokens: %v", err)
+	}
+	return p
+}
+
+// refreshRefused presents the refresh token tok to e.users and fails the
+// test unless the refusal is want.
+func (e *env) refreshRefused(tok string, want error, what string) {
+	e.t.Helper()
+	if _, err := e.users.RefreshAPITokens(ctx, tok, Client{}); !errors.Is(err, want) {
+		e.t.Fatalf("%s: %v", what, err)
+	}
+}
+
 func TestAPITokenRotation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -83,17 +103,11 @@ func TestAPITokenRotation(t *testing.T) {
 	if w := api.get(p1.AccessToken); w.Code != 200 || w.Body.String() != u.ID || w.Header().Get("Set-Cookie") != "" {
 		t.Fatalf("bearer request: %d %q, Set-Cookie %q", w.Code, w.Body, w.Header().Get("Set-Cookie"))
 	}
-	p2, err := e.users.RefreshAPITokens(ctx, p1.RefreshToken, Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p2 := e.refresh(p1.RefreshToken)
 	if p2.ClientID != p1.ClientID || p2.RefreshToken == p1.RefreshToken {
 		t.Fatalf("rotation: %+v → %+v", p1, p2)
 	}
-	p3, err := e.users.RefreshAPITokens(ctx, p2.RefreshToken, Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p3 := e.refresh(p2.RefreshToken)
 	for _, a := range []string{p2.AccessToken, p3.AccessToken} {
 		if got := api.status(a); got != 200 {
 			t.Fatalf("access token after rotation: %d", got)
@@ -123,18 +137,13 @@ func TestAPITokenReuseRevokesFamily(t *testing.T) {
 	e.create("victim@example.com", "victim")
 	api := newAPIServer(e, e.users)
 	stolen := e.tokenLogin(e.users, "victim@example.com")
-	client, err := e.users.RefreshAPITokens(ctx, stolen.RefreshToken, Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := e.refresh(stolen.RefreshToken)
 	other := e.tokenLogin(e.users, "victim@example.com") // another install: unaffected
-	_, err = e.instance().RefreshAPITokens(ctx, stolen.RefreshToken, Client{IP: ip("203.0.113.9")})
+	_, err := e.instance().RefreshAPITokens(ctx, stolen.RefreshToken, Client{IP: ip("203.0.113.9")})
 	if !errors.Is(err, ErrRefreshReused) || !errors.Is(err, ErrInvalidAPIToken) {
 		t.Fatalf("replay: %v", err)
 	}
-	if _, err := e.users.RefreshAPITokens(ctx, client.RefreshToken, Client{}); !errors.Is(err, ErrInvalidAPIToken) {
-		t.Fatalf("client's own refresh after the reuse: %v", err)
-	}
+	e.refreshRefused(client.RefreshToken, ErrInvalidAPIToken, "client's own refresh after the reuse")
 	for name, a := range map[string]string{"stolen": stolen.AccessToken, "client": client.AccessToken} {
 		w := api.get(a)
 		if w.Code != 401 || w.Header().Get("WWW-Authenticate") != `Bearer error="invalid_token"` {
@@ -391,9 +400,7 @@ func TestAPITokenMaxClients(t *testing.T) {
 	if api.status(a.AccessToken) != 401 || api.status(b.AccessToken) != 200 || api.status(c.AccessToken) != 200 {
 		t.Fatal("the oldest client was not the one evicted")
 	}
-	if _, err := e.users.RefreshAPITokens(ctx, a.RefreshToken, Client{}); !errors.Is(err, ErrInvalidAPIToken) {
-		t.Fatalf("evicted refresh: %v", err)
-	}
+	e.refreshRefused(a.RefreshToken, ErrInvalidAPIToken, "evicted refresh")
 }
 
 // Calls per operation, from the recorder.
@@ -423,9 +430,7 @@ func TestAPITokenCalls(t *testing.T) {
 	}
 
 	e.rec.Reset()
-	if _, err := e.users.RefreshAPITokens(ctx, p.RefreshToken, Client{}); err != nil {
-		t.Fatal(err)
-	}
+	e.refresh(p.RefreshToken)
 	if got := e.rec.Calls(); len(got) != 1 || got[0].Op != "TransactWriteItems" {
 		t.Fatalf("refresh: %+v, want 1 TransactWriteItems", got)
 	}
@@ -488,10 +493,7 @@ func TestAPITokenTableDump(t *testing.T) {
 	e := newEnv(t)
 	e.create("dump@example.com", "dump")
 	p := e.tokenLogin(e.users, "dump@example.com")
-	q, err := e.users.RefreshAPITokens(ctx, p.RefreshToken, Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := e.refresh(p.RefreshToken)
 	dump := ddbtest.Dump(t, e.base)
 	var needles []string
 	for _, tok := range []string{p.RefreshToken, q.RefreshToken, p.AccessToken, q.AccessToken} {
@@ -536,6 +538,19 @@ func BenchmarkBearerVerify(b *testing.B) {
 	}
 }
 
+// withKeys returns another instance on e's table with e's configuration
+// but keys as its keyring.
+func (e *env) withKeys(keys *dynaguard.Keyring) *Users {
+	e.t.Helper()
+	cfg := e.cfg
+	cfg.Keys = keys
+	u, err := New(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return u
+}
+
 // Within the grace window only the exact token rotated last gets the grace
 // answer; an older one, or one made up with the family's secret and the
 // right generation, is reuse.
@@ -544,30 +559,17 @@ func TestAPITokenGraceOnlyForTheRotatedToken(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.APITokens.GraceWindow = 30 * time.Second })
 	e.create("grace@example.com", "grace")
 	p1 := e.tokenLogin(e.users, "grace@example.com")
-	p2, err := e.users.RefreshAPITokens(ctx, p1.RefreshToken, Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.users.RefreshAPITokens(ctx, p1.RefreshToken, Client{}); !errors.Is(err, ErrRefreshRotated) {
-		t.Fatalf("the token just rotated, within the window: %v", err)
-	}
+	p2 := e.refresh(p1.RefreshToken)
+	e.refreshRefused(p1.RefreshToken, ErrRefreshRotated, "the token just rotated, within the window")
 	made, _ := e.users.parseRefresh(p1.RefreshToken)
 	made.secret[0] ^= 1
-	if _, err := e.users.RefreshAPITokens(ctx, e.users.refreshToken(made), Client{}); !errors.Is(err, ErrRefreshReused) {
-		t.Fatalf("a made-up token of the rotated generation: %v", err)
-	}
-	if _, err := e.users.RefreshAPITokens(ctx, p2.RefreshToken, Client{}); !errors.Is(err, ErrInvalidAPIToken) {
-		t.Fatalf("the family must be revoked: %v", err)
-	}
+	e.refreshRefused(e.users.refreshToken(made), ErrRefreshReused, "a made-up token of the rotated generation")
+	e.refreshRefused(p2.RefreshToken, ErrInvalidAPIToken, "the family must be revoked")
 	// After the window, the rotated token itself is reuse.
 	q1 := e.tokenLogin(e.users, "grace@example.com")
-	if _, err := e.users.RefreshAPITokens(ctx, q1.RefreshToken, Client{}); err != nil {
-		t.Fatal(err)
-	}
+	e.refresh(q1.RefreshToken)
 	e.clock.Advance(31 * time.Second)
-	if _, err := e.users.RefreshAPITokens(ctx, q1.RefreshToken, Client{}); !errors.Is(err, ErrRefreshReused) {
-		t.Fatalf("after the window: %v", err)
-	}
+	e.refreshRefused(q1.RefreshToken, ErrRefreshReused, "after the window")
 }
 
 // Of many concurrent presentations of one old token, one revokes the family
@@ -577,9 +579,7 @@ func TestAPITokenConcurrentReuseTellsOnce(t *testing.T) {
 	e := newEnv(t)
 	e.create("once@example.com", "once")
 	p := e.tokenLogin(e.users, "once@example.com")
-	if _, err := e.users.RefreshAPITokens(ctx, p.RefreshToken, Client{}); err != nil {
-		t.Fatal(err)
-	}
+	e.refresh(p.RefreshToken)
 	insts := []*Users{e.users, e.instance()}
 	var wg sync.WaitGroup
 	for i := range 20 {
@@ -632,16 +632,7 @@ func TestAPITokenKeyRotation(t *testing.T) {
 	e := newEnv(t)
 	e.create("rotate@example.com", "rotate")
 	p := e.tokenLogin(e.users, "rotate@example.com")
-	with := func(keys *dynaguard.Keyring) *Users {
-		cfg := e.cfg
-		cfg.Keys = keys
-		u, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u
-	}
-	rotated := with(keyring(t, secretB, secretA))
+	rotated := e.withKeys(keyring(t, secretB, secretA))
 	if got := newAPIServer(e, rotated).status(p.AccessToken); got != 200 {
 		t.Fatalf("access token after the rotation: %d", got)
 	}
@@ -650,7 +641,7 @@ func TestAPITokenKeyRotation(t *testing.T) {
 		t.Fatalf("refresh after the rotation: %v", err)
 	}
 	// The new pair is made with the new secret alone.
-	dropped := with(keyring(t, secretB))
+	dropped := e.withKeys(keyring(t, secretB))
 	if got := newAPIServer(e, dropped).status(q.AccessToken); got != 200 {
 		t.Fatalf("new access token with the previous secret dropped: %d", got)
 	}
@@ -668,16 +659,7 @@ func TestAPITokenKeyRollout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.create("rollout@example.com", "rollout")
-	with := func(keys *dynaguard.Keyring) *Users {
-		cfg := e.cfg
-		cfg.Keys = keys
-		u, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u
-	}
-	staged, promoted := with(keyring(t, secretA, secretB)), with(keyring(t, secretB, secretA))
+	staged, promoted := e.withKeys(keyring(t, secretA, secretB)), e.withKeys(keyring(t, secretB, secretA))
 	p := e.tokenLogin(promoted, "rollout@example.com")
 	if got := newAPIServer(e, staged).status(p.AccessToken); got != 200 {
 		t.Fatalf("access token of the promoted secret on a staged instance: %d", got)

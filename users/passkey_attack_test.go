@@ -66,7 +66,7 @@ func TestPasskeyReplayedAssertion(t *testing.T) {
 		t.Fatal("a replay marked the credential cloned")
 	}
 	// The authenticator keeps working.
-	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{})); err != nil {
+	if err := p.signIn(b, cred, webauthntest.Options{}); err != nil {
 		t.Fatalf("next sign-in: %v", err)
 	}
 }
@@ -81,16 +81,16 @@ func TestPasskeyCounterRegressionMarksCloned(t *testing.T) {
 	abe, _, cred := p.setUp()
 	b := newPKBrowser(t, "198.51.100.7")
 	for range 3 {
-		if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{})); err != nil {
+		if err := p.signIn(b, cred, webauthntest.Options{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A copy of the key, taken when the counter was 1.
-	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(2)})); !errors.Is(err, ErrPasskeyCloned) {
+	if err := p.signIn(b, cred, webauthntest.Options{Counter: webauthntest.Counter(2)}); !errors.Is(err, ErrPasskeyCloned) {
 		t.Fatalf("regressed counter: %v", err)
 	}
 	for _, n := range []uint32{1000, 1001} {
-		if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(n)})); !errors.Is(err, ErrPasskeyCloned) {
+		if err := p.signIn(b, cred, webauthntest.Options{Counter: webauthntest.Counter(n)}); !errors.Is(err, ErrPasskeyCloned) {
 			t.Fatalf("cloned credential later: %v", err)
 		}
 	}
@@ -133,14 +133,14 @@ func TestPasskeyCounterLess(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{})); err != nil {
+		if err := p.signIn(b, cred, webauthntest.Options{}); err != nil {
 			t.Fatalf("counter-less sign-in %d: %v", i, err)
 		}
 	}
-	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(7)})); err != nil {
+	if err := p.signIn(b, cred, webauthntest.Options{Counter: webauthntest.Counter(7)}); err != nil {
 		t.Fatalf("a counter starting: %v", err)
 	}
-	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(0)})); !errors.Is(err, ErrPasskeyCloned) {
+	if err := p.signIn(b, cred, webauthntest.Options{Counter: webauthntest.Counter(0)}); !errors.Is(err, ErrPasskeyCloned) {
 		t.Fatalf("back to 0 after 7: %v", err)
 	}
 }
@@ -179,7 +179,7 @@ func TestPasskeyRemove(t *testing.T) {
 	if p.mail.count(MessagePasskeyRemoved) != 1 || log.count(dynaguard.EventPasskeyRemoved, "") != 1 {
 		t.Error("no notice or event")
 	}
-	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{})); !errors.Is(err, ErrInvalidPasskey) {
+	if err := p.signIn(b, cred, webauthntest.Options{}); !errors.Is(err, ErrInvalidPasskey) {
 		t.Fatalf("removed passkey signs in: %v", err)
 	}
 	if log.count(dynaguard.EventPasskeyRefused, "unknown_credential") != 1 {
@@ -414,7 +414,7 @@ func TestPasskeyStorageFaultsFailClosed(t *testing.T) {
 	}
 	// The cloned mark's own write failing: refused still.
 	b := newPKBrowser(t, "198.51.100.7")
-	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(5)})); err != nil {
+	if err := p.signIn(b, cred, webauthntest.Options{Counter: webauthntest.Counter(5)}); err != nil {
 		t.Fatal(err)
 	}
 	resp := p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(4)})
@@ -608,10 +608,8 @@ func TestPasskeyAccountDeletionAndRotation(t *testing.T) {
 	if err := p.users.Delete(ctx, mustGet(t, p.env, abe.ID)); err != nil {
 		t.Fatal(err)
 	}
-	for _, it := range ddbtest.Scan(t, p.base) {
-		if pk := it[dynaguard.AttrPK]; strings.HasPrefix(pk, dynaguard.PrefixPasskey) && !strings.HasPrefix(pk, dynaguard.PrefixPasskey+"ch#") {
-			t.Errorf("credential item %s outlived its account", pk)
-		}
+	if n := credentialItems(t, p); n != 0 {
+		t.Errorf("%d credential items outlived their account", n)
 	}
 }
 
@@ -630,7 +628,7 @@ func TestPasskeyReclaimDropsPasskeys(t *testing.T) {
 	if got := mustGet(t, p.env, abe.ID).Passkeys; got != 0 {
 		t.Fatalf("%d passkeys after the reclaiming reset", got)
 	}
-	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{})); !errors.Is(err, ErrInvalidPasskey) {
+	if err := p.signIn(b, cred, webauthntest.Options{}); !errors.Is(err, ErrInvalidPasskey) {
 		t.Fatalf("a dropped passkey signs in: %v", err)
 	}
 }
@@ -646,7 +644,7 @@ func TestPasskeyFailuresThrottled(t *testing.T) {
 	attacker := newPKBrowser(t, "203.0.113.66")
 	var throttled bool
 	for range 6 {
-		_, err := p.finishSignIn(p.users, attacker, p.signInResponse(attacker, cred, webauthntest.Options{Origin: "https://evil.example"}))
+		err := p.signIn(attacker, cred, webauthntest.Options{Origin: "https://evil.example"})
 		var te *ThrottledError
 		if errors.As(err, &te) {
 			throttled = true

@@ -26,7 +26,7 @@ func TestPasskeyRemovalEndsItsSessions(t *testing.T) {
 	p := newPK(t)
 	abe, owner, cred := p.setUp()
 	thief := newPKBrowser(t, "203.0.113.66")
-	if _, err := p.finishSignIn(p.users, thief, p.signInResponse(thief, cred, webauthntest.Options{})); err != nil {
+	if err := p.signIn(thief, cred, webauthntest.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if thief.me(p.users, p.sm) != abe.ID {
@@ -60,7 +60,7 @@ func TestPasskeyCloneMarkEndsSessions(t *testing.T) {
 	p := newPK(t)
 	abe, owner, cred := p.setUp()
 	clone := newPKBrowser(t, "203.0.113.66")
-	if _, err := p.finishSignIn(p.users, clone, p.signInResponse(clone, cred, webauthntest.Options{Counter: webauthntest.Counter(50)})); err != nil {
+	if err := p.signIn(clone, cred, webauthntest.Options{Counter: webauthntest.Counter(50)}); err != nil {
 		t.Fatal(err)
 	}
 	if clone.me(p.users, p.sm) != abe.ID {
@@ -109,7 +109,7 @@ func TestPasskeyBackupFlags(t *testing.T) {
 		"BE disappears":  {synced, webauthntest.Options{}},
 		"BS without BE'": {synced, webauthntest.Options{BackedUp: true}},
 	} {
-		if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, c.cred, c.o)); !errors.Is(err, ErrInvalidPasskey) {
+		if err := p.signIn(b, c.cred, c.o); !errors.Is(err, ErrInvalidPasskey) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -121,7 +121,7 @@ func TestPasskeyBackupFlags(t *testing.T) {
 		cred *webauthntest.Credential
 		o    webauthntest.Options
 	}{{single, webauthntest.Options{}}, {synced, webauthntest.Options{BackupEligible: true}}, {synced, webauthntest.Options{BackupEligible: true, BackedUp: true}}} {
-		if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, c.cred, c.o)); err != nil {
+		if err := p.signIn(b, c.cred, c.o); err != nil {
 			t.Fatalf("%+v: %v", c.o, err)
 		}
 	}
@@ -321,12 +321,12 @@ func TestPasskeyOutOfOrderNotCloned(t *testing.T) {
 	if log.count(dynaguard.EventPasskeyRefused, "out_of_order") != 1 || p.mail.count(MessagePasskeyCloned) != 0 {
 		t.Fatal("no out_of_order refusal, or a cloned notice")
 	}
-	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(7)})); err != nil {
+	if err := p.signIn(b, cred, webauthntest.Options{Counter: webauthntest.Counter(7)}); err != nil {
 		t.Fatalf("the next assertion: %v", err)
 	}
 	// A challenge issued after the last use, with a counter below it: a clone.
 	p.clock.Advance(2 * time.Second)
-	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{Counter: webauthntest.Counter(6)})); !errors.Is(err, ErrPasskeyCloned) {
+	if err := p.signIn(b, cred, webauthntest.Options{Counter: webauthntest.Counter(6)}); !errors.Is(err, ErrPasskeyCloned) {
 		t.Fatalf("a lower counter under a fresh challenge: %v", err)
 	}
 }
@@ -373,7 +373,7 @@ func TestPasskeyUnsolicitedExtensions(t *testing.T) {
 		t.Errorf("%d passkey.refused extensions events, want 2", n)
 	}
 	// The requested one, and none, still pass.
-	if _, err := p.finishSignIn(p.users, b, p.signInResponse(b, cred, webauthntest.Options{})); err != nil {
+	if err := p.signIn(b, cred, webauthntest.Options{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -137,7 +137,7 @@ func (p *pk) finishRegistration(b *pkBrowser, resp []byte, name string) error {
 	return err
 }
 
-// signIn begins a passkey sign-in in b and returns the assertion.
+// signInResponse begins a passkey sign-in in b and returns the assertion.
 func (p *pk) signInResponse(b *pkBrowser, c *webauthntest.Credential, o webauthntest.Options) []byte {
 	p.t.Helper()
 	opts := p.begin(b, func(ctx context.Context, _ *User) ([]byte, error) { return p.users.BeginPasskeyLogin(ctx, p.sm) })
@@ -155,6 +155,14 @@ func (p *pk) finishSignIn(users *Users, b *pkBrowser, resp []byte) (*User, error
 	)
 	b.run(users, p.sm, func(ctx context.Context) { u, err = users.FinishPasskeyLogin(ctx, p.sm, resp, b.client()) })
 	return u, err
+}
+
+// signIn signs in with c (options o) in b on p.users: a sign-in begun and
+// finished.
+func (p *pk) signIn(b *pkBrowser, c *webauthntest.Credential, o webauthntest.Options) error {
+	p.t.Helper()
+	_, err := p.finishSignIn(p.users, b, p.signInResponse(b, c, o))
+	return err
 }
 
 // setUp creates abe, logs a browser in and registers one passkey.
