@@ -926,11 +926,18 @@ func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, peppe
 			names[n] = attr
 			remove = append(remove, n)
 		}
+		// The passkeys must be the ones read (none, or exactly drop's): a
+		// passkey registered since would lose its place on the list and
+		// outlive the account.
+		pcond, pnames, pvals := passkeysUnchanged(drop)
+		cond += " AND " + pcond
+		maps.Copy(names, pnames)
+		maps.Copy(vals, pvals)
 	}
 	if len(remove) > 0 {
 		expr += " REMOVE " + strings.Join(remove, ", ")
 	}
-	if reclaim && drop != nil && len(drop.passkeys) > 0 {
+	if reclaim && len(drop.passkeys) > 0 {
 		return st.resetDroppingPasskeys(ctx, rec.uid, expr, cond, names, vals, drop)
 	}
 	u, err := st.updateUser(ctx, rec.uid, expr, cond, names, vals)
@@ -944,15 +951,12 @@ func (st *store) resetPassword(ctx context.Context, rec tokenRecord, hash, peppe
 // passkeys: the account's update and the deletes of its credential items
 // in one TransactWriteItems, then one GetItem of the account.
 func (st *store) resetDroppingPasskeys(ctx context.Context, uid, expr, cond string, names map[string]string, vals item, drop *User) (*User, error) {
-	pcond, pnames, pvals := passkeysUnchanged(drop)
-	maps.Copy(names, pnames)
-	maps.Copy(vals, pvals)
 	names["#pk"] = dynaguard.AttrPK
 	items := []types.TransactWriteItem{{Update: &types.Update{
 		TableName:                 st.name(),
 		Key:                       ddb.Key(userPK(uid)),
 		UpdateExpression:          aws.String(expr),
-		ConditionExpression:       aws.String("attribute_exists(#pk) AND (" + cond + ") AND " + pcond),
+		ConditionExpression:       aws.String("attribute_exists(#pk) AND (" + cond + ")"),
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: vals,
 	}}}

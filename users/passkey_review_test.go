@@ -171,6 +171,54 @@ func TestPasskeyReclaimDeletesCredentialItems(t *testing.T) {
 	}
 }
 
+// A passkey registered between a reclaiming reset's read of the account and
+// its write must not lose its place on the account's list (an unlisted
+// credential item would be refused, never deleted with the account, and
+// would hold its credential ID forever): the reset's write is conditioned
+// on the passkeys it read — here none — and fails closed.
+func TestPasskeyReclaimRacesRegistration(t *testing.T) {
+	t.Parallel()
+	p := newPK(t)
+	abe := p.create("abe@example.com", "abe")
+	if abe.EmailVerified {
+		t.Skip("accounts start verified: no reclaiming reset to race")
+	}
+	b := newPKBrowser(t, "192.0.2.1")
+	b.login(p.users, p.sm, "abe")
+	token := p.resetToken("abe@example.com")
+	inner := p.faults.API
+	p.faults.API = &beforeReset{API: inner, hook: func() {
+		p.faults.API = inner // the registration's own calls go straight through
+		if _, err := p.register(b, "late", webauthntest.Options{}); err != nil {
+			t.Errorf("register during the reset: %v", err)
+		}
+	}}
+	defer func() { p.faults.API = inner }()
+	if _, err := p.users.ResetPassword(ctx, token, newPassword); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("the reset of an account that gained a passkey since it was read: %v", err)
+	}
+	u := mustGet(t, p.env, abe.ID)
+	if len(u.passkeys) != 1 || credentialItems(t, p) != 1 {
+		t.Fatalf("listed %d passkeys, %d credential items: want the new one listed", len(u.passkeys), credentialItems(t, p))
+	}
+}
+
+// beforeReset runs hook once, just before a password reset's write of the
+// account.
+type beforeReset struct {
+	dynaguard.API
+	hook func()
+}
+
+func (r *beforeReset) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if strings.Contains(aws.ToString(in.UpdateExpression), "#ph = :ph") && r.hook != nil {
+		h := r.hook
+		r.hook = nil
+		h()
+	}
+	return r.API.UpdateItem(ctx, in, opts...)
+}
+
 func credentialItems(t *testing.T, p *pk) int {
 	n := 0
 	for _, it := range ddbtest.Scan(t, p.base) {
