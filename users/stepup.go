@@ -79,7 +79,7 @@ func (s *Users) stepUp(ctx context.Context, u *User, p Proof, c Client) (_ *User
 	if len(p.Passkey) > 0 {
 		// A user-verified passkey is two factors: the whole proof.
 		fresh, err := s.passkeyProof(ctx, u, p.Passkey, c)
-		if errors.Is(err, ErrInvalidPasskey) || errors.Is(err, ErrInvalidCredentials) {
+		if errors.Is(err, ErrInvalidPasskey) {
 			return nil, proofRefused(err)
 		}
 		return fresh, err
