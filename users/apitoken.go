@@ -3,10 +3,10 @@ package users
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/dynaguard/dynaguard"
 	"github.com/dynaguard/dynaguard/internal/obs"
@@ -227,7 +227,7 @@ func (s *Users) IssueAPITokens(ctx context.Context, l APILogin) (_ *APITokens, e
 	}
 	now := s.now()
 	f := newFamily(u, clientName(l.Client.UserAgent), now)
-	evicted, err := s.st.createFamily(ctx, u, u, f, s.keys.Key(purposeAPIRefresh), s.apiTokens.MaxClients, now, s.apiTokens)
+	evicted, err := s.st.createFamily(ctx, u, u, f, s.keys.Key(purposeAPIRefresh), now, s.apiTokens)
 	for range listRetries {
 		if !errors.Is(err, ErrConflict) {
 			break
@@ -250,7 +250,7 @@ func (s *Users) IssueAPITokens(ctx context.Context, l APILogin) (_ *APITokens, e
 		if fresh.credVersion != u.credVersion || fresh.epoch != u.epoch || fresh.Disabled {
 			return nil, ErrConflict
 		}
-		evicted, err = s.st.createFamily(ctx, u, fresh, f, s.keys.Key(purposeAPIRefresh), s.apiTokens.MaxClients, now, s.apiTokens)
+		evicted, err = s.st.createFamily(ctx, u, fresh, f, s.keys.Key(purposeAPIRefresh), now, s.apiTokens)
 	}
 	if err != nil {
 		return nil, err
@@ -322,7 +322,7 @@ func (s *Users) RefreshAPITokens(ctx context.Context, refreshToken string, c Cli
 		s.event(ctx, dynaguard.EventBearerRefused, "rotated", t.uid, c.IP)
 		return nil, ErrRefreshRotated
 	case why == reused:
-		err := s.st.revokeFamily(ctx, t.uid, t.fidString(), nil, true)
+		err := s.st.revokeFamily(ctx, t.uid, t.id, nil, true)
 		if errors.Is(err, errNoFamily) {
 			// A concurrent presentation of an old token revoked it first;
 			// that one told the owner.
@@ -331,11 +331,11 @@ func (s *Users) RefreshAPITokens(ctx context.Context, refreshToken string, c Cli
 		if err != nil {
 			// The family is not revoked: nothing was issued either. The
 			// reuse is logged; the next presentation tries again.
-			s.log.ErrorContext(ctx, "users: refresh token reused; revoking its family failed", "user", t.uid, "client", t.fidString(), "err", err)
+			s.log.ErrorContext(ctx, "users: refresh token reused; revoking its family failed", "user", t.uid, "client", t.id, "err", err)
 			s.event(ctx, dynaguard.EventStorageFailure, obs.StorageReason(err), t.uid, c.IP)
 			return nil, err
 		}
-		s.log.WarnContext(ctx, "users: refresh token reused; family revoked", "user", t.uid, "client", t.fidString())
+		s.log.WarnContext(ctx, "users: refresh token reused; family revoked", "user", t.uid, "client", t.id)
 		s.event(ctx, dynaguard.EventAPITokenReused, "reuse", t.uid, c.IP)
 		if u, err := s.st.getUser(ctx, t.uid); err == nil && u != nil {
 			s.notify(ctx, Message{Kind: MessageAPITokenReused, To: u.Email, UserID: u.ID, IP: c.IP})
@@ -371,7 +371,7 @@ func (s *Users) RevokeAPIToken(ctx context.Context, refreshToken string, c Clien
 	for i, k := range keys {
 		secrets[i] = familyHash(k, t.fid[:], t.fs[:])
 	}
-	err := s.st.revokeFamily(ctx, t.uid, t.fidString(), secrets, true)
+	err := s.st.revokeFamily(ctx, t.uid, t.id, secrets, true)
 	if errors.Is(err, errNoFamily) {
 		return nil
 	}
@@ -439,7 +439,7 @@ func clientName(ua string) string {
 	}, ua)
 	if len(ua) > maxClientName {
 		cut := maxClientName
-		for cut > 0 && !utf8Start(ua[cut]) {
+		for cut > 0 && !utf8.RuneStart(ua[cut]) {
 			cut--
 		}
 		ua = ua[:cut]
@@ -448,11 +448,4 @@ func clientName(ua string) string {
 		return "API client"
 	}
 	return ua
-}
-
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
-
-// bearerEvent records a refused bearer token.
-func (s *Users) bearerEvent(ctx context.Context, reason, uid string, ip netip.Addr) {
-	s.event(ctx, dynaguard.EventBearerRefused, reason, uid, ip)
 }

@@ -102,7 +102,6 @@ func (f *family) next() *family {
 	return &n
 }
 
-func (f *family) fidString() string { return f.id }
 
 func (s *Users) refreshToken(f *family) string {
 	key := s.refreshKeys[0]

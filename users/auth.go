@@ -180,12 +180,13 @@ func (s *Users) attempt(ctx context.Context, t target, password string, ip netip
 		}
 		// A device cookie is read with the rest; whether it is this
 		// account's is known once the marker is.
-		if dev, dr = s.deviceOf(ctx); t.noDevice {
-			dev, dr = nil, nil
-		} else if dev != nil {
-			devRes.pk, devRes.end = s.deviceKey(dev, now)
-			devRes.lim = s.throttle.PerDevice
-			first = append(first, devRes.pk)
+		// An API login (noDevice) has no cookie to read.
+		if !t.noDevice {
+			if dev, dr = s.deviceOf(ctx); dev != nil {
+				devRes.pk, devRes.end = s.deviceKey(dev, now)
+				devRes.lim = s.throttle.PerDevice
+				first = append(first, devRes.pk)
+			}
 		}
 	}
 	items, err := s.st.batchGet(ctx, first...)

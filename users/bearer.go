@@ -55,7 +55,7 @@ func (s *Users) loadBearer(w http.ResponseWriter, r *http.Request, tok string) (
 	now := s.now()
 	c, why := s.verifyAccess(tok, now)
 	if why != "" {
-		s.bearerEvent(ctx, why, "", ip)
+		s.event(ctx, dynaguard.EventBearerRefused, why, "", ip)
 		writeInvalidBearer(w, r)
 		return nil, false
 	}
@@ -73,7 +73,7 @@ func (s *Users) loadBearer(w http.ResponseWriter, r *http.Request, tok string) (
 		why = "revoked"
 	}
 	if why != "" {
-		s.bearerEvent(ctx, why, c.uid, ip)
+		s.event(ctx, dynaguard.EventBearerRefused, why, c.uid, ip)
 		writeInvalidBearer(w, r)
 		return nil, false
 	}

@@ -57,7 +57,7 @@ var errNoFamily = errors.New("users: no such API client")
 // max, the list's dead entries go first, then its oldest (their families
 // are deleted in the same transaction). It returns the evicted families'
 // IDs.
-func (st *store) createFamily(ctx context.Context, checked, listed *User, f *family, key dynaguard.DerivedKey, maxClients int, now time.Time, cfg APITokenConfig) ([]string, error) {
+func (st *store) createFamily(ctx context.Context, checked, listed *User, f *family, key dynaguard.DerivedKey, now time.Time, cfg APITokenConfig) ([]string, error) {
 	u := listed
 	abs := now.Add(cfg.AbsoluteLifetime)
 	entry := apiEntry{id: f.id, created: f.at, abs: abs.Unix(), cv: f.cv, se: f.se, name: f.name}
@@ -73,15 +73,15 @@ func (st *store) createFamily(ctx context.Context, checked, listed *User, f *fam
 		delete(names, "#f")
 		vals[":m"] = &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{f.id: ddb.S(entry.String())}}
 		cond += " AND attribute_not_exists(#apic)"
-	case len(u.apic) < maxClients:
+	case len(u.apic) < cfg.MaxClients:
 		update = "SET #apic.#f = :e"
 		vals[":e"] = ddb.S(entry.String())
-		vals[":max"] = ddb.N(int64(maxClients))
+		vals[":max"] = ddb.N(int64(cfg.MaxClients))
 		cond += " AND size(#apic) < :max"
 	default:
 		// Dead entries first (made under an older credential version or
 		// epoch, or past their absolute end), then the oldest live ones.
-		drop := len(u.apic) - maxClients + 1
+		drop := len(u.apic) - cfg.MaxClients + 1
 		var dead, old []string
 		for _, e := range entries {
 			if !e.liveAt(u, now) {

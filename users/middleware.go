@@ -126,7 +126,7 @@ func (s *Users) load(w http.ResponseWriter, r *http.Request, sm *scs.SessionMana
 	}
 	if tok, ok := bearerToken(r); ok && !authctx.BearerSkipped(ctx) {
 		if s.hasSessionCookie(r, sm) {
-			s.bearerEvent(ctx, "ambiguous", "", authctx.ClientIP(ctx))
+			s.event(ctx, dynaguard.EventBearerRefused, "ambiguous", "", authctx.ClientIP(ctx))
 			writeAmbiguous(w, r)
 			return nil, false
 		}
