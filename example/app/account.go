@@ -71,13 +71,9 @@ func (a *App) passwordPost(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		v := a.newView(r, "")
 		v.status, v.Alert = usersAlert(w, err)
-		switch {
-		case errors.Is(err, users.ErrThrottled):
-		case errors.Is(err, users.ErrInvalidCredentials):
+		proofErrors(v, err, "current")
+		if errors.Is(err, users.ErrInvalidCredentials) && !errors.Is(err, users.ErrThrottled) {
 			v.Alert = &alert{Title: "Wrong password", Detail: "The current password is not correct."}
-			v.Errors["current"] = "Not correct."
-		case errors.Is(err, users.ErrInvalidCode):
-			v.Errors["code"] = "Not correct, or already used."
 		}
 		var pe *users.PolicyError
 		if errors.As(err, &pe) {
@@ -114,21 +110,14 @@ func (a *App) emailPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u, _ := users.FromContext(ctx)
 	email := r.PostFormValue("email")
-	proof := users.Proof{Password: r.PostFormValue("password"), Code: r.PostFormValue("code"), Passkey: []byte(r.PostFormValue("passkey"))}
-	if err := a.users.RequestEmailChange(ctx, a.sm, u, email, proof, middleware.Client(r)); err != nil {
+	if err := a.users.RequestEmailChange(ctx, a.sm, u, email, proofOf(r), middleware.Client(r)); err != nil {
 		v := a.newView(r, "")
 		v.Form = keptInput(r)
 		v.Form.Del("password")
 		v.Form.Del("code")
 		v.status, v.Alert = usersAlert(w, err)
 		markFields(v, err)
-		switch {
-		case errors.Is(err, users.ErrThrottled):
-		case errors.Is(err, users.ErrInvalidCredentials):
-			v.Errors["password"] = "Not correct."
-		case errors.Is(err, users.ErrInvalidCode):
-			v.Errors["code"] = "Not correct, or already used."
-		}
+		proofErrors(v, err, "password")
 		a.emailPage(w, r, v)
 		return
 	}
