@@ -224,15 +224,9 @@ func (st *store) usePasskey(ctx context.Context, marker string, markerTTL time.T
 	} else {
 		moved := move.cred
 		moved.pk, moved.counter, moved.bs, moved.lastUsed = move.to, counter, bs, now.Unix()
-		list := slices.Clone(move.u.passkeys)
-		for i, id := range list {
-			if id == passkeyID(pk) {
-				list[i] = passkeyID(move.to)
-			}
-		}
 		lcond, lnames, lvals := passkeysUnchanged(move.u)
 		lnames["#pk"] = dynaguard.AttrPK
-		lvals[":new"] = &types.AttributeValueMemberSS{Value: list}
+		lvals[":new"] = &types.AttributeValueMemberSS{Value: move.list}
 		items = append(items,
 			types.TransactWriteItem{Delete: &types.Delete{
 				TableName:                           st.name(),
@@ -362,6 +356,18 @@ type passkeyMove struct {
 	to   string
 	cred credential
 	u    *User
+	list []string // u's list with the credential's ID swapped for its new one
+}
+
+// newPasskeyMove moves credential c of account u to the key to.
+func newPasskeyMove(c credential, u *User, to string) *passkeyMove {
+	list := slices.Clone(u.passkeys)
+	for i, id := range list {
+		if id == passkeyID(c.pk) {
+			list[i] = passkeyID(to)
+		}
+	}
+	return &passkeyMove{to: to, cred: c, u: u, list: list}
 }
 
 // registerPasskey adds c to account u in one TransactWriteItems: the

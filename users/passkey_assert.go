@@ -203,7 +203,7 @@ func (s *Users) acceptAssertion(ctx context.Context, a *assertion, c credential,
 	var move *passkeyMove
 	if cur := a.pks[0]; c.pk != cur {
 		// Stored under an older key's hash: moved by the same write.
-		move = &passkeyMove{to: cur, cred: c, u: u}
+		move = newPasskeyMove(c, u, cur)
 	}
 	out, err := s.st.usePasskey(ctx, a.ch.markerPK(), a.ch.expires.Add(markerMargin), c.pk, u.ID,
 		a.par.Response.AuthenticatorData.Counter, flags.HasBackupEligible(), flags.HasBackupState(), now, move,
@@ -214,14 +214,8 @@ func (s *Users) acceptAssertion(ctx context.Context, a *assertion, c credential,
 	switch out {
 	case passkeyUsed:
 		if move != nil {
-			old, cur := passkeyID(c.pk), passkeyID(move.to)
-			u.passkeys = slices.Clone(u.passkeys)
-			for i, id := range u.passkeys {
-				if id == old {
-					u.passkeys[i] = cur
-				}
-			}
-			s.log.InfoContext(ctx, "users: passkey moved to the current key's hash", "user", u.ID, "passkey", cur)
+			u.passkeys = move.list
+			s.log.InfoContext(ctx, "users: passkey moved to the current key's hash", "user", u.ID, "passkey", passkeyID(move.to))
 		}
 		return nil
 	case passkeyReplayed:

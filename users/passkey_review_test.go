@@ -500,7 +500,7 @@ func TestPasskeyMoveConflict(t *testing.T) {
 	to := passkeyPK(strings.Repeat("C", len(abe.passkeys[0])))
 	now := p.clock.Now()
 	_, err := p.users.st.usePasskey(ctx, dynaguard.PrefixPasskey+"ch#move", now.Add(time.Hour), oldPK, abe.ID, c.counter+1,
-		c.be, c.bs, now, &passkeyMove{to: to, cred: c, u: &stale}, now)
+		c.be, c.bs, now, newPasskeyMove(c, &stale, to), now)
 	if !errors.Is(err, ErrConflict) {
 		t.Fatalf("move with a stale list: %v", err)
 	}
