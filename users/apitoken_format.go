@@ -102,7 +102,6 @@ func (f *family) next() *family {
 	return &n
 }
 
-
 func (s *Users) refreshToken(f *family) string {
 	key := s.refreshKeys[0]
 	b := make([]byte, 0, 1+kidLen+famIDLen+famSecretLen+refreshLen+4*binary.MaxVarintLen64+len(f.uid)+macLen)
